@@ -1,0 +1,61 @@
+"""Error types shared by every layer of svf-deploy.
+
+Each error carries a distinct process exit code so that the command-line tools can
+turn it into one clear line and a non-zero status without a traceback. The base lives
+in the lowest layer (``models``) because imports flow one way:
+models -> compiler -> hw -> sim -> svf_deploy.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SVFError",
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "ConfigError",
+    "UnsupportedModelError",
+    "GraphError",
+    "OutputError",
+]
+
+
+class SVFError(Exception):
+    """Base class. ``exit_code`` is the status a CLI exits with for this error."""
+
+    exit_code: int = 1
+
+
+class ConfigError(SVFError, ValueError):
+    """A model or compiler configuration is invalid."""
+
+    exit_code = 2
+
+
+class CheckpointError(SVFError):
+    """A checkpoint is missing, corrupted, foreign, or does not fit the model."""
+
+    exit_code = 3
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The checkpoint needs arbitrary unpickling; refused unless explicitly allowed."""
+
+    exit_code = 4
+
+
+class UnsupportedModelError(SVFError):
+    """A layer or configuration the compiler cannot translate exactly."""
+
+    exit_code = 5
+
+
+class GraphError(SVFError):
+    """A graph file or IR object is malformed or violates an invariant."""
+
+    exit_code = 6
+
+
+class OutputError(SVFError):
+    """The output location cannot be written."""
+
+    exit_code = 7

@@ -1,0 +1,212 @@
+"""Multi-step spiking neurons over a leading time axis ``[T, B, ...]``.
+
+LIF (as the published SpikeVideoFormer / Meta-SpikeFormer code trains it, spikingjelly's
+``MultiStepLIFNode``), per step ``t`` with membrane ``V[-1] = v_reset`` (or 0):
+
+* charge, ``decay_input=True``:  ``H[t] = V[t-1] + (X[t] - (V[t-1] - v_reset)) / tau``
+* charge, ``decay_input=False``: ``H[t] = V[t-1] - (V[t-1] - v_reset) / tau + X[t]``
+  (this is the paper's ``H = beta U + X`` with ``beta = 1 - 1/tau``)
+* fire: ``S[t] = H[t] >= v_threshold`` (Heaviside; the surrogate gradient is
+  ``alpha * sigmoid'(alpha * (H - v_threshold))`` with ``alpha = 4``)
+* reset, hard: ``V[t] = S ? v_reset : H``; soft: ``V[t] = H - S * v_threshold``.
+
+I-LIF (integer LIF, SpikeYOLO style): emits integer spike counts
+``S = clamp(round(H / v_threshold), 0, D)`` and soft-resets by ``S * v_threshold``.
+At inference an integer spike ``k`` equals ``k`` binary spikes over ``D`` sub-steps.
+
+Neurons hold no state between calls (each forward starts from rest) and no
+parameters, so they add no ``state_dict`` entries, as spikingjelly's do not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+__all__ = ["NeuronConfig", "LIF", "ILIF", "SigmoidSurrogate", "make_neuron", "SpikingNeuron"]
+
+
+class SigmoidSurrogate(torch.autograd.Function):
+    """Heaviside forward, ``alpha * s * (1 - s)`` with ``s = sigmoid(alpha x)`` backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(ctx.alpha * x)
+        return grad * ctx.alpha * s * (1.0 - s), None
+
+
+class _RoundClampSTE(torch.autograd.Function):
+    """``clamp(round(x), 0, D)`` with a straight-through gradient inside ``[0, D]``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, levels: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.levels = levels
+        return torch.clamp(torch.round(x), 0, levels)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        inside = (x >= -0.5) & (x <= ctx.levels + 0.5)
+        return grad * inside.to(grad.dtype), None
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    """Neuron hyper-parameters. Defaults are those of the published code.
+
+    Parameters
+    ----------
+    tau : membrane time constant (> 1). 2.0 in the published models.
+    decay_input : if True the input is scaled by ``1/tau`` too (spikingjelly default).
+    v_threshold : firing threshold (> 0).
+    reset : ``"hard"`` (to ``v_reset``) or ``"soft"`` (subtract the threshold).
+    v_reset : hard-reset potential; only 0.0 is supported by the integer compiler.
+    alpha : sigmoid surrogate sharpness.
+    levels : 1 for binary LIF; ``D > 1`` makes the neuron an I-LIF emitting 0..D.
+    """
+
+    tau: float = 2.0
+    decay_input: bool = True
+    v_threshold: float = 1.0
+    reset: str = "hard"
+    v_reset: float = 0.0
+    alpha: float = 4.0
+    levels: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.tau > 1.0:
+            raise ConfigError(f"neuron tau must be > 1, got {self.tau!r}; use e.g. tau=2.0")
+        if not self.v_threshold > 0:
+            raise ConfigError(f"neuron v_threshold must be > 0, got {self.v_threshold!r}")
+        if self.reset not in ("hard", "soft"):
+            raise ConfigError(f"neuron reset must be 'hard' or 'soft', got {self.reset!r}")
+        if not (isinstance(self.levels, int) and self.levels >= 1):
+            raise ConfigError(f"neuron levels must be an int >= 1, got {self.levels!r}")
+
+    def replace(self, **kw) -> "NeuronConfig":
+        d = asdict(self)
+        d.update(kw)
+        return NeuronConfig(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NeuronConfig":
+        return cls(**d)
+
+
+class SpikingNeuron(nn.Module):
+    """Base of every neuron: a leaf for the compiler and the energy counter.
+
+    ``record`` turns on keeping the last call's membrane trace ``last_h`` (pre-reset
+    ``H``, shape ``[T, ...]``) for fidelity comparisons with the integer reference.
+    """
+
+    def __init__(self, cfg: NeuronConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.record = False
+        self.last_h: torch.Tensor | None = None
+
+    def extra_repr(self) -> str:
+        c = self.cfg
+        return (f"tau={c.tau}, decay_input={c.decay_input}, v_th={c.v_threshold}, "
+                f"reset={c.reset}, levels={c.levels}")
+
+    def _charge(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        vr = c.v_reset if c.reset == "hard" else 0.0
+        if c.decay_input:
+            return v + (x - (v - vr)) / c.tau
+        return v - (v - vr) / c.tau + x
+
+
+class LIF(SpikingNeuron):
+    """Binary multi-step LIF neuron; see the module docstring for the dynamics.
+
+    Input ``x`` of shape ``[T, ...]``; output spikes of the same shape in {0, 1}.
+    """
+
+    def __init__(self, cfg: NeuronConfig | None = None, **kw):
+        cfg = (cfg or NeuronConfig()).replace(**kw) if kw else (cfg or NeuronConfig())
+        if cfg.levels != 1:
+            raise ConfigError(f"LIF is binary (levels=1); got levels={cfg.levels}: use ILIF")
+        super().__init__(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        v = torch.full_like(x[0], c.v_reset if c.reset == "hard" else 0.0)
+        out, hs = [], []
+        for t in range(x.shape[0]):
+            h = self._charge(v, x[t])
+            s = SigmoidSurrogate.apply(h - c.v_threshold, c.alpha)
+            sd = s.detach()  # detach_reset=True, as published
+            if c.reset == "hard":
+                v = h * (1.0 - sd) + c.v_reset * sd
+            else:
+                v = h - sd * c.v_threshold
+            out.append(s)
+            if self.record:
+                hs.append(h.detach())
+        if self.record:
+            self.last_h = torch.stack(hs)
+        return torch.stack(out)
+
+
+class ILIF(SpikingNeuron):
+    """Integer LIF: emits ``clamp(round(H / v_th), 0, D)`` and soft-resets by that many thresholds."""
+
+    def __init__(self, cfg: NeuronConfig | None = None, **kw):
+        cfg = (cfg or NeuronConfig(reset="soft", levels=4))
+        if kw:
+            cfg = cfg.replace(**kw)
+        if cfg.levels < 1:
+            raise ConfigError(f"ILIF needs levels D >= 1, got {cfg.levels}")
+        if cfg.reset != "soft":
+            raise ConfigError("ILIF resets by subtraction: use reset='soft'")
+        super().__init__(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        v = torch.zeros_like(x[0])
+        out, hs = [], []
+        for t in range(x.shape[0]):
+            h = self._charge(v, x[t])
+            s = _RoundClampSTE.apply(h / c.v_threshold, c.levels)
+            v = h - s.detach() * c.v_threshold
+            out.append(s)
+            if self.record:
+                hs.append(h.detach())
+        if self.record:
+            self.last_h = torch.stack(hs)
+        return torch.stack(out)
+
+
+def make_neuron(cfg: NeuronConfig, **overrides) -> SpikingNeuron:
+    """Build an LIF (levels 1) or ILIF (levels > 1) from a config plus overrides."""
+    cfg = cfg.replace(**overrides) if overrides else cfg
+    return LIF(cfg) if cfg.levels == 1 else ILIF(cfg)
+
+
+def leak_shift(tau: float) -> int:
+    """``k`` with ``tau == 2**k``; raises ConfigError when tau is not a power of two."""
+    k = round(math.log2(tau))
+    if k < 1 or abs(2.0 ** k - tau) > 1e-12:
+        raise ConfigError(
+            f"neuron tau={tau!r} is not a power of two, so its leak is not a shift; "
+            "retrain with tau in {2, 4, 8, ...}")
+    return k
