@@ -1,0 +1,1 @@
+"""Compiler: trained torch model -> integer spike graph, and the golden reference executor."""
