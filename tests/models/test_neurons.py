@@ -1,0 +1,69 @@
+"""Neuron dynamics against hand-written scalar models, and surrogate gradients."""
+
+import pytest
+import torch
+
+from svf_deploy.models.errors import ConfigError
+from svf_deploy.models.neurons import ILIF, LIF, NeuronConfig, leak_shift, make_neuron
+
+
+def scalar_lif(xs, tau=2.0, vth=1.0, decay_input=True, reset="hard"):
+    v, out, hs = 0.0, [], []
+    for x in xs:
+        h = v + (x - v) / tau if decay_input else v - v / tau + x
+        s = 1.0 if h >= vth else 0.0
+        v = (0.0 if s else h) if reset == "hard" else h - s * vth
+        out.append(s)
+        hs.append(h)
+    return out, hs
+
+
+@pytest.mark.parametrize("decay_input", [True, False])
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("tau", [2.0, 4.0])
+def test_lif_matches_scalar_model(decay_input, reset, tau):
+    torch.manual_seed(0)
+    x = torch.randn(12, 50, dtype=torch.float64) * 1.5
+    n = LIF(NeuronConfig(tau=tau, decay_input=decay_input, reset=reset))
+    n.record = True
+    s = n(x)
+    for j in range(x.shape[1]):
+        ref, hs = scalar_lif(x[:, j].tolist(), tau, 1.0, decay_input, reset)
+        assert s[:, j].tolist() == ref
+        assert torch.allclose(n.last_h[:, j], torch.tensor(hs, dtype=torch.float64))
+
+
+def test_lif_published_defaults_hand_computed():
+    # tau 2, decay_input, V_th 1, hard reset: H = 0.5 V + 0.5 X
+    s = LIF()(torch.tensor([[1.0], [1.5], [2.0], [0.5], [1.75]]))
+    # H: 0.5, 1.0 (fire), 1.0 (fire), 0.25, 1.0 (fire)
+    assert s.flatten().tolist() == [0.0, 1.0, 1.0, 0.0, 1.0]
+
+
+def test_ilif_integer_spikes_and_soft_reset():
+    n = ILIF(NeuronConfig(reset="soft", levels=4, tau=2.0))
+    x = torch.tensor([[10.0], [0.0], [3.0]])
+    s = n(x).flatten().tolist()
+    # H0 = 5 -> clamp(5, 0, 4) = 4, V = 1; H1 = 0.5 -> round 0 (half to even), V = .5;
+    # H2 = .5 + (3 - .5)/2 = 1.75 -> 2
+    assert s == [4.0, 0.0, 2.0]
+
+
+def test_surrogate_gradient_is_sigmoid_derivative():
+    x = torch.tensor([[0.8], [0.0]], requires_grad=True)
+    s = LIF()(x)
+    s[0].sum().backward()
+    # H0 = 0.4, d s / d H = 4 * sig(4 (H - 1)) (1 - sig), dH/dx = 0.5
+    sig = torch.sigmoid(torch.tensor(4 * (0.4 - 1.0)))
+    assert torch.allclose(x.grad[0], 0.5 * 4 * sig * (1 - sig))
+
+
+def test_config_validation_and_leak_shift():
+    with pytest.raises(ConfigError):
+        NeuronConfig(tau=1.0)
+    with pytest.raises(ConfigError):
+        NeuronConfig(reset="weird")
+    assert leak_shift(2.0) == 1 and leak_shift(8.0) == 3
+    with pytest.raises(ConfigError, match="power of two"):
+        leak_shift(3.0)
+    assert isinstance(make_neuron(NeuronConfig(levels=4, reset="soft")), ILIF)
