@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/svf-compile --target reference -o svf-out
+	$(VENV)/bin/svf-compile --target reference -o svf-out --force
 
 test: setup
 	$(VENV)/bin/python -m pytest -q

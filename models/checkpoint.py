@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from .config import ModelConfig
-from .errors import CheckpointError, ConfigError, UnsafeCheckpointError
+from .errors import (CheckpointError, CheckpointMismatchError, CheckpointNotFoundError,
+                     ConfigError, UnsafeCheckpointError)
 from .svf import SpikeVideoFormer
 
 __all__ = ["FORMAT", "save_checkpoint", "read_checkpoint", "load_checkpoint", "infer_config",
@@ -58,9 +59,9 @@ def read_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False) -> d
     """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path} (check the path)")
+        raise CheckpointNotFoundError(f"checkpoint not found: {path} (check the path)")
     if path.is_dir():
-        raise CheckpointError(f"checkpoint path is a directory: {path} (give the .pt/.pth file)")
+        raise CheckpointNotFoundError(f"checkpoint path is a directory: {path} (give the .pt/.pth file)")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -182,13 +183,13 @@ def load_state_dict_checked(model: torch.nn.Module, sd: dict[str, torch.Tensor])
     own = model.state_dict()
     for k, v in own.items():
         if k not in sd:
-            raise CheckpointError(f"checkpoint is missing key {k!r} (expected shape {tuple(v.shape)})")
+            raise CheckpointMismatchError(f"checkpoint is missing key {k!r} (expected shape {tuple(v.shape)})")
         if tuple(sd[k].shape) != tuple(v.shape):
-            raise CheckpointError(
+            raise CheckpointMismatchError(
                 f"checkpoint key {k!r} has shape {tuple(sd[k].shape)}, the model expects {tuple(v.shape)}")
     for k in sd:
         if k not in own:
-            raise CheckpointError(f"checkpoint has unexpected key {k!r} (found shape {tuple(sd[k].shape)})")
+            raise CheckpointMismatchError(f"checkpoint has unexpected key {k!r} (found shape {tuple(sd[k].shape)})")
     model.load_state_dict(sd, strict=True)
 
 

@@ -1,6 +1,6 @@
 """Error types shared by every layer of svf-deploy.
 
-Each error carries a distinct process exit code so that the command-line tools can
+Each error carries a distinct process exit code (2 is left to argparse usage errors) so that the command-line tools can
 turn it into one clear line and a non-zero status without a traceback. The base lives
 in the lowest layer (``models``) because imports flow one way:
 models -> compiler -> hw -> sim -> svf_deploy.
@@ -11,7 +11,12 @@ from __future__ import annotations
 __all__ = [
     "SVFError",
     "CheckpointError",
+    "CheckpointNotFoundError",
+    "CheckpointMismatchError",
     "UnsafeCheckpointError",
+    "NotSpikingError",
+    "MissingStatisticsError",
+    "LeakNotShiftError",
     "ConfigError",
     "UnsupportedModelError",
     "GraphError",
@@ -28,13 +33,25 @@ class SVFError(Exception):
 class ConfigError(SVFError, ValueError):
     """A model or compiler configuration is invalid."""
 
-    exit_code = 2
+    exit_code = 8
 
 
 class CheckpointError(SVFError):
     """A checkpoint is missing, corrupted, foreign, or does not fit the model."""
 
     exit_code = 3
+
+
+class CheckpointNotFoundError(CheckpointError):
+    """The checkpoint path does not exist or is not a file."""
+
+    exit_code = 9
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint's keys or shapes do not fit the architecture."""
+
+    exit_code = 10
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -47,6 +64,24 @@ class UnsupportedModelError(SVFError):
     """A layer or configuration the compiler cannot translate exactly."""
 
     exit_code = 5
+
+
+class NotSpikingError(UnsupportedModelError):
+    """The model has no spiking neurons: nothing to compile to a spike graph."""
+
+    exit_code = 11
+
+
+class MissingStatisticsError(UnsupportedModelError):
+    """A BatchNorm has no running statistics, so it cannot be folded."""
+
+    exit_code = 12
+
+
+class LeakNotShiftError(UnsupportedModelError):
+    """A neuron's tau is not a power of two, so its leak is not an arithmetic shift."""
+
+    exit_code = 13
 
 
 class GraphError(SVFError):

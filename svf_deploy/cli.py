@@ -1,0 +1,188 @@
+"""Command-line tools: ``svf-compile``, ``svf-train``, ``svf-zoo``.
+
+Every failure the user can fix ends in one line on stderr (``svf-compile: error: ...``)
+and the exit code of its error class (see ``svf_deploy.models.errors``); argparse usage
+errors exit 2; an unexpected internal error exits 70 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+
+INTERNAL_ERROR = 70
+
+COMPILE_EXAMPLES = """\
+examples:
+  svf-compile --target reference -o out            # the bundled trained model
+  svf-compile run/checkpoint-best.pth -o out       # a published training checkpoint
+  svf-compile model.pt -o out --weight-bits 6 --clips 500 --force
+  svf-compile ckpt.pth -o out --num-heads 8 --img-size 224 --T 8   # facts shapes can't tell
+
+outputs (written atomically: nothing appears unless everything succeeded):
+  OUTDIR/graph.json + weights.npz   the integer spike graph (schema-versioned)
+  OUTDIR/golden.npz                 the reference's spikes and outputs on one clip
+  OUTDIR/report.md, report.html     fidelity, firing rates, energy, bit-widths, plots
+  OUTDIR/manifest.json              versions, options, hashes, figures
+"""
+
+
+def _fail(prog: str, err: BaseException, code: int) -> int:
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    print(f"{prog}: error: {msg}", file=sys.stderr)
+    return code
+
+
+def _run_guarded(prog: str, debug: bool, fn) -> int:
+    from .models.errors import SVFError
+
+    try:
+        fn()
+        return 0
+    except SVFError as e:
+        if debug:
+            raise
+        return _fail(prog, e, e.exit_code)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - last-resort guard, reported as internal
+        if debug:
+            raise
+        return _fail(prog, RuntimeError(f"internal error ({type(e).__name__}: {e}); re-run with --debug and report it"),
+                     INTERNAL_ERROR)
+
+
+class _Progress:
+    """rich progress bars keyed by step name; silent when quiet."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bars: dict[str, int] = {}
+        self.progress = None
+        if not quiet:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn)
+            self.progress = Progress(TextColumn("{task.description:<10}"), BarColumn(),
+                                     MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+
+    def __enter__(self):
+        if self.progress:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *a):
+        if self.progress:
+            self.progress.__exit__(*a)
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if not self.progress:
+            return
+        if step not in self.bars:
+            self.bars[step] = self.progress.add_task(step, total=total)
+        self.progress.update(self.bars[step], completed=done, total=total)
+
+    def log(self, msg: str) -> None:
+        if self.progress:
+            self.progress.console.print(msg)
+
+
+def compile_main(argv: list[str] | None = None) -> int:
+    from .api import TARGETS
+
+    p = argparse.ArgumentParser(
+        prog="svf-compile", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compile a trained spike-driven video transformer to a bit-exact integer "
+                    "spike graph and run the golden reference on validation clips.",
+        epilog=COMPILE_EXAMPLES)
+    p.add_argument("model", nargs="?", type=Path,
+                   help="checkpoint (.pt/.pth): ours, or a SpikeVideoFormer / Meta-SpikeFormer "
+                        "training checkpoint; default: the bundled trained model")
+    p.add_argument("--target", choices=TARGETS, default="reference", help="what to build (default: reference)")
+    p.add_argument("-o", "--outdir", type=Path, default=Path("svf-out"), help="output directory (default: svf-out)")
+    p.add_argument("--force", action="store_true", help="replace OUTDIR if it exists")
+    p.add_argument("--weight-bits", type=int, default=8, help="weight bit-width (default 8)")
+    p.add_argument("--clips", type=int, default=200, help="validation clips for the fidelity report (default 200)")
+    p.add_argument("--calibrate", type=int, default=0, metavar="N",
+                   help="choose the input scale from N clips (default: frames assumed in [0, 1])")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow arbitrary unpickling of MODEL (only for checkpoints you trust)")
+    p.add_argument("--T", type=int, dest="T", help="time steps (for checkpoints that do not record it)")
+    p.add_argument("--num-heads", type=int, help="attention heads (not inferable from shapes)")
+    p.add_argument("--img-size", type=int, help="frame size (for checkpoints that do not record it)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"svf-deploy {__version__}")
+    a = p.parse_args(argv)
+
+    def job():
+        from .api import CompileJob, compile_checkpoint
+
+        overrides = {k: v for k, v in (("T", a.T), ("num_heads", a.num_heads), ("img_size", a.img_size))
+                     if v is not None}
+        j = CompileJob(outdir=a.outdir, model=a.model, target=a.target, weight_bits=a.weight_bits,
+                       clips=a.clips, calibrate=a.calibrate, allow_pickle=a.allow_pickle,
+                       force=a.force, overrides=overrides)
+        with _Progress(a.quiet) as prog:
+            m = compile_checkpoint(j, progress=prog, log=prog.log)
+        if not a.quiet:
+            _print_summary(m, a.outdir)
+
+    return _run_guarded("svf-compile", a.debug, job)
+
+
+def _print_summary(m: dict, outdir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    f = m["fidelity"]
+    t = Table(title=f"svf-compile -> {outdir}", show_header=False)
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.2f} %"
+
+    t.add_row("model", f"{m['model']['config']['name']} ({Path(m['model']['source']).name})")
+    t.add_row("target", m["target"])
+    t.add_row("validation clips", f"{f['n_clips']} ({m['validation']['source']})")
+    t.add_row("float accuracy", pct(f["float_accuracy"]))
+    t.add_row("integer accuracy", pct(f["int_accuracy"]))
+    t.add_row("mean spike agreement", pct(f["mean_spike_agreement"]))
+    t.add_row("energy / clip", f"{m['energy']['snn_mJ_per_clip'] * 1e3:.3f} µJ (ANN {m['energy']['ann_mJ_per_clip'] * 1e3:.3f} µJ)")
+    t.add_row("files", ", ".join(m["files"]) + ", manifest.json")
+    t.add_row("time", f"{m['seconds']:.1f} s")
+    Console().print(t)
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    from .models import train
+
+    return train.main(argv)
+
+
+def zoo_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="svf-zoo", description="List the model zoo with parameter counts.")
+    p.parse_args(argv)
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models import ZOO, build_model
+
+    t = Table(title="svf-deploy model zoo")
+    for col in ("name", "attention", "head", "embed_dim", "depths", "params"):
+        t.add_column(col)
+    for name, cfg in ZOO.items():
+        n = sum(p.numel() for p in build_model(cfg).parameters())
+        t.add_row(name, cfg.attention, cfg.head, str(cfg.embed_dim), str(cfg.depths), f"{n / 1e6:.2f} M")
+    Console().print(t)
+    return 0
+
+
+def _entry(fn) -> None:
+    sys.exit(fn())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _entry(compile_main)
