@@ -135,6 +135,53 @@ class SpikingNeuron(nn.Module):
         return v - (v - vr) / c.tau + x
 
 
+class _MultiStepLIF(torch.autograd.Function):
+    """Fused multi-step LIF with hand-written BPTT (same math as the step loop).
+
+    With ``detach_reset`` (as published) the reset does not carry gradient, so per step
+    ``dL/dH[t] = dL/dS[t] * sg'(H[t] - V_th) + dL/dV[t] * dV/dH``, where ``dV/dH`` is
+    ``1 - S[t]`` (hard) or 1 (soft); ``dL/dV[t-1] = dL/dH[t] * dH/dV`` and
+    ``dL/dX[t] = dL/dH[t] * dH/dX`` (``1 - 1/tau`` and ``1/tau`` with decay_input,
+    ``1 - 1/tau`` and 1 without).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, tau: float, decay_input: bool, v_th: float, hard: bool,
+                v_reset: float, alpha: float):  # type: ignore[override]
+        k_v = 1.0 - 1.0 / tau
+        k_x = 1.0 / tau if decay_input else 1.0
+        v = torch.full_like(x[0], v_reset if hard else 0.0)
+        vr_term = (v_reset / tau) if hard else 0.0
+        hs = torch.empty_like(x)
+        ss = torch.empty_like(x)
+        for t in range(x.shape[0]):
+            h = v * k_v + x[t] * k_x + vr_term
+            s = (h >= v_th).to(x.dtype)
+            hs[t] = h
+            ss[t] = s
+            v = h * (1.0 - s) + v_reset * s if hard else h - s * v_th
+        ctx.save_for_backward(hs, ss)
+        ctx.cfg = (k_v, k_x, v_th, hard, alpha)
+        return ss, hs
+
+    @staticmethod
+    def backward(ctx, g_s: torch.Tensor, g_h_out: torch.Tensor):  # type: ignore[override]
+        hs, ss = ctx.saved_tensors
+        k_v, k_x, v_th, hard, alpha = ctx.cfg
+        sig = torch.sigmoid(alpha * (hs - v_th))
+        sg = alpha * sig * (1.0 - sig)
+        gx = torch.empty_like(hs)
+        g_v = torch.zeros_like(hs[0])
+        for t in range(hs.shape[0] - 1, -1, -1):
+            dv_dh = (1.0 - ss[t]) if hard else 1.0
+            g_h = g_s[t] * sg[t] + g_v * dv_dh
+            if g_h_out is not None:
+                g_h = g_h + g_h_out[t]
+            gx[t] = g_h * k_x
+            g_v = g_h * k_v
+        return gx, None, None, None, None, None, None
+
+
 class LIF(SpikingNeuron):
     """Binary multi-step LIF neuron; see the module docstring for the dynamics.
 
@@ -149,22 +196,11 @@ class LIF(SpikingNeuron):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.cfg
-        v = torch.full_like(x[0], c.v_reset if c.reset == "hard" else 0.0)
-        out, hs = [], []
-        for t in range(x.shape[0]):
-            h = self._charge(v, x[t])
-            s = SigmoidSurrogate.apply(h - c.v_threshold, c.alpha)
-            sd = s.detach()  # detach_reset=True, as published
-            if c.reset == "hard":
-                v = h * (1.0 - sd) + c.v_reset * sd
-            else:
-                v = h - sd * c.v_threshold
-            out.append(s)
-            if self.record:
-                hs.append(h.detach())
+        s, h = _MultiStepLIF.apply(x, c.tau, c.decay_input, c.v_threshold, c.reset == "hard",
+                                   c.v_reset, c.alpha)
         if self.record:
-            self.last_h = torch.stack(hs)
-        return torch.stack(out)
+            self.last_h = h.detach()
+        return s
 
 
 class ILIF(SpikingNeuron):
