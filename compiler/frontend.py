@@ -1,0 +1,386 @@
+"""Frontend: a torch :class:`~svf_deploy.models.svf.SpikeVideoFormer` -> a ``float`` IR graph.
+
+The translation is a walk over the *known* module structure (not a trace): neurons and
+attentions are leaves, every other module must be exactly one of the types listed
+below, and anything else raises :class:`UnsupportedModelError` naming the module path,
+its type and what is supported. Node names are torch module paths, so every IR node
+maps back to a module with ``model.get_submodule(name)``, except the few nodes that are
+not modules: ``input``, the residual adds ``<block>.add1`` / ``<block>.add2``, the head's
+``pool`` and ``time_mean``.
+
+==================  ==================================================================
+torch               IR (``float`` stage)
+==================  ==================================================================
+``Downsample``      ``[LIF encode_lif] -> Conv encode_conv (bias) -> BatchNorm encode_bn``
+``ConvBlock``       ``Conv.lif1 -> Conv.pwconv1 -> Conv.bn1 -> Conv.lif2 -> Conv.dwconv``
+                    (depthwise 7x7, float output) ``-> Conv.pwconv2 -> Conv.bn2 -> add1``;
+                    ``lif1 -> conv1 -> bn1 -> lif2 -> conv2 -> bn2 -> add2``
+``TransformerBlock``  ``attn`` (below) ``-> add1``; ``mlp.fc1_lif -> mlp.fc1_conv -> mlp.fc1_bn
+                    -> mlp.fc2_lif -> mlp.fc2_conv -> mlp.fc2_bn -> add2`` (Conv1d k=1 becomes
+                    a 1x1 Conv with weight ``[O, I, 1, 1]``)
+SDHA / SDSA         ``head_lif``; ``q_conv`` (RepConv) ``-> q_conv.1`` (BatchNorm) ``-> q_lif``,
+                    same for k, v; ``Attention attn`` (``factor = 1/(2C)`` for SDHA with
+                    ``C`` the full width, 0.125 for SDSA); ``attn_bn`` (SDHA only);
+                    ``attn_lif`` (threshold 0.5); ``proj_conv -> proj_conv.1``
+SSSA                as SDHA, but the core is ``SSSA attn`` with ``gain[t] =
+                    saccade_gain[t] / (d*d*N)`` and the saccade neuron ``sal_lif``
+classification      ``GlobalPool pool -> LIF lif -> Linear head -> TimeMean time_mean``
+pose                ``GlobalPool pool -> LIF lif -> Linear head_shape / head_pose /
+                    head_trans`` (three per-step outputs)
+==================  ==================================================================
+
+The RepConv node of ``q_conv = Sequential(RepConv, BatchNorm2d)`` takes the Sequential's
+path (``...attn.q_conv``) and its BN the BN's own path (``...attn.q_conv.1``): after
+folding, the single Conv named ``...q_conv`` is exactly that Sequential.
+
+BatchNorms are translated with their *running* statistics, i.e. inference semantics,
+as ``y = a x + b`` with ``a = gamma / sqrt(var + eps)``, ``b = beta - mean * a``
+(computed in float64). Not supported (loud errors): the hierarchical and factorized
+SDHA variants, the segmentation head, hard reset to ``v_reset != 0``, BatchNorms
+without running statistics, convolutions with dilation, non-zero padding modes or
+non-square strides/paddings, and any module of an unexpected type.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models import attention as attn_mod
+from ..models import blocks, neurons, svf
+from ..models.errors import UnsupportedModelError
+from . import ir
+
+try:  # dedicated subclasses of UnsupportedModelError, where the models layer has them
+    from ..models.errors import MissingStatisticsError, NotSpikingError
+except ImportError:  # pragma: no cover
+    MissingStatisticsError = NotSpikingError = UnsupportedModelError
+
+__all__ = ["from_torch", "SUPPORTED"]
+
+#: what the frontend translates, for error messages
+SUPPORTED = ("SpikeVideoFormer with classification or pose head; CNN blocks (SepConv + "
+             "ChannelConv), transformer blocks with SDHA (joint or spatial tokens), SDSA or "
+             "SSSA attention and ChannelMLP; LIF / I-LIF neurons with v_reset = 0")
+
+
+def _unsupported(path: str, module: object, why: str) -> UnsupportedModelError:
+    return UnsupportedModelError(
+        f"module {path or '<model>'!r} of type {type(module).__name__}: {why}. "
+        f"Supported: {SUPPORTED}")
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float64).cpu().numpy().copy()
+
+
+class _Builder:
+    """Accumulates nodes in topological order; each ``emit`` returns the node's name."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.nodes: list[ir.Node] = []
+        self.neuron_levels: dict[str, int] = {}
+
+    def emit(self, node: ir.Node) -> str:
+        self.nodes.append(node)
+        return node.name
+
+    # --- checks
+    @staticmethod
+    def expect(path: str, module: object, types: tuple[type, ...]) -> None:
+        if type(module) not in types:
+            names = " or ".join(t.__name__ for t in types)
+            raise _unsupported(path, module, f"expected {names} here")
+
+    @staticmethod
+    def expect_children(path: str, module: nn.Module, names: set[str]) -> None:
+        extra = sorted(set(dict(module.named_children())) - names)
+        if extra:
+            sub = getattr(module, extra[0])
+            raise _unsupported(f"{path}.{extra[0]}" if path else extra[0], sub,
+                               f"unexpected child of {type(module).__name__} (the frontend "
+                               "translates the known structure only)")
+
+    # --- leaves
+    def neuron(self, path: str, m: nn.Module, x: str) -> str:
+        self.expect(path, m, (neurons.LIF, neurons.ILIF))
+        c: neurons.NeuronConfig = m.cfg
+        if c.reset == "hard" and c.v_reset != 0.0:
+            raise _unsupported(path, m, f"hard reset to v_reset={c.v_reset!r} is not supported "
+                                        "(only v_reset = 0)")
+        self.neuron_levels[path] = c.levels
+        return self.emit(ir.LIF(path, (x,), tau=float(c.tau), decay_input=bool(c.decay_input),
+                                v_threshold=float(c.v_threshold), reset=c.reset,
+                                levels=int(c.levels)))
+
+    def bn(self, path: str, m: nn.Module, x: str) -> str:
+        a, b = self.bn_affine(path, m)
+        return self.emit(ir.BatchNorm(path, (x,), a=a, b=b))
+
+    def bn_affine(self, path: str, m: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+        """Inference BN as ``(a, b)`` in float64: ``a = gamma / sqrt(var + eps)``, ``b = beta - mean a``."""
+        self.expect(path, m, (nn.BatchNorm1d, nn.BatchNorm2d))
+        if not m.track_running_stats or m.running_mean is None or m.running_var is None:
+            raise MissingStatisticsError(
+                f"BatchNorm {path} has no running statistics (model saved in training mode "
+                "without track_running_stats?); cannot fold")
+        a = 1.0 / np.sqrt(_np(m.running_var) + float(m.eps))
+        if m.affine:
+            a = _np(m.weight) * a
+            b = _np(m.bias) - _np(m.running_mean) * a
+        else:
+            b = -_np(m.running_mean) * a
+        return a, b
+
+    def conv(self, path: str, m: nn.Module, x: str, *, name: str | None = None) -> str:
+        self.expect(path, m, (nn.Conv2d, nn.Conv1d))
+        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v,)  # noqa: E731
+        if isinstance(m.padding, str):
+            raise _unsupported(path, m, f"padding={m.padding!r} is not supported (use integers)")
+        stride, padding, dil = pair(m.stride), pair(m.padding), pair(m.dilation)
+        if m.padding_mode != "zeros" or any(d != 1 for d in dil):
+            raise _unsupported(path, m, "only zero padding and dilation 1 are supported")
+        if len(set(stride)) != 1 or len(set(padding)) != 1:
+            raise _unsupported(path, m, "only equal strides/paddings on both axes are supported")
+        w = _np(m.weight)
+        if isinstance(m, nn.Conv1d):
+            if w.shape[2] != 1 or stride[0] != 1 or padding[0] != 0:
+                raise _unsupported(path, m, "only pointwise (kernel 1, stride 1) Conv1d is supported")
+            w = w[:, :, :, None]
+        bias = None if m.bias is None else _np(m.bias)
+        return self.emit(ir.Conv(name or path, (x,), weight=w, bias=bias, stride=int(stride[0]),
+                                 padding=int(padding[0]), groups=int(m.groups)))
+
+    def repconv(self, path: str, seq: nn.Module, x: str) -> str:
+        """``Sequential(RepConv, BatchNorm2d)`` -> ``RepConv <path>`` + ``BatchNorm <path>.1``."""
+        self.expect(path, seq, (nn.Sequential,))
+        if len(seq) != 2:
+            raise _unsupported(path, seq, "expected Sequential(RepConv, BatchNorm2d)")
+        rep = seq[0]
+        self.expect(f"{path}.0", rep, (blocks.RepConv,))
+        body = rep.body
+        p = f"{path}.0.body"
+        self.expect(p, body, (nn.Sequential,))
+        if len(body) != 3:
+            raise _unsupported(p, body, "expected [1x1 conv, BNAndPadLayer, [dw3x3, 1x1, BN]]")
+        c1, bnpad, tail = body
+        self.expect(f"{p}.0", c1, (nn.Conv2d,))
+        self.expect(f"{p}.1", bnpad, (blocks.BNAndPadLayer,))
+        self.expect(f"{p}.2", tail, (nn.Sequential,))
+        if len(tail) != 3:
+            raise _unsupported(f"{p}.2", tail, "expected [dw3x3, 1x1, BatchNorm2d]")
+        dw, c2, bn2 = tail
+        self.expect(f"{p}.2.0", dw, (nn.Conv2d,))
+        self.expect(f"{p}.2.1", c2, (nn.Conv2d,))
+        cin = c1.in_channels
+        ok = (c1.kernel_size == (1, 1) and c1.out_channels == cin and c1.groups == 1
+              and c1.bias is None and tuple(c1.stride) == (1, 1) and tuple(c1.padding) == (0, 0)
+              and bnpad.pad_pixels == 1
+              and dw.kernel_size == (3, 3) and dw.groups == cin and dw.in_channels == cin
+              and dw.out_channels == cin and dw.bias is None and tuple(dw.padding) == (0, 0)
+              and tuple(dw.stride) == (1, 1) and tuple(dw.dilation) == (1, 1)
+              and c2.kernel_size == (1, 1) and c2.in_channels == cin and c2.groups == 1
+              and c2.bias is None and tuple(c2.stride) == (1, 1) and tuple(c2.padding) == (0, 0))
+        if not ok:
+            raise _unsupported(f"{path}.0", rep, "RepConv layers differ from 1x1 -> BN&pad(1) -> "
+                                                 "dw3x3 valid -> 1x1 -> BN (no biases)")
+        a1n = self.bn_affine(f"{p}.1.bn", bnpad.bn)
+        a2n = self.bn_affine(f"{p}.2.2", bn2)
+        name = self.emit(ir.RepConv(path, (x,), w1=_np(c1.weight), a1=a1n[0], b1=a1n[1],
+                                    wdw=_np(dw.weight), w2=_np(c2.weight), a2=a2n[0], b2=a2n[1]))
+        return self.bn(f"{path}.1", seq[1], name)
+
+    # --- blocks
+    def downsample(self, path: str, m: nn.Module, x: str) -> str:
+        self.expect(path, m, (blocks.Downsample,))
+        kids = {"encode_conv", "encode_bn"} | (set() if m.first_layer else {"encode_lif"})
+        self.expect_children(path, m, kids)
+        if not m.first_layer:
+            x = self.neuron(f"{path}.encode_lif", m.encode_lif, x)
+        x = self.conv(f"{path}.encode_conv", m.encode_conv, x)
+        return self.bn(f"{path}.encode_bn", m.encode_bn, x)
+
+    def conv_block(self, path: str, m: nn.Module, x: str) -> str:
+        self.expect(path, m, (blocks.ConvBlock,))
+        self.expect_children(path, m, {"Conv", "lif1", "conv1", "bn1", "lif2", "conv2", "bn2"})
+        sep, sp = m.Conv, f"{path}.Conv"
+        self.expect(sp, sep, (blocks.SepConv,))
+        self.expect_children(sp, sep, {"lif1", "pwconv1", "bn1", "lif2", "dwconv", "pwconv2", "bn2"})
+        if sep.dwconv.groups != sep.dwconv.in_channels or sep.dwconv.bias is not None:
+            raise _unsupported(f"{sp}.dwconv", sep.dwconv, "expected a depthwise conv without bias")
+        y = self.neuron(f"{sp}.lif1", sep.lif1, x)
+        y = self.conv(f"{sp}.pwconv1", sep.pwconv1, y)
+        y = self.bn(f"{sp}.bn1", sep.bn1, y)
+        y = self.neuron(f"{sp}.lif2", sep.lif2, y)
+        y = self.conv(f"{sp}.dwconv", sep.dwconv, y)
+        y = self.conv(f"{sp}.pwconv2", sep.pwconv2, y)
+        y = self.bn(f"{sp}.bn2", sep.bn2, y)
+        x = self.emit(ir.Add(f"{path}.add1", (x, y)))
+        y = self.neuron(f"{path}.lif1", m.lif1, x)
+        y = self.conv(f"{path}.conv1", m.conv1, y)
+        y = self.bn(f"{path}.bn1", m.bn1, y)
+        y = self.neuron(f"{path}.lif2", m.lif2, y)
+        y = self.conv(f"{path}.conv2", m.conv2, y)
+        y = self.bn(f"{path}.bn2", m.bn2, y)
+        return self.emit(ir.Add(f"{path}.add2", (x, y)))
+
+    def attention(self, path: str, m: nn.Module, x: str, frame_hw: tuple[int, int]) -> str:
+        kinds = (attn_mod.SDHA, attn_mod.SDSA, attn_mod.SSSA)
+        if type(m) not in kinds:
+            raise _unsupported(path, m, "this attention variant has no exact integer translation "
+                                        "(supported: SDHA joint/spatial, SDSA, SSSA)")
+        kids = {"head_lif", "q_conv", "k_conv", "v_conv", "q_lif", "k_lif", "v_lif", "attn_lif",
+                "proj_conv"}
+        if m.has_attn_bn:
+            kids.add("attn_bn")
+        if type(m) is attn_mod.SSSA:
+            kids.add("sal_lif")
+        self.expect_children(path, m, kids)
+        h = self.neuron(f"{path}.head_lif", m.head_lif, x)
+        qkv = []
+        for z in "qkv":
+            y = self.repconv(f"{path}.{z}_conv", getattr(m, f"{z}_conv"), h)
+            lif = f"{path}.{z}_lif"
+            qkv.append(self.neuron(lif, getattr(m, f"{z}_lif"), y))
+            if self.neuron_levels[lif] != 1:
+                raise _unsupported(lif, getattr(m, f"{z}_lif"), "attention needs binary Q, K, V "
+                                                                "(levels = 1)")
+        if type(m) is attn_mod.SSSA:
+            sal = m.sal_lif
+            self.expect(f"{path}.sal_lif", sal, (neurons.LIF,))
+            c = sal.cfg
+            if c.reset == "hard" and c.v_reset != 0.0:
+                raise _unsupported(f"{path}.sal_lif", sal, "v_reset must be 0")
+            d = m.dim // m.num_heads
+            n = frame_hw[0] * frame_hw[1]
+            gain = _np(m.saccade_gain) / float(d * d * n)
+            y = self.emit(ir.SSSA(path, tuple(qkv), heads=int(m.num_heads), gain=gain,
+                                  sal_tau=float(c.tau), sal_decay_input=bool(c.decay_input),
+                                  sal_threshold=float(c.v_threshold), sal_reset=c.reset))
+        elif type(m) is attn_mod.SDHA:
+            y = self.emit(ir.Attention(path, tuple(qkv), kind="sdha", heads=int(m.num_heads),
+                                       tokens=m.mode, factor=1.0 / (2 * m.dim)))
+        else:
+            y = self.emit(ir.Attention(path, tuple(qkv), kind="sdsa", heads=int(m.num_heads),
+                                       tokens="spatial", factor=float(m.scale)))
+        if m.has_attn_bn:
+            y = self.bn(f"{path}.attn_bn", m.attn_bn, y)
+        y = self.neuron(f"{path}.attn_lif", m.attn_lif, y)
+        return self.repconv(f"{path}.proj_conv", m.proj_conv, y)
+
+    def mlp(self, path: str, m: nn.Module, x: str) -> str:
+        self.expect(path, m, (blocks.ChannelMLP,))
+        self.expect_children(path, m, {"fc1_conv", "fc1_bn", "fc1_lif", "fc2_conv", "fc2_bn", "fc2_lif"})
+        y = self.neuron(f"{path}.fc1_lif", m.fc1_lif, x)
+        y = self.conv(f"{path}.fc1_conv", m.fc1_conv, y)
+        y = self.bn(f"{path}.fc1_bn", m.fc1_bn, y)
+        y = self.neuron(f"{path}.fc2_lif", m.fc2_lif, y)
+        y = self.conv(f"{path}.fc2_conv", m.fc2_conv, y)
+        return self.bn(f"{path}.fc2_bn", m.fc2_bn, y)
+
+    def transformer_block(self, path: str, m: nn.Module, x: str, frame_hw: tuple[int, int]) -> str:
+        self.expect(path, m, (svf.TransformerBlock,))
+        self.expect_children(path, m, {"attn", "mlp"})
+        y = self.attention(f"{path}.attn", m.attn, x, frame_hw)
+        x = self.emit(ir.Add(f"{path}.add1", (x, y)))
+        y = self.mlp(f"{path}.mlp", m.mlp, x)
+        return self.emit(ir.Add(f"{path}.add2", (x, y)))
+
+    def linear(self, path: str, m: nn.Module, x: str) -> str:
+        self.expect(path, m, (nn.Linear,))
+        return self.emit(ir.Linear(path, (x,), weight=_np(m.weight),
+                                   bias=None if m.bias is None else _np(m.bias)))
+
+
+_STAGES: tuple[tuple[str, str], ...] = (
+    ("downsample1_1", "down"), ("ConvBlock1_1", "cnn"), ("downsample1_2", "down"),
+    ("ConvBlock1_2", "cnn"), ("downsample2", "down"), ("ConvBlock2_1", "cnn"),
+    ("ConvBlock2_2", "cnn"), ("downsample3", "down"), ("block3", "tf"), ("downsample4", "down"),
+    ("block4", "tf"))
+_HEAD_CHILDREN = {"classification": {"lif", "head"},
+                  "pose": {"lif", "head_shape", "head_pose", "head_trans"}}
+
+
+def from_torch(model: nn.Module, frame_shape: tuple[int, int, int] | None = None) -> ir.Graph:
+    """Translate a SpikeVideoFormer into a ``float`` IR graph.
+
+    Parameters
+    ----------
+    model : SpikeVideoFormer
+        The torch model (train/eval mode does not matter: BatchNorms are translated
+        with their running statistics, i.e. as in ``model.eval()``).
+    frame_shape : (C, H, W), optional
+        Frame shape of the graph input; default ``(in_channels, img_size, img_size)``
+        of the model's config. ``H`` and ``W`` must be multiples of 16.
+
+    Returns
+    -------
+    ir.Graph
+        Stage ``"float"``; executing it reproduces ``model`` (in float64, to rounding).
+        ``meta["model_config"]`` holds the config dict, ``meta["T"]`` its default steps.
+
+    Raises
+    ------
+    UnsupportedModelError
+        The model is not spiking, or contains a module, variant or setting without an
+        exact translation (the message names the module path and type).
+    """
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(f"expected a torch nn.Module, got {type(model).__name__}")
+    if not any(isinstance(m, neurons.SpikingNeuron) for m in model.modules()):
+        raise NotSpikingError(
+            f"{type(model).__name__} is not a spiking model (it has no spiking neuron "
+            f"modules); svf-deploy compiles spiking models only. Supported: {SUPPORTED}")
+    if type(model) is not svf.SpikeVideoFormer:
+        raise _unsupported("", model, "the frontend translates SpikeVideoFormer models "
+                                      "(build them with svf_deploy.models.build_model)")
+    cfg = model.cfg
+    if cfg.head not in _HEAD_CHILDREN:
+        bad = next(((n, c) for n, c in model.named_children() if n in ("memory", "fpn")),
+                   ("", model))
+        raise _unsupported(bad[0], bad[1], f"the {cfg.head} head (memory read + spiking FPN) "
+                                           "is not supported; use the classification or pose head")
+    _Builder.expect_children("", model, {n for n, _ in _STAGES} | _HEAD_CHILDREN[cfg.head])
+
+    if frame_shape is None:
+        frame_shape = (cfg.in_channels, cfg.img_size, cfg.img_size)
+    frame_shape = tuple(int(s) for s in frame_shape)
+    if len(frame_shape) != 3 or frame_shape[0] != cfg.in_channels:
+        raise UnsupportedModelError(f"frame_shape {frame_shape} must be (C={cfg.in_channels}, H, W)")
+    if frame_shape[1] % 16 or frame_shape[2] % 16 or min(frame_shape[1:]) <= 0:
+        raise UnsupportedModelError(f"frame size {frame_shape[1:]} must be positive multiples of 16")
+    hw16 = (frame_shape[1] // 16, frame_shape[2] // 16)  # transformer stages' resolution
+
+    b = _Builder(model)
+    x = b.emit(ir.Input("input", (), shape=frame_shape))
+    handlers: dict[str, Callable[[str, nn.Module, str], str]] = {
+        "down": b.downsample, "cnn": b.conv_block,
+        "tf": lambda p, m, z: b.transformer_block(p, m, z, hw16)}
+    for name, kind in _STAGES:
+        mod = getattr(model, name)
+        if kind == "down":
+            x = handlers[kind](name, mod, x)
+            continue
+        b.expect(name, mod, (nn.ModuleList,))
+        for i, blk in enumerate(mod):
+            x = handlers[kind](f"{name}.{i}", blk, x)
+
+    x = b.emit(ir.GlobalPool("pool", (x,)))
+    x = b.neuron("lif", model.lif, x)
+    if cfg.head == "classification":
+        y = b.linear("head", model.head, x)
+        outputs: tuple[str, ...] = (b.emit(ir.TimeMean("time_mean", (y,))),)
+    else:
+        outputs = tuple(b.linear(h, getattr(model, h), x)
+                        for h in ("head_shape", "head_pose", "head_trans"))
+    meta = {"model_config": cfg.to_dict(), "T": int(cfg.T), "frontend": "svf_deploy.compiler.frontend",
+            "head": cfg.head, "frame_shape": list(frame_shape)}
+    if not math.isfinite(float(sum(np.abs(n.weight).sum() for n in b.nodes
+                                   if isinstance(n, (ir.Conv, ir.Linear))))):
+        raise UnsupportedModelError("the model has non-finite weights")
+    return ir.Graph(tuple(b.nodes), outputs, "float", meta)
