@@ -4,6 +4,7 @@
 pass                   stage                  establishes
 =====================  =====================  ==============================================
 ``fold_repconv``       float -> float         no RepConv (one 3x3 conv each)
+``fuse_depthwise``     float -> float         no depthwise conv feeding a pointwise conv
 ``fold_bn``            float -> float         no BatchNorm directly after its only layer
 ``residual_scales``    float -> float         one shared ``out_scale`` per residual stream
 ``quantize``           float -> quantized     integer weights, per-channel scales
@@ -28,7 +29,8 @@ import torch
 
 from ..models.errors import ConfigError, GraphError
 from . import frontend, ir
-from .passes import absorb_thresholds, bitwidths, fold_bn, fold_repconv, quantize, residual_scales
+from .passes import (absorb_thresholds, bitwidths, fold_bn, fold_repconv, fuse_depthwise, quantize,
+                     residual_scales)
 
 __all__ = ["CompileOptions", "PassRecord", "PASSES", "compile_graph", "compile_model",
            "effective_input_scale"]
@@ -36,6 +38,7 @@ __all__ = ["CompileOptions", "PassRecord", "PASSES", "compile_graph", "compile_m
 #: the passes in order, as ``(name, module)``; each module has ``run(graph, **options)``
 PASSES: tuple[tuple[str, ModuleType], ...] = (
     ("fold_repconv", fold_repconv),
+    ("fuse_depthwise", fuse_depthwise),
     ("fold_bn", fold_bn),
     ("residual_scales", residual_scales),
     ("quantize", quantize),
