@@ -37,7 +37,7 @@ from ..models.errors import GraphError
 
 __all__ = [
     "SCHEMA_VERSION", "TensorType", "Node", "Input", "Conv", "BatchNorm", "RepConv", "LIF",
-    "IntLIF", "Add", "Attention", "SSSA", "GlobalPool", "Linear", "TimeMean", "Graph",
+    "IntLIF", "Add", "Requant", "Attention", "SSSA", "GlobalPool", "Linear", "TimeMean", "Graph",
     "NODE_TYPES", "STAGES", "FORBIDDEN",
 ]
 
@@ -408,6 +408,36 @@ class Add(Node):
 
 
 @dataclass(frozen=True, eq=False)
+class Requant(Node):
+    """Rounding right shift per channel: ``y[c] = (x[c] + (2**s[c] >> 1)) >> s[c]``.
+
+    ``s = shift[c] >= 0``; ``s = 0`` passes ``x`` through, ``s > 0`` rounds half up (the
+    one rounding rule the reference and the hardware share). The output scale is
+    ``in_scale * 2**shift``. Used where a writer of a residual stream computes at a finer
+    scale than the stream's (the analog first layer): its weights keep ``weight_bits``
+    resolution and the shift lands the result on the stream's scale with one rounding.
+    Integer stages only; no multiplier (a shift and an increment).
+    """
+
+    shift: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    acc_bits: int = 0
+
+    op: ClassVar[str] = "Requant"
+
+    def check(self) -> None:
+        _need(self.shift.ndim == 1 and _is_int(self.shift) and bool(np.all(self.shift >= 0))
+              and bool(np.all(self.shift <= 30)),
+              f"Requant {self.name!r}: shift must be a per-channel vector of ints in 0..30")
+
+    def infer(self, ins, stage):
+        (x,) = ins
+        _need(x.kind == "int" and x.scale is not None, f"Requant {self.name!r}: input must be an int tensor")
+        _need(x.shape[0] == self.shift.shape[0], f"Requant {self.name!r}: {x.shape[0]} channels vs {self.shift.shape[0]}")
+        return TensorType(x.shape, "int", scale=tuple(float(s) * 2.0 ** int(k)
+                                                     for s, k in zip(x.scale, self.shift)))
+
+
+@dataclass(frozen=True, eq=False)
 class Attention(Node):
     """Spike-driven attention on binary ``Q, K, V`` of shape ``(C, H, W)`` (tokens = H*W).
 
@@ -525,10 +555,11 @@ class TimeMean(Node):
 
 
 NODE_TYPES: dict[str, type[Node]] = {c.op: c for c in (
-    Input, Conv, Linear, BatchNorm, RepConv, LIF, IntLIF, Add, Attention, SSSA, GlobalPool, TimeMean)}
+    Input, Conv, Linear, BatchNorm, RepConv, LIF, IntLIF, Add, Requant, Attention, SSSA, GlobalPool,
+    TimeMean)}
 STAGES = ("float", "quantized", "integer")
 #: ops that may not appear at a stage
-FORBIDDEN = {"float": frozenset({"IntLIF"}),
+FORBIDDEN = {"float": frozenset({"IntLIF", "Requant"}),
              "quantized": frozenset({"RepConv", "IntLIF"}),
              "integer": frozenset({"RepConv", "BatchNorm", "LIF"})}
 

@@ -66,6 +66,8 @@ class CompileOptions:
         loses more than ``k`` bits of resolution to its stream's shared scale, at the
         cost of wider weights for others (see :mod:`passes.residual_scales`, which
         measures why this matters for the analog first layer and SepConv).
+    requant_min_shift : stream writers at least ``2**k`` times finer than their stream
+        get a rounding-shift ``Requant`` instead of losing weight resolution (0 = off).
     """
 
     weight_bits: int = 8
@@ -74,6 +76,7 @@ class CompileOptions:
     calibration: torch.Tensor | None = field(default=None, compare=False)
     T: int | None = None
     stream_slack_bits: int | None = None
+    requant_min_shift: int = 2
 
     def __post_init__(self) -> None:
         if not (isinstance(self.weight_bits, int) and 2 <= self.weight_bits <= 32):
@@ -92,6 +95,17 @@ class CompileOptions:
                 isinstance(self.stream_slack_bits, int) and 0 <= self.stream_slack_bits <= 24):
             raise ConfigError(f"stream_slack_bits must be None or an int in 0..24, "
                               f"got {self.stream_slack_bits!r}")
+        if not (isinstance(self.requant_min_shift, int) and 0 <= self.requant_min_shift <= 30):
+            raise ConfigError(f"requant_min_shift must be an int in 0..30, got {self.requant_min_shift!r}")
+
+
+    def describe(self) -> dict:
+        """JSON-ready summary (the calibration tensor as a flag)."""
+        return {"weight_bits": self.weight_bits, "input_scale": float(self.input_scale),
+                "min_theta_bits": self.min_theta_bits, "T": self.T,
+                "stream_slack_bits": self.stream_slack_bits,
+                "requant_min_shift": self.requant_min_shift,
+                "calibrated": self.calibration is not None}
 
 
 @dataclass(frozen=True)
@@ -143,7 +157,8 @@ def compile_graph(graph: ir.Graph, options: CompileOptions | None = None,
     if graph.stage != "float":
         raise GraphError(f"compile_graph starts from a float graph, got a {graph.stage} graph")
     available = {"weight_bits": options.weight_bits, "input_scale": effective_input_scale(options),
-                 "min_theta_bits": options.min_theta_bits}
+                 "min_theta_bits": options.min_theta_bits,
+                 "requant_min_shift": options.requant_min_shift}
     if options.T is not None:
         available["T"] = options.T
     if options.stream_slack_bits is not None:
@@ -159,11 +174,9 @@ def compile_graph(graph: ir.Graph, options: CompileOptions | None = None,
         records.append(rec)
         if progress is not None:
             progress(rec)
-    meta = {**g.meta, "compile_options": {
-        "weight_bits": options.weight_bits, "input_scale": available["input_scale"],
-        "min_theta_bits": options.min_theta_bits, "T": g.meta.get("bitwidths_T"),
-        "stream_slack_bits": options.stream_slack_bits,
-        "calibrated": options.calibration is not None}}
+    meta = {**g.meta, "compile_options": {**options.describe(),
+                                          "input_scale": available["input_scale"],
+                                          "T": g.meta.get("bitwidths_T")}}
     return g.replace(meta=meta), records
 
 

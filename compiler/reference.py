@@ -175,6 +175,7 @@ def bounds(graph: ir.Graph, T: int) -> dict[str, int]:
                (the largest ``|X|``): ``max_c max(A_c, theta_c) + 1`` with decay_input,
                else ``max_c 2**k * (A_c + theta_c)``
     Add        ``B_a + B_b``
+    Requant    ``(B_in + 2**s >> 1) >> s`` with ``s`` the smallest shift
     Attention  ``d * tokens`` (``d = C / heads``; tokens ``T*H*W`` joint, ``H*W`` spatial)
     SSSA       the saccade membrane, as IntLIF with ``A = max|gain[:T]| * d * d*H*W * 2**F``
     GlobalPool ``H * W * B_in``
@@ -222,6 +223,9 @@ def bounds(graph: ir.Graph, T: int) -> dict[str, int]:
                                 n.decay_input)
         elif isinstance(n, ir.Add):
             b = vb(n.inputs[0]) + vb(n.inputs[1])
+        elif isinstance(n, ir.Requant):
+            s_min = int(np.min(n.shift))
+            b = (vb(n.inputs[0]) + ((1 << s_min) >> 1)) >> s_min
         elif isinstance(n, ir.Attention):
             c, h, w = graph.types[n.inputs[0]].shape
             tokens = h * w * (T if n.tokens == "joint" else 1)
@@ -635,6 +639,13 @@ class _Run:
 
     def Add(self, n: ir.Add) -> torch.Tensor:
         y = self.values[n.inputs[0]] + self.values[n.inputs[1]]
+        self.check_int(y, n, n.acc_bits)
+        return y
+
+    def Requant(self, n: ir.Requant) -> torch.Tensor:
+        x = self.values[n.inputs[0]]
+        sh = self.param(n, "shift", torch.int64, tuple(x.shape[2:]))
+        y = (x + ((1 << sh) >> 1)) >> sh
         self.check_int(y, n, n.acc_bits)
         return y
 

@@ -27,12 +27,12 @@ from . import __version__
 from .models import data as mdata
 from .models.checkpoint import load_checkpoint
 from .models.energy import measure_energy
-from .models.errors import ConfigError, OutputError
+from .models.errors import ConfigError, GraphError, OutputError
 from .compiler import reference
 from .compiler.fidelity import measure_fidelity
-from .compiler.pipeline import CompileOptions, compile_model
+from .compiler.pipeline import PASSES, CompileOptions, compile_model
 
-__all__ = ["TARGETS", "BUNDLED_MODEL", "CompileJob", "compile_checkpoint"]
+__all__ = ["TARGETS", "BUNDLED_MODEL", "CompileJob", "compile_checkpoint", "verify_outdir"]
 
 #: targets that exist today; later work adds zcu104, nir and onnx
 TARGETS = ("reference",)
@@ -127,7 +127,9 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
             calib = clips[: job.calibrate].transpose(0, 1).contiguous()
         options = CompileOptions(weight_bits=job.weight_bits, calibration=calib)
         frame_shape = tuple(clips.shape[2:])
-        cb = (lambda done, total: progress("compile", done, total)) if progress else None
+        n_passes = len(PASSES)
+        done = iter(range(1, n_passes + 1))
+        cb = (lambda rec: progress("compile", next(done), n_passes)) if progress else None
         graph, records = compile_model(model, options, frame_shape=frame_shape, progress=cb)
 
         golden_in = clips[:1].transpose(0, 1).contiguous()
@@ -141,7 +143,8 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
         energy = measure_energy(model, clips[: min(32, len(clips))].transpose(0, 1).contiguous())
 
         graph.save(tmp)
-        pass_recs = [r if isinstance(r, dict) else asdict(r) for r in records]
+        pass_recs = [{"name": r.name, "nodes": r.nodes_after, "stage": r.stage,
+                      "seconds": r.seconds, "ops": r.ops_after} for r in records]
         manifest = {
             "svf_deploy": __version__,
             "created_unix": int(time.time()),
@@ -172,3 +175,39 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def verify_outdir(outdir: Path) -> int:
+    """Re-run the reference on ``golden.npz``'s clip; raise GraphError on any difference.
+
+    Returns the number of tensors compared.
+    """
+    from .compiler.ir import Graph
+
+    outdir = Path(outdir)
+    if not outdir.is_dir():
+        raise OutputError(f"{outdir} is not a directory written by svf-compile")
+    graph = Graph.load(outdir)
+    try:
+        with np.load(outdir / "golden.npz", allow_pickle=False) as z:
+            stored = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise GraphError(f"cannot read {outdir / 'golden.npz'}: {e}") from None
+    if "frames" not in stored:
+        raise GraphError("golden.npz lacks the recorded input clip 'frames'")
+    res = reference.run(graph, torch.from_numpy(stored["frames"]), record=True)
+    n = 0
+    for key, want in stored.items():
+        kind, _, name = key.partition("/")
+        if kind == "out":
+            got = res.outputs.get(name)
+        elif kind == "spikes":
+            got = res.values.get(name)
+        else:
+            continue
+        if got is None:
+            raise GraphError(f"golden.npz names {name!r}, which the graph does not produce")
+        if not np.array_equal(got.numpy().astype(want.dtype), want):
+            raise GraphError(f"{key} differs from the recorded golden values")
+        n += 1
+    return n

@@ -156,6 +156,23 @@ def _print_summary(m: dict, outdir: Path) -> None:
     Console().print(t)
 
 
+def verify_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="svf-verify", description="Reload a compiled OUTDIR (graph.json + weights.npz), re-run the "
+        "golden reference on its recorded clip and check every stored spike and output, bit for bit.")
+    p.add_argument("outdir", type=Path, help="a directory written by svf-compile")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    a = p.parse_args(argv)
+
+    def job():
+        from .api import verify_outdir
+
+        n = verify_outdir(a.outdir)
+        print(f"svf-verify: {a.outdir}: {n} stored tensors reproduced bit for bit")
+
+    return _run_guarded("svf-verify", a.debug, job)
+
+
 def train_main(argv: list[str] | None = None) -> int:
     from .models import train
 

@@ -26,7 +26,7 @@ from .. import ir, reference
 __all__ = ["run", "signed_bits", "ACC_OPS", "MEM_OPS", "MAX_BITS"]
 
 MAX_BITS = 48
-ACC_OPS = (ir.Conv, ir.Linear, ir.Add, ir.Attention, ir.GlobalPool, ir.TimeMean)
+ACC_OPS = (ir.Conv, ir.Linear, ir.Add, ir.Requant, ir.Attention, ir.GlobalPool, ir.TimeMean)
 MEM_OPS = (ir.IntLIF, ir.SSSA)
 
 

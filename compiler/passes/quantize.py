@@ -21,6 +21,11 @@ output scale is
 * the classifier Linear (every reader a ``TimeMean``) shares one scale over all
   outputs, ``s = max_o s[o]``, so the integer argmax is the real argmax.
 
+Residual-stream writers computing at a much finer scale than their stream (the analog
+first layer reads codes of ``1/255``) would keep only a bit or two of weight resolution
+at the stream's scale; they are quantised at ``s / 2**shift`` instead and followed by an
+``ir.Requant`` (a rounding shift onto the stream scale): see ``requant_min_shift``.
+
 Rounding is numpy's (half to even). The bias is a wide constant, not limited to
 ``bits``. For SepConv's depthwise conv the output is an int tensor with its own
 per-channel scale, so the following pointwise conv sees ``s_in = s_dw`` per input
@@ -139,13 +144,25 @@ def _quantize_layer(n: ir.Node, s_in: np.ndarray, s_out: np.ndarray) -> ir.Node:
     return n.replace(weight=w_int, bias=b_int, out_scale=np.asarray(s_out, np.float64))
 
 
-def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255) -> ir.Graph:
+def requant_shift(layer: ir.Node, s_in: np.ndarray, s_out: np.ndarray, bits: int) -> np.ndarray:
+    """Per-channel shift ``floor(log2(s_out / natural_scale))`` (>= 0) for a stream writer."""
+    ratio = np.asarray(s_out, np.float64) / natural_scale(layer, s_in, bits)
+    return np.clip(np.floor(np.log2(ratio * (1 + 1e-12))), 0, 30).astype(np.int64)
+
+
+def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255,
+        requant_min_shift: int = 2) -> ir.Graph:
     """Quantise every Conv/Linear of a ``float`` graph; see the module docstring.
 
     Parameters
     ----------
     weight_bits : signed weight width (default 8).
     input_scale : real value of one input code (default ``1/255``).
+    requant_min_shift : a residual-stream writer whose natural scale is at least
+        ``2**requant_min_shift`` times finer than its stream's (the analog first layer:
+        about 255x) is quantised at the finer scale ``s / 2**shift`` and followed by a
+        :class:`ir.Requant` node (round-half-up shift onto the stream scale), so it keeps
+        ``weight_bits`` of resolution. ``0`` disables this.
 
     Raises
     ------
@@ -163,9 +180,20 @@ def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255) -> 
              for st in graph.meta.get("residual_streams", []) for w in st["writers"]}
     sc = tensor_scales(graph, input_scale, weight_bits)
     nodes: list[ir.Node] = []
+    rename: dict[str, str] = {}
     for n in graph.nodes:
+        if any(i in rename for i in n.inputs):
+            n = n.replace(inputs=tuple(rename.get(i, i) for i in n.inputs))
         if isinstance(n, ir.Input):
             n = n.replace(scale=float(input_scale))
+        elif isinstance(n, ir.Conv) and n.out_scale is not None and requant_min_shift > 0:
+            shift = requant_shift(n, sc[n.inputs[0]], sc[n.name], weight_bits)
+            if int(shift.max()) >= requant_min_shift:
+                nodes.append(_quantize_layer(n, sc[n.inputs[0]], sc[n.name] / 2.0 ** shift))
+                n = ir.Requant(f"{n.name}.requant", (n.name,), shift=shift)
+                rename[n.inputs[0]] = n.name
+            else:
+                n = _quantize_layer(n, sc[n.inputs[0]], sc[n.name])
         elif isinstance(n, (ir.Conv, ir.Linear)):
             n = _quantize_layer(n, sc[n.inputs[0]], sc[n.name])
         elif isinstance(n, ir.BatchNorm):
@@ -175,8 +203,10 @@ def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255) -> 
                                  f"by {bad or 'its input is float'}; an unfolded BatchNorm must read "
                                  "an int tensor and feed neurons only")
         nodes.append(n)
-    meta = {**graph.meta, "weight_bits": int(weight_bits), "input_scale": float(input_scale)}
-    out = graph.replace(nodes=nodes, stage="quantized", meta=meta)
+    meta = {**graph.meta, "weight_bits": int(weight_bits), "input_scale": float(input_scale),
+            "requantised": sorted(rename)}
+    out = graph.replace(nodes=nodes, outputs=[rename.get(o, o) for o in graph.outputs],
+                        stage="quantized", meta=meta)
     for n in out.nodes:
         if isinstance(n, (ir.Conv, ir.Linear)):
             ok = (n.weight.dtype == np.int64 and (n.bias is None or n.bias.dtype == np.int64)

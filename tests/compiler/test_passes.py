@@ -380,7 +380,8 @@ def test_bitwidths_cover_every_observed_value(float_graph):
         elif isinstance(n, ir.IntLIF):
             assert 0 < n.mem_bits <= 48
             assert int(r.membranes[n.name].abs().max()) <= 2 ** (n.mem_bits - 1) - 1
-    assert n_acc == (29 + 8) + 1 + 12 + 2 + 1 + 1  # convs incl. folded RepConvs, head, adds, ...
+    # convs incl. folded RepConvs (4 depthwise fused away), requants, head, adds, ...
+    assert n_acc == (29 + 8 - 4) + len(gi.meta["requantised"]) + 1 + 12 + 2 + 1 + 1
     b = reference.bounds(gi, 4)
     assert gi.node("block3.0.attn").acc_bits == bitwidths.signed_bits(b["block3.0.attn"]) == \
         bitwidths.signed_bits(32 * 4 * 2 * 2)  # d * T * H * W tokens, joint
@@ -398,11 +399,14 @@ def test_compile_pipeline_records_and_roundtrip(float_graph, tmp_path):
     seen = []
     gi, recs = pipeline.compile_graph(float_graph, pipeline.CompileOptions(), progress=seen.append)
     assert [r.name for r in recs] == [n for n, _ in pipeline.PASSES] == [
-        "fold_repconv", "fold_bn", "residual_scales", "quantize", "absorb_thresholds", "bitwidths"]
+        "fold_repconv", "fuse_depthwise", "fold_bn", "residual_scales", "quantize",
+        "absorb_thresholds", "bitwidths"]
     assert seen == recs
+    nq = len(gi.meta["requantised"])  # one Requant node per requantised stream writer
+    assert nq >= 1 and "downsample1_1.encode_conv" in gi.meta["requantised"]
     assert [(r.nodes_before, r.nodes_after, r.stage) for r in recs] == [
-        (125, 125, "float"), (125, 92, "float"), (92, 92, "float"), (92, 92, "quantized"),
-        (92, 90, "integer"), (90, 90, "integer")]
+        (125, 125, "float"), (125, 121, "float"), (121, 88, "float"), (88, 88, "float"),
+        (88, 88 + nq, "quantized"), (88 + nq, 86 + nq, "integer"), (86 + nq, 86 + nq, "integer")]
     assert recs[0].ops_before["RepConv"] == 8 and "RepConv" not in recs[0].ops_after
     assert gi.meta["compile_options"]["input_scale"] == 1 / 255
     gi.save(tmp_path)
@@ -453,3 +457,36 @@ def test_variants_compile_and_run(kw):
     assert all(torch.isfinite(v).all() for v in r.outputs.values())
     if name == "svf-tiny-pose":
         assert len(set(gi.node("head_pose").out_scale)) > 1  # regression heads per channel
+
+
+# ----------------------------------------------------------------------------- requant
+
+
+def test_requant_rounds_half_up_per_channel():
+    nodes = (ir.Input("x", (), shape=(2, 1, 3)),
+             ir.Conv("c", ("x",), weight=np.array([[[[1]]], [[[-1]]]], dtype=np.int64),
+                     groups=2, out_scale=np.array([0.25, 0.5])),
+             ir.Requant("r", ("c",), shift=np.array([1, 2], dtype=np.int64)))
+    g = ir.Graph(nodes, ("r",), stage="integer")
+    assert g.types["r"].scale == (0.5, 2.0)
+    codes = torch.tensor([[[[[3, 4, 6]], [[2, 6, 10]]]]], dtype=torch.float64) / 255
+    y = reference.run(g, codes, record=True).values["r"][0, 0]
+    # ch0: (3+1)>>1=2, (4+1)>>1=2, (6+1)>>1=3; ch1: x=-2,-6,-10 -> (x+2)>>2 = 0, -1, -2
+    assert y.tolist() == [[[2, 2, 3]], [[0, -1, -2]]]
+    assert reference.bounds(g, 1)["r"] == (255 + 1) >> 1
+
+
+def test_requant_keeps_first_layer_resolution(folded):
+    gs = residual_scales.run(folded)
+    plain = quantize.run(gs, requant_min_shift=0)
+    rq = quantize.run(gs, requant_min_shift=2)
+    name = "downsample1_1.encode_conv"
+    assert name in rq.meta["requantised"] and rq.meta["requantised"] == sorted(rq.meta["requantised"])
+    w_plain = np.abs(plain.node(name).weight).max()
+    w_rq = np.abs(rq.node(name).weight).max()
+    assert w_rq <= 127 and w_rq >= 64 and w_plain < w_rq / 8  # 8-bit resolution kept
+    req = rq.node(name + ".requant")
+    # the requantised output lands exactly on the stream's scale
+    assert np.allclose(rq.types[req.name].scale, gs.node(name).out_scale, rtol=1e-12)
+    readers = [n.name for n in rq.consumers(req.name)]
+    assert readers and not [n for n in rq.consumers(name) if n.name != req.name]
