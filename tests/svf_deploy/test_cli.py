@@ -1,0 +1,150 @@
+"""svf-compile / svf-verify as a user runs them: subprocesses, exit codes, atomic output."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from svf_deploy.models import build_model
+from svf_deploy.models.checkpoint import save_checkpoint
+from svf_deploy.models.data import MovingDigitsConfig
+
+BIN = Path(sys.executable).parent
+
+
+def run(prog, *args, cwd=None):
+    return subprocess.run([str(BIN / prog), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def one_line_error(r, code):
+    assert r.returncode == code, (r.returncode, r.stderr)
+    lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ck")
+    torch.manual_seed(0)
+    m = build_model("svf-tiny", num_classes=20)
+    dcfg = MovingDigitsConfig(n_train=40, n_val=40)
+    return save_checkpoint(m, d / "tiny.pt", data=dcfg.to_dict(), val_accuracy=0.05)
+
+
+def test_help_has_examples_and_only_existing_targets():
+    r = run("svf-compile", "--help")
+    assert r.returncode == 0
+    assert "examples:" in r.stdout and "svf-compile --target reference -o out" in r.stdout
+    assert "{reference}" in r.stdout  # targets that do not exist yet are not offered
+
+
+def test_compile_writes_everything_atomically(tiny_ckpt, tmp_path):
+    out = tmp_path / "out"
+    r = run("svf-compile", tiny_ckpt, "-o", out, "--clips", "8", "--quiet")
+    assert r.returncode == 0, r.stderr
+    files = {p.name for p in out.iterdir()}
+    assert {"graph.json", "weights.npz", "golden.npz", "report.md", "report.html",
+            "layers.png", "manifest.json"} <= files
+    m = json.loads((out / "manifest.json").read_text())
+    import hashlib
+    for name, digest in m["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+    assert m["versions"]["torch"] == torch.__version__
+    assert m["fidelity"]["n_clips"] == 8
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+    # the graph reloads and reproduces the recorded golden values
+    v = run("svf-verify", out)
+    assert v.returncode == 0 and "bit for bit" in v.stdout
+    # existing OUTDIR is not clobbered without --force
+    line = one_line_error(run("svf-compile", tiny_ckpt, "-o", out, "--quiet"), 7)
+    assert "--force" in line
+    assert run("svf-compile", tiny_ckpt, "-o", out, "--quiet", "--clips", "4", "--force").returncode == 0
+
+
+def test_missing_file(tmp_path):
+    line = one_line_error(run("svf-compile", tmp_path / "nope.pt", "-o", tmp_path / "o"), 9)
+    assert "not found" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupted_checkpoint(tiny_ckpt, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(tiny_ckpt.read_bytes()[:3000])
+    one_line_error(run("svf-compile", bad, "-o", tmp_path / "o"), 3)
+    assert not (tmp_path / "o").exists()
+
+
+def test_foreign_checkpoint(tmp_path):
+    p = tmp_path / "lin.pt"
+    torch.save({"model": torch.nn.Linear(4, 2).state_dict()}, p)
+    line = one_line_error(run("svf-compile", p, "-o", tmp_path / "o"), 3)
+    assert "not a SpikeVideoFormer" in line
+
+
+def test_arbitrary_pickle_refused(tmp_path):
+    p = tmp_path / "evil.pt"
+    p.write_bytes(b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06getcwd\x94\x93\x94)R\x94.")
+    line = one_line_error(run("svf-compile", p, "-o", tmp_path / "o"), 4)
+    assert "--allow-pickle" in line and "os.getcwd" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_shapes_do_not_fit(tiny_ckpt, tmp_path):
+    ck = torch.load(tiny_ckpt, weights_only=True)
+    ck["model"]["head.weight"] = torch.zeros(20, 32)
+    p = tmp_path / "s.pt"
+    torch.save(ck, p)
+    line = one_line_error(run("svf-compile", p, "-o", tmp_path / "o"), 10)
+    assert "head.weight" in line and "(20, 32)" in line and "(20, 64)" in line
+
+
+def test_unsupported_layer(tmp_path):
+    m = build_model("svf-tiny", attention="sdha_hierarchical")
+    p = save_checkpoint(m, tmp_path / "h.pt")
+    line = one_line_error(run("svf-compile", p, "-o", tmp_path / "o", "--clips", "2"), 5)
+    assert "attn" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_bn_statistics(tiny_ckpt, tmp_path):
+    ck = torch.load(tiny_ckpt, weights_only=True)
+    for k in ("running_mean", "running_var", "num_batches_tracked"):
+        del ck["model"][f"block3.0.attn.attn_bn.{k}"]
+    p = tmp_path / "nostats.pt"
+    torch.save(ck, p)
+    line = one_line_error(run("svf-compile", p, "-o", tmp_path / "o", "--clips", "2"), 12)
+    assert "block3.0.attn.attn_bn" in line
+
+
+def test_non_power_of_two_leak(tmp_path):
+    m = build_model("svf-tiny", neuron={"tau": 3.0})
+    p = save_checkpoint(m, tmp_path / "tau3.pt")
+    line = one_line_error(run("svf-compile", p, "-o", tmp_path / "o", "--clips", "2"), 13)
+    assert "power of two" in line
+
+
+def test_unwritable_outdir(tiny_ckpt, tmp_path):
+    line = one_line_error(run("svf-compile", tiny_ckpt, "-o", "/proc/svf-out"), 7)
+    assert "/proc" in line
+    line = one_line_error(run("svf-compile", tiny_ckpt, "-o", tmp_path / "no" / "such" / "dir"), 7)
+
+
+def test_corrupted_graph_file(tiny_ckpt, tmp_path):
+    out = tmp_path / "out"
+    assert run("svf-compile", tiny_ckpt, "-o", out, "--clips", "2", "--quiet").returncode == 0
+    g = out / "graph.json"
+    g.write_text(g.read_text()[:500])
+    line = one_line_error(run("svf-verify", out), 6)
+    assert "graph.json" in line
+
+
+def test_bad_option_values(tiny_ckpt, tmp_path):
+    one_line_error(run("svf-compile", tiny_ckpt, "-o", tmp_path / "o", "--weight-bits", "1"), 8)
+    r = run("svf-compile", "--target", "zcu104")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
