@@ -97,6 +97,7 @@ DIRECTIONS: Final[dict[str, tuple[int, int]]] = {
     "down-left": (1, -1),
     "up-right": (-1, 1),
     "up-left": (-1, -1),
+    "still": (0, 0),
 }
 
 #: Split names accepted by :func:`make_split`.
@@ -137,11 +138,12 @@ class MovingDigitsConfig:
     frame_size: int = 32
     T: int = 4
     n_digits: int = 5
-    directions: tuple[str, ...] = ("right", "left", "down", "up")
-    step_min: int = 1
-    step_max: int = 2
+    directions: tuple[str, ...] = ("still", "right")
+    step_min: int = 2
+    step_max: int = 3
     digit_scale: int = 2
     noise_std: float = 0.0
+    wrap: bool = False
     val_fraction: float = 0.2
     seed: int = 0
     n_train: int = 5000
@@ -204,7 +206,12 @@ class MovingDigitsConfig:
                 f"MovingDigitsConfig.digit_scale={self.digit_scale} must be >= 1."
             )
         needed = self.digit_size + self.max_travel
-        if self.frame_size < needed:
+        if self.wrap:
+            if not (self.digit_size <= self.frame_size and self.step_max < self.frame_size):
+                raise ConfigError(
+                    f"MovingDigitsConfig: with wrap=True the {self.digit_size}px digit and a "
+                    f"step of up to {self.step_max}px must fit a frame_size={self.frame_size}.")
+        elif self.frame_size < needed:
             raise ConfigError(
                 f"MovingDigitsConfig.frame_size={self.frame_size} is too small for a "
                 f"{self.digit_size}px digit travelling up to {self.max_travel}px; use "
@@ -254,6 +261,8 @@ class MovingDigitsConfig:
                 out[f.name] = list(value)
             elif f.name in ("noise_std", "val_fraction"):
                 out[f.name] = float(value)
+            elif f.name == "wrap":
+                out[f.name] = bool(value)
             else:
                 out[f.name] = int(value)
         return out
@@ -346,10 +355,13 @@ def _render(
     clips = np.zeros((n, cfg.T, cfg.frame_size, cfg.frame_size), dtype=np.float32)
     rows = np.arange(n)[:, None, None]
     offs = np.arange(d)
+    size = cfg.frame_size
     for t in range(cfg.T):
-        ys = y0 + t * step * dy
-        xs = x0 + t * step * dx
-        clips[rows, t, (ys[:, None] + offs)[:, :, None], (xs[:, None] + offs)[:, None, :]] = digits
+        ys = (y0 + t * step * dy)[:, None] + offs
+        xs = (x0 + t * step * dx)[:, None] + offs
+        if cfg.wrap:  # toroidal frame: what leaves one edge enters the opposite one
+            ys, xs = ys % size, xs % size
+        clips[rows, t, ys[:, :, None], xs[:, None, :]] = digits
     return clips
 
 
@@ -373,7 +385,10 @@ def render_clip(
     lim = cfg.frame_size - cfg.digit_size
     for c0, dc in ((y0, dy), (x0, dx)):
         end = c0 + (cfg.T - 1) * step * dc
-        if not (0 <= c0 <= lim and 0 <= end <= lim):
+        if cfg.wrap:
+            if not 0 <= c0 < cfg.frame_size:
+                raise ValueError(f"start={start} must lie in 0..{cfg.frame_size - 1} (wrap=True)")
+        elif not (0 <= c0 <= lim and 0 <= end <= lim):
             raise ValueError(
                 f"start={start} with direction={direction!r}, step={step} leaves the "
                 f"frame; top-left coordinates must stay within 0..{lim}."
@@ -391,6 +406,8 @@ def _draw_start(
 ) -> np.ndarray:
     """Uniform start coordinate per clip such that the trajectory along this axis
     (direction component ``dc`` in {-1, 0, 1}) stays inside the frame."""
+    if cfg.wrap:  # every position is valid on a torus: one frame tells nothing of the motion
+        return rng.integers(0, cfg.frame_size, size=len(dc))
     lim = cfg.frame_size - cfg.digit_size
     travel = (cfg.T - 1) * step
     lo = np.where(dc < 0, travel, 0)
@@ -419,6 +436,17 @@ def make_split_with_sources(
     step = rng.integers(cfg.step_min, cfg.step_max + 1, size=n)
     y0 = _draw_start(rng, cfg, vec[:, 0], step)
     x0 = _draw_start(rng, cfg, vec[:, 1], step)
+    still = (vec == 0).all(axis=1)
+    movers = [DIRECTIONS[d] for d in cfg.directions if DIRECTIONS[d] != (0, 0)]
+    if still.any() and movers and not cfg.wrap:
+        # a still digit sits where some mover would be at a random frame, so one frame's
+        # position says (almost) nothing about whether the digit moves
+        k = int(still.sum())
+        mv = np.array(movers, dtype=np.int64)[rng.integers(0, len(movers), size=k)]
+        s = rng.integers(cfg.step_min, cfg.step_max + 1, size=k)
+        t = rng.integers(0, cfg.T, size=k)
+        y0[still] = _draw_start(rng, cfg, mv[:, 0], s) + t * s * mv[:, 0]
+        x0[still] = _draw_start(rng, cfg, mv[:, 1], s) + t * s * mv[:, 1]
 
     clips = _render(cfg, _upsampled(cfg, sources), y0, x0, vec[:, 0], vec[:, 1], step)
     if cfg.noise_std > 0:

@@ -31,12 +31,12 @@ class TrainConfig:
     """Training recipe of the bundled model."""
 
     model: str = "svf-tiny"
-    epochs: int = 6
+    epochs: int = 15
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 0.01
-    warmup_steps: int = 50
-    label_smoothing: float = 0.05
+    warmup_steps: int = 30
+    label_smoothing: float = 0.0
     seed: int = 0
     threads: int = 2
     max_steps: int = 0  # 0 = all epochs; > 0 stops early (tests)

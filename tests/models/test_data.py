@@ -27,7 +27,8 @@ from svf_deploy.models.data import (
 )
 from svf_deploy.models.errors import ConfigError
 
-SMALL = MovingDigitsConfig(n_train=400, n_val=120)
+FOUR = ("right", "left", "down", "up")
+SMALL = MovingDigitsConfig(n_train=400, n_val=120, directions=FOUR, step_min=1, step_max=2)
 
 
 def _positions(cfg: MovingDigitsConfig, clips: torch.Tensor, sources: torch.Tensor) -> np.ndarray:
@@ -161,7 +162,7 @@ def test_motion_matches_label_direction_and_step() -> None:
 
 def test_one_frame_does_not_determine_the_label() -> None:
     """Same source image and start: every direction gives the same frame 0, other labels."""
-    cfg = MovingDigitsConfig()
+    cfg = MovingDigitsConfig(directions=FOUR + ("still",), step_min=1, step_max=2)
     lo, hi = cfg.max_travel, cfg.frame_size - cfg.digit_size - cfg.max_travel
     start = (lo + hi) // 2, lo
     source = int(source_indices(cfg, "train")[7])
@@ -179,7 +180,7 @@ def test_one_frame_does_not_determine_the_label() -> None:
 def test_single_frame_position_is_weak_evidence_of_direction() -> None:
     """Predicting the direction from one frame's digit position (best lookup table fitted
     on train) stays near chance on val; two frames give it exactly."""
-    cfg = MovingDigitsConfig(n_train=6000, n_val=2000)
+    cfg = MovingDigitsConfig(n_train=6000, n_val=2000, directions=FOUR, step_min=1, step_max=2)
     n_dir = len(cfg.directions)
     per_split = {}
     for split in ("train", "val"):
@@ -303,11 +304,12 @@ def test_config_round_trip_through_json() -> None:
 def test_defaults() -> None:
     cfg = MovingDigitsConfig()
     assert (cfg.frame_size, cfg.T, cfg.digit_size) == (32, 4, 16)
-    assert cfg.num_classes == cfg.n_digits * len(cfg.directions) == 20
+    assert cfg.directions == ("still", "right") and (cfg.step_min, cfg.step_max) == (2, 3)
+    assert cfg.num_classes == cfg.n_digits * len(cfg.directions) == 10
 
 
 def test_class_names_and_decode_label() -> None:
-    cfg = MovingDigitsConfig(n_digits=10)
+    cfg = MovingDigitsConfig(n_digits=10, directions=FOUR)
     names = class_names(cfg)
     assert len(names) == cfg.num_classes == 40
     assert names[3 * 4 + 1] == "3-left"
@@ -351,3 +353,23 @@ def test_generation_is_fast() -> None:
     make_split(cfg, "train")
     make_split(cfg, "val")
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_default_task_still_or_moving_needs_two_frames() -> None:
+    """Default labels: digit x {still, moving}. One frame's position is weak evidence of
+    motion (a still digit sits where a mover would be at a random frame); two frames
+    decide it exactly."""
+    cfg = MovingDigitsConfig(n_train=4000, n_val=2000)
+    per_split = {}
+    for split in ("train", "val"):
+        clips, labels, sources = make_split_with_sources(cfg, split)
+        per_split[split] = (_positions(cfg, clips, sources), (labels % 2).numpy())
+    (pos_tr, mv_tr), (pos_va, mv_va) = per_split["train"], per_split["val"]
+    for t in range(cfg.T):
+        table: dict[tuple[int, int], np.ndarray] = {}
+        for p, d in zip(map(tuple, pos_tr[:, t]), mv_tr):
+            table.setdefault(p, np.zeros(2))[d] += 1
+        pred = np.array([table[tuple(p)].argmax() if tuple(p) in table else 0 for p in pos_va[:, t]])
+        assert (pred == mv_va).mean() < 0.75, f"frame {t} alone reveals the motion"
+    moved = (pos_va[:, 1] != pos_va[:, 0]).any(axis=1)
+    assert np.array_equal(moved.astype(int), mv_va)

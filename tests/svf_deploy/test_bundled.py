@@ -1,0 +1,35 @@
+"""The main job on the bundled trained model: the fidelity goal and the report."""
+
+import json
+
+import pytest
+
+from svf_deploy.api import BUNDLED_MODEL, CompileJob, compile_checkpoint
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "svf-out"
+    manifest = compile_checkpoint(CompileJob(outdir=out, clips=200))
+    return out, manifest
+
+
+def test_integer_accuracy_within_one_point_of_float(compiled):
+    _, m = compiled
+    f = m["fidelity"]
+    assert f["n_clips"] == 200
+    assert f["float_accuracy"] >= 0.95
+    assert f["float_accuracy"] - f["int_accuracy"] <= 0.01, f
+    assert f["prediction_agreement"] >= 0.97
+    assert f["mean_spike_agreement"] >= 0.97
+
+
+def test_report_has_tables_plot_and_figures(compiled):
+    out, m = compiled
+    md = (out / "report.md").read_text()
+    assert "| neuron layer | spike agreement (%)" in md and "![per-layer plots](layers.png)" in md
+    html = (out / "report.html").read_text()
+    assert html.count("<table>") >= 4 and "data:image/png;base64," in html
+    assert (out / "layers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert m["energy"]["snn_mJ_per_clip"] < m["energy"]["ann_mJ_per_clip"]
+    assert json.loads((out / "manifest.json").read_text())["model"]["source"] == str(BUNDLED_MODEL)
