@@ -10,18 +10,7 @@ from svf_deploy.compiler import frontend, ir, reference
 from svf_deploy.compiler.passes import fold_bn, fold_repconv, fuse_depthwise
 from svf_deploy.models import build_model
 
-
-def _randomize(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.3)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.3)
-                m.weight.copy_(torch.rand(c, generator=g) * 2 + 0.5)
-                m.bias.copy_(torch.rand(c, generator=g) * 0.5 + 0.3)
-    return model
+from _helpers import randomize_bn
 
 
 @given(c=st.integers(2, 6), o=st.integers(1, 5), k=st.sampled_from([1, 3, 5]),
@@ -56,7 +45,7 @@ def test_depthwise_with_other_readers_is_kept():
 
 def test_sepconv_fused_in_svf_tiny_keeps_spikes():
     torch.manual_seed(0)
-    m = _randomize(build_model("svf-tiny")).eval().double()
+    m = randomize_bn(build_model("svf-tiny"), negative=0.0).eval().double()
     g = fold_repconv.run(frontend.from_torch(m))
     f = fold_bn.run(fuse_depthwise.run(g))
     assert len(f.meta["fused_depthwise"]) == 4  # one per ConvBlock
