@@ -121,13 +121,33 @@ class PassRecord:
     seconds: float
 
 
+def _grid_denominator(x: torch.Tensor, limit: int = 255) -> int | None:
+    """Smallest ``q <= limit`` with every value of ``x`` an integer multiple of ``1/q``."""
+    v = x.detach().double().flatten().unique()
+    for q in range(1, limit + 1):
+        if torch.all(torch.abs(v * q - torch.round(v * q)) <= 1e-6):
+            return q
+    return None
+
+
 def effective_input_scale(options: CompileOptions) -> float:
-    """``max(calibration) / 255`` when calibration clips are given, else ``input_scale``."""
+    """The real value of one input code.
+
+    Without calibration clips: ``input_scale``. With them: if every pixel value is a
+    multiple of ``1/q`` (for the smallest such ``q <= 255``) the scale is
+    ``1 / (q * m)`` with ``m = floor(255 / (q * max))``, so the frames are represented
+    *exactly* by 8-bit codes (e.g. sixteenths -> 1/240); otherwise ``max / 255``.
+    """
     if options.calibration is None:
         return float(options.input_scale)
     peak = float(options.calibration.detach().max())
     if not (peak > 0 and torch.isfinite(torch.tensor(peak))):
         raise ConfigError(f"calibration clips must have a positive finite maximum, got {peak!r}")
+    q = _grid_denominator(options.calibration)
+    if q is not None:
+        m = int(255 // (q * peak + 1e-9))
+        if m >= 1:
+            return 1.0 / (q * m)
     return peak / 255.0
 
 

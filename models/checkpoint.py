@@ -45,6 +45,7 @@ def save_checkpoint(model: SpikeVideoFormer, path: str | os.PathLike, **extra: A
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is a shareable file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     model, hist = train(tcfg, dcfg, progress=not a.quiet, log=(lambda s: None) if a.quiet else print)
     acc = hist["final_val_accuracy"]
     recipe = {"train": asdict(tcfg), "seconds": round(hist["seconds"], 1),
-              "torch": torch.__version__}
+              "torch": str(torch.__version__)}
     save_checkpoint(model, a.out, data=dcfg.to_dict(), val_accuracy=acc, recipe=recipe)
     side = a.out.with_suffix(".json")
     side.write_text(json.dumps({"checkpoint": a.out.name, "val_accuracy": acc,

@@ -36,7 +36,7 @@ __all__ = ["TARGETS", "BUNDLED_MODEL", "CompileJob", "compile_checkpoint", "veri
 
 #: targets that exist today; later work adds zcu104, nir and onnx
 TARGETS = ("reference",)
-BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "pretrained" / "svf-tiny-digits.pt"
+BUNDLED_MODEL = Path(mdata.__file__).resolve().parent / "pretrained" / "svf-tiny-digits.pt"
 
 
 @dataclass(frozen=True)
