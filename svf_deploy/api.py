@@ -47,7 +47,7 @@ class CompileJob:
     model: Path | None = None
     target: str = "reference"
     weight_bits: int = 8
-    clips: int = 200
+    clips: int = 1000
     calibrate: int = 0
     allow_pickle: bool = False
     force: bool = False

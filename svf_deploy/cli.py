@@ -105,7 +105,7 @@ def compile_main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--outdir", type=Path, default=Path("svf-out"), help="output directory (default: svf-out)")
     p.add_argument("--force", action="store_true", help="replace OUTDIR if it exists")
     p.add_argument("--weight-bits", type=int, default=8, help="weight bit-width (default 8)")
-    p.add_argument("--clips", type=int, default=200, help="validation clips for the fidelity report (default 200)")
+    p.add_argument("--clips", type=int, default=1000, help="validation clips for the fidelity report (default 1000)")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
                    help="choose the input scale from N clips (default: frames assumed in [0, 1])")
     p.add_argument("--allow-pickle", action="store_true",
