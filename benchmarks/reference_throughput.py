@@ -1,7 +1,7 @@
 """Golden reference executor throughput vs the float torch model, measured in one run.
 
 Goal: the integer reference runs at least half as fast as the float model on one clip.
-Run: .venv/bin/python benchmarks/reference_throughput.py [--model PATH] [--repeats 5]
+Run: .venv/bin/python benchmarks/reference_throughput.py [--model PATH | --config svf-small --frame 64]
 """
 
 import argparse
@@ -28,12 +28,23 @@ def best_of(fn, repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=str(BUNDLED_MODEL))
+    ap.add_argument("--config", help="a zoo config (random weights, randomised BN) instead of --model")
+    ap.add_argument("--frame", type=int, default=64, help="frame size with --config")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1, help="clips per call (1 = one clip)")
     a = ap.parse_args()
-    model, _ = load_checkpoint(a.model)
+    if a.config:
+        from compile_time import randomise_bn
+        from svf_deploy.models import build_model
+
+        model = build_model(a.config).eval()
+        randomise_bn(model)
+        size = a.frame
+    else:
+        model, _ = load_checkpoint(a.model)
+        size = model.cfg.img_size
     cfg = model.cfg
-    x = torch.rand(cfg.T, a.batch, cfg.in_channels, cfg.img_size, cfg.img_size)
+    x = torch.rand(cfg.T, a.batch, cfg.in_channels, size, size) * 2
     graph, _ = compile_model(model, CompileOptions(), frame_shape=tuple(x.shape[2:]))
     with torch.no_grad():
         t_float = best_of(lambda: model(x), a.repeats)

@@ -33,3 +33,21 @@ def test_report_has_tables_plot_and_figures(compiled):
     assert (out / "layers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert m["energy"]["snn_mJ_per_clip"] < m["energy"]["ann_mJ_per_clip"]
     assert json.loads((out / "manifest.json").read_text())["model"]["source"] == str(BUNDLED_MODEL)
+
+
+def test_integer_semantics_are_exact_given_enough_bits():
+    """At 20-bit weights and thresholds, with exact 8-bit input codes, the integer graph
+    reproduces every float spike: the remaining default-mode disagreement is quantisation,
+    not a semantic mismatch."""
+    from svf_deploy.compiler.fidelity import measure_fidelity
+    from svf_deploy.compiler.pipeline import CompileOptions, compile_model
+    from svf_deploy.models import data as mdata
+    from svf_deploy.models.checkpoint import load_checkpoint
+
+    model, ck = load_checkpoint(BUNDLED_MODEL)
+    x, y = mdata.make_split(mdata.MovingDigitsConfig.from_dict(ck["data"]), "val")
+    opts = CompileOptions(weight_bits=20, min_theta_bits=20, stream_slack_bits=0,
+                          calibration=x[:8].transpose(0, 1))
+    graph, _ = compile_model(model, opts)
+    f = measure_fidelity(model, graph, x[:100], y[:100])
+    assert f.mean_agreement >= 0.9999 and f.prediction_agreement == 1.0
