@@ -52,13 +52,8 @@ from torch import nn
 
 from ..models import attention as attn_mod
 from ..models import blocks, neurons, svf
-from ..models.errors import UnsupportedModelError
+from ..models.errors import MissingStatisticsError, NotSpikingError, UnsupportedModelError
 from . import ir
-
-try:  # dedicated subclasses of UnsupportedModelError, where the models layer has them
-    from ..models.errors import MissingStatisticsError, NotSpikingError
-except ImportError:  # pragma: no cover
-    MissingStatisticsError = NotSpikingError = UnsupportedModelError
 
 __all__ = ["from_torch", "SUPPORTED"]
 

@@ -51,14 +51,9 @@ import math
 
 import numpy as np
 
-from ...models.errors import ConfigError, GraphError, UnsupportedModelError
+from ...models.errors import ConfigError, GraphError, LeakNotShiftError, UnsupportedModelError
 from .. import ir
 from .quantize import qmax
-
-try:  # a dedicated subclass where the models layer provides one
-    from ...models.errors import LeakNotShiftError as _LeakError
-except ImportError:  # pragma: no cover
-    _LeakError = UnsupportedModelError
 
 __all__ = ["run", "leak_shift", "frac_bits", "thresholds", "MAX_FRAC_BITS"]
 
@@ -70,7 +65,7 @@ def leak_shift(tau: float, where: str = "") -> int:
     """``k`` with ``tau == 2**k``; raises :class:`UnsupportedModelError` otherwise."""
     k = round(math.log2(tau)) if tau > 0 else 0
     if k < 1 or abs(2.0 ** k - tau) > 1e-12 * tau:
-        raise _LeakError(f"{where + ': ' if where else ''}tau={tau!r} is not a power of two; "
+        raise LeakNotShiftError(f"{where + ': ' if where else ''}tau={tau!r} is not a power of two; "
                          "its leak is not a shift (retrain with tau in 2, 4, 8, ...)")
     return int(k)
 
