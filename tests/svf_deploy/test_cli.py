@@ -148,3 +148,25 @@ def test_bad_option_values(tiny_ckpt, tmp_path):
     one_line_error(run("svf-compile", tiny_ckpt, "-o", tmp_path / "o", "--weight-bits", "1"), 8)
     r = run("svf-compile", "--target", "zcu104")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_published_v2_training_checkpoint_compiles(tmp_path):
+    """A Spike-Driven Transformer V2 / SpikeVideoFormer training checkpoint: pickled args,
+    optimizer state, no config; the architecture is inferred from the shapes."""
+    import argparse
+
+    torch.manual_seed(1)
+    m = build_model("svf-tiny", num_classes=7)
+    p = tmp_path / "checkpoint-best.pth"
+    torch.save({"model": m.state_dict(), "optimizer": {"state": {}, "param_groups": []},
+                "epoch": 199, "scaler": {"scale": 1024.0},
+                "args": argparse.Namespace(time_steps=4, model="sdt_v2", lr=6e-4)}, p)
+    out = tmp_path / "out"
+    r = run("svf-compile", p, "-o", out, "--num-heads", "2", "--img-size", "32", "--clips", "4", "--quiet")
+    assert r.returncode == 0, r.stderr
+    m2 = json.loads((out / "manifest.json").read_text())
+    cfg = m2["model"]["config"]
+    assert cfg["name"] == "inferred" and cfg["embed_dim"] == [16, 32, 64, 64]
+    assert cfg["num_classes"] == 7 and cfg["in_channels"] == 1 and cfg["T"] == 4
+    assert m2["validation"]["source"].startswith("synthetic")
+    assert m2["fidelity"]["float_accuracy"] is None  # no labels without a data recipe
