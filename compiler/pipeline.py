@@ -65,7 +65,7 @@ class CompileOptions:
         streams take the largest writer scale. An int ``k``: no residual-stream writer
         loses more than ``k`` bits of resolution to its stream's shared scale, at the
         cost of wider weights for others (see :mod:`passes.residual_scales`, which
-        measures why this matters for the analog first layer and SepConv).
+        measures why this matters for the analog first layer).
     requant_min_shift : stream writers at least ``2**k`` times finer than their stream
         get a rounding-shift ``Requant`` instead of losing weight resolution (0 = off).
     """

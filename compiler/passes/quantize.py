@@ -27,9 +27,9 @@ at the stream's scale; they are quantised at ``s / 2**shift`` instead and follow
 ``ir.Requant`` (a rounding shift onto the stream scale): see ``requant_min_shift``.
 
 Rounding is numpy's (half to even). The bias is a wide constant, not limited to
-``bits``. For SepConv's depthwise conv the output is an int tensor with its own
-per-channel scale, so the following pointwise conv sees ``s_in = s_dw`` per input
-channel: the integer pair computes exactly what the float pair does, up to rounding.
+``bits``. A depthwise conv that is *not* fused (one with other readers) yields an int
+tensor with its own per-channel scale, and a layer reading it sees ``s_in = s_dw`` per
+input channel.
 Neurons stay float (``LIF``) and BatchNorms that could not be folded (after an
 Attention) stay: :mod:`absorb_thresholds` absorbs scales into thresholds next.
 

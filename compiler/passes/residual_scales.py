@@ -21,12 +21,13 @@ is annotated with ``out_scale = s``; :mod:`quantize` quantises its weights *to t
 scale*, so every Add is a plain integer add (design note 2).
 
 Precision trade-off (measured, not hidden). A writer whose natural scale is far below
-``s`` keeps only ``q n_w / s`` integer levels. Two writers of the SpikeVideoFormer CNN
-stages are such: the analog first layer (``s_in = 1/255``) and SepConv's pointwise conv
-(``s_in`` = the depthwise conv's scale, ``~ max|W_dw| / q``, so ``n_pw ~ n / q``). On
-``svf-tiny`` with random weights the default leaves the first layer 2 levels and the
-pointwise convs 0-1 (the SepConv branch is quantised away). ``meta["residual_streams"]``
-lists each writer's remaining ``levels`` and ``meta["precision_warnings"]`` names every
+``s`` keeps only ``q n_w / s`` integer levels at the stream's scale. The analog first
+layer is such a writer (``s_in = 1/255``: it would keep about 2 levels), and so was
+SepConv's pointwise conv before :mod:`fuse_depthwise` merged it with the depthwise conv.
+The default pipeline answers this in :mod:`quantize`, which gives such writers a finer
+scale ``s / 2**shift`` and an ``ir.Requant`` rounding shift onto the stream
+(``requant_min_shift``); ``meta["residual_streams"]`` lists each writer's levels at the
+shared scale and ``meta["precision_warnings"]`` names every
 writer left with fewer than ``2**(bits-2)`` levels. The option ``stream_slack_bits = k``
 bounds the loss to ``k`` bits by making the scale finer where the writers disagree:
 
