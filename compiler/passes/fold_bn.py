@@ -9,10 +9,8 @@ A BN ``y = a[o] z + b[o]`` after ``z = sum_{i,k} W[o, i, k] x[i, k] + c[o]`` is 
 so ``W' = a[:, None, None, None] * W`` and ``c' = a * c + b`` (``c = 0`` when the layer
 has no bias). The fold applies when the BN's input is a Conv or Linear whose *only*
 consumer is that BN (and which is not a graph output), so no other reader sees the
-changed values. This covers SepConv's ``dwconv -> pwconv2 -> bn2``: the BN folds into
-the pointwise conv, and the depthwise conv stays a separate node (in the integer graph
-its output is an int tensor feeding the pointwise conv; hardware may later fuse the pair
-into one gated-add conv with product weights). BatchNorms that do not follow a layer
+changed values. SepConv's ``bn2`` folds into the dense conv that :mod:`fuse_depthwise`
+made of ``dwconv -> pwconv2``. BatchNorms that do not follow a layer
 (the ``attn_bn`` after an Attention) stay; :mod:`absorb_thresholds` absorbs them into
 the next neuron.
 
