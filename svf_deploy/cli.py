@@ -107,7 +107,9 @@ def compile_main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight-bits", type=int, default=8, help="weight bit-width (default 8)")
     p.add_argument("--clips", type=int, default=1000, help="validation clips for the fidelity report (default 1000)")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
-                   help="choose the input scale from N clips (default: frames assumed in [0, 1])")
+                   help="choose the input scale from N validation clips: exact 8-bit codes when the "
+                        "pixels lie on a grid (e.g. sixteenths -> 1/240), else max/255 "
+                        "(default 0: frames assumed in [0, 1], scale 1/255)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow arbitrary unpickling of MODEL (only for checkpoints you trust)")
     p.add_argument("--T", type=int, dest="T", help="time steps (for checkpoints that do not record it)")
