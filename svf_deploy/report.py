@@ -101,7 +101,7 @@ def write_report(outdir: Path, manifest: dict, fid, energy, graph, passes) -> li
     pass_head = ["pass", "nodes after", "seconds"]
 
     md = [f"# svf-deploy compile report\n",
-          _md_table(["", ""], summary), "",
+          _md_table(["summary", ""], summary), "",
           "![per-layer plots](layers.png)", "",
           "## Float vs integer fidelity, per neuron layer",
           "Agreement is the fraction of spike positions (all steps, clips, channels, pixels) "
@@ -119,7 +119,7 @@ def write_report(outdir: Path, manifest: dict, fid, energy, graph, passes) -> li
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}}
 table{{border-collapse:collapse;margin:1em 0;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 8px}}
 th{{background:#eee}}img{{max-width:100%}}</style></head><body>
-<h1>svf-deploy compile report</h1>{_html_table(["", ""], summary)}
+<h1>svf-deploy compile report</h1>{_html_table(["summary", ""], summary)}
 <img alt="per-layer plots" src="data:image/png;base64,{img}">
 <h2>Float vs integer fidelity, per neuron layer</h2>{_html_table(fid_head, fid_rows)}
 <h2>Energy (Appendix E model)</h2>{_html_table(en_head, en_rows)}
