@@ -78,8 +78,11 @@ class MissingStatisticsError(UnsupportedModelError):
     exit_code = 12
 
 
-class LeakNotShiftError(UnsupportedModelError):
-    """A neuron's tau is not a power of two, so its leak is not an arithmetic shift."""
+class LeakNotShiftError(UnsupportedModelError, ConfigError):
+    """A neuron's tau is not a power of two, so its leak is not an arithmetic shift.
+
+    Both an unsupported model (for the compiler) and a bad neuron configuration.
+    """
 
     exit_code = 13
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, LeakNotShiftError
 
 __all__ = ["NeuronConfig", "LIF", "ILIF", "SigmoidSurrogate", "make_neuron", "SpikingNeuron"]
 
@@ -238,11 +238,14 @@ def make_neuron(cfg: NeuronConfig, **overrides) -> SpikingNeuron:
     return LIF(cfg) if cfg.levels == 1 else ILIF(cfg)
 
 
-def leak_shift(tau: float) -> int:
-    """``k`` with ``tau == 2**k``; raises ConfigError when tau is not a power of two."""
-    k = round(math.log2(tau))
-    if k < 1 or abs(2.0 ** k - tau) > 1e-12:
-        raise ConfigError(
-            f"neuron tau={tau!r} is not a power of two, so its leak is not a shift; "
-            "retrain with tau in {2, 4, 8, ...}")
-    return k
+def leak_shift(tau: float, where: str = "") -> int:
+    """``k`` with ``tau == 2**k`` (``k >= 1``); the one check every layer uses.
+
+    Raises :class:`LeakNotShiftError` (a ConfigError and an UnsupportedModelError) when
+    ``tau`` is not a power of two; ``where`` prefixes the message (e.g. the node name).
+    """
+    k = round(math.log2(tau)) if tau > 0 else 0
+    if k < 1 or abs(2.0 ** k - tau) > 1e-12 * tau:
+        raise LeakNotShiftError(f"{where + ': ' if where else ''}tau={tau!r} is not a power of two; "
+                                "its leak is not a shift (retrain with tau in 2, 4, 8, ...)")
+    return int(k)

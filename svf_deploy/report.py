@@ -100,7 +100,7 @@ def write_report(outdir: Path, manifest: dict, fid, energy, graph, passes) -> li
     pass_rows = [[p["name"], p["nodes"], f"{p['seconds']:.3f}"] for p in passes]
     pass_head = ["pass", "nodes after", "seconds"]
 
-    md = [f"# svf-deploy compile report\n",
+    md = ["# svf-deploy compile report\n",
           _md_table(["summary", ""], summary), "",
           "![per-layer plots](layers.png)", "",
           "## Float vs integer fidelity, per neuron layer",

@@ -51,7 +51,8 @@ import math
 
 import numpy as np
 
-from ...models.errors import ConfigError, GraphError, LeakNotShiftError, UnsupportedModelError
+from ...models.errors import ConfigError, GraphError, UnsupportedModelError
+from ...models.neurons import leak_shift
 from .. import ir
 from .quantize import qmax
 
@@ -59,15 +60,6 @@ __all__ = ["run", "leak_shift", "frac_bits", "thresholds", "MAX_FRAC_BITS"]
 
 #: upper limit on the membrane fraction bits
 MAX_FRAC_BITS = 16
-
-
-def leak_shift(tau: float, where: str = "") -> int:
-    """``k`` with ``tau == 2**k``; raises :class:`UnsupportedModelError` otherwise."""
-    k = round(math.log2(tau)) if tau > 0 else 0
-    if k < 1 or abs(2.0 ** k - tau) > 1e-12 * tau:
-        raise LeakNotShiftError(f"{where + ': ' if where else ''}tau={tau!r} is not a power of two; "
-                         "its leak is not a shift (retrain with tau in 2, 4, 8, ...)")
-    return int(k)
 
 
 def frac_bits(ratio_min: float, min_theta_bits: int) -> int:

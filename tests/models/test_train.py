@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 import torch
 
 from svf_deploy.api import BUNDLED_MODEL
