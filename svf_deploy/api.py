@@ -34,8 +34,10 @@ from .compiler.pipeline import PASSES, CompileOptions, compile_model
 
 __all__ = ["TARGETS", "BUNDLED_MODEL", "CompileJob", "compile_checkpoint", "verify_outdir"]
 
-#: targets that exist today; later work adds zcu104, nir and onnx
-TARGETS = ("reference",)
+from . import targets as _targets
+
+#: targets whose implementation is installed (see :mod:`svf_deploy.targets`)
+TARGETS = _targets.available()
 BUNDLED_MODEL = Path(mdata.__file__).resolve().parent / "pretrained" / "svf-tiny-digits.pt"
 
 
@@ -53,6 +55,8 @@ class CompileJob:
     force: bool = False
     seed: int = 0
     overrides: dict = field(default_factory=dict)
+    #: target options (``verify``: e.g. "rtl"; ``strict``: bool), passed to the target
+    target_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -143,6 +147,9 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
         energy = measure_energy(model, clips[: min(32, len(clips))].transpose(0, 1).contiguous())
 
         graph.save(tmp)
+        target_entries = _targets.build(job.target, _targets.TargetContext(
+            tmpdir=tmp, graph=graph, model=model, golden_frames=golden_in, golden=res,
+            options=dict(job.target_options), progress=progress, log=log))
         pass_recs = [{"name": r.name, "nodes": r.nodes_after, "stage": r.stage,
                       "seconds": r.seconds, "ops": r.ops_after} for r in records]
         manifest = {
@@ -163,6 +170,7 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
             "energy": {"snn_mJ_per_clip": energy.snn_mj, "ann_mJ_per_clip": energy.ann_mj,
                        "sops_per_clip": energy.total_sops, "layers": energy.table()},
             "passes": pass_recs,
+            **target_entries,
         }
         from .report import write_report
 

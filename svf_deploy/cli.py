@@ -115,6 +115,10 @@ def compile_main(argv: list[str] | None = None) -> int:
     p.add_argument("--T", type=int, dest="T", help="time steps (for checkpoints that do not record it)")
     p.add_argument("--num-heads", type=int, help="attention heads (not inferable from shapes)")
     p.add_argument("--img-size", type=int, help="frame size (for checkpoints that do not record it)")
+    p.add_argument("--verify", choices=("rtl",), default=None,
+                   help="zcu104: simulate the generated RTL under Verilator and compare it with the golden reference")
+    p.add_argument("--strict", action="store_true",
+                   help="nir: fail instead of reporting nodes NIR cannot represent")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--version", action="version", version=f"svf-deploy {__version__}")
@@ -127,7 +131,8 @@ def compile_main(argv: list[str] | None = None) -> int:
                      if v is not None}
         j = CompileJob(outdir=a.outdir, model=a.model, target=a.target, weight_bits=a.weight_bits,
                        clips=a.clips, calibrate=a.calibrate, allow_pickle=a.allow_pickle,
-                       force=a.force, overrides=overrides)
+                       force=a.force, overrides=overrides,
+                       target_options={"verify": a.verify, "strict": a.strict})
         with _Progress(a.quiet) as prog:
             m = compile_checkpoint(j, progress=prog, log=prog.log)
         if not a.quiet:

@@ -1,0 +1,1 @@
+"""Simulation harness: cocotb + Verilator runs of the hardware against the golden reference."""
