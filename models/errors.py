@@ -21,6 +21,7 @@ __all__ = [
     "UnsupportedModelError",
     "GraphError",
     "OutputError",
+    "HardwareError",
 ]
 
 
@@ -97,3 +98,13 @@ class OutputError(SVFError):
     """The output location cannot be written."""
 
     exit_code = 7
+
+
+class HardwareError(SVFError):
+    """A node, width or parameter that the hardware cores cannot implement exactly.
+
+    Raised when hardware is generated (never approximated): the message names the node or
+    core, the offending value and what would make it implementable.
+    """
+
+    exit_code = 14
