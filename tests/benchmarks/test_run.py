@@ -1,0 +1,49 @@
+"""The benchmark harness runs (quick subset) and writes a page with real figures."""
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("svf_bench_run", ROOT / "benchmarks" / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fit_exponent_recovers_power_laws(bench):
+    xs = [2, 4, 8, 16, 32]
+    assert bench.fit_exponent(xs, [3 * x for x in xs]) == pytest.approx(1.0)
+    assert bench.fit_exponent(xs, [0.5 * x * x for x in xs]) == pytest.approx(2.0)
+
+
+def test_stat_orders_and_formats(bench):
+    s = bench.Stat([3.0, 1.0, 2.0])
+    assert (s.min, s.median, s.max) == (1.0, 2.0, 3.0)
+    assert s.fmt() == "1 / 2 / 3"
+
+
+def test_quick_run_writes_page(bench, tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    assert bench.main(["--quick", "--only", "executors", "compile", "accuracy", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "| svf-tiny (bundled) |" in text and "versions" in text
+    row = next(line for line in text.splitlines() if line.startswith("| svf-tiny (bundled)"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    t_float, t_ref = float(cells[2]), float(cells[3])
+    assert t_float > 0 and t_ref > 0
+    assert cells[4] == f"{t_float / t_ref:.2f}x" or abs(float(cells[4][:-1]) - t_float / t_ref) < 0.02
+    # accuracy rows hold percentages for each bit width, and the plot exists
+    accs = re.findall(r"^\| (4|8) \| ([\d.]+) % \| ([\d.]+) %", text, re.M)
+    assert [a[0] for a in accs] == ["4", "8"]
+    assert all(0 <= float(a[2]) <= 100 for a in accs)
+    assert (tmp_path / "bench-accuracy.png").stat().st_size > 1000
