@@ -22,6 +22,7 @@ __all__ = [
     "GraphError",
     "OutputError",
     "HardwareError",
+    "ExportError",
 ]
 
 
@@ -108,3 +109,10 @@ class HardwareError(SVFError):
     """
 
     exit_code = 14
+
+
+class ExportError(SVFError):
+    """A node an interchange format (NIR, ONNX) cannot express, refused under ``--strict``,
+    or an exporter package that is missing."""
+
+    exit_code = 15
