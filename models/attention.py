@@ -22,8 +22,12 @@ causal), ``spatial`` over the ``N`` tokens of each frame. ``hierarchical`` runs 
 then temporal (per-location, over ``T``) attention; ``factorized`` splits the channels
 between a spatial and a temporal half sharing one Q.
 
-SDSA core (Meta-SpikeFormer): ``y = Q (K^T V) * 0.125`` per frame, no BN; ``attn_lif``
-has threshold 0.5 in every variant, as in the published code.
+SDSA core (Meta-SpikeFormer): ``y = Q (K^T V) * 0.125``, no BN; per frame (published
+``att_mode="2D"``) or over all ``T*N`` tokens of the clip jointly (``"3D_dot"``).
+
+``attn_lif`` thresholds, as in the published code: **1.0** after the Hamming core and its
+``attn_bn`` (every SDHA variant, published ``"3D_ham"``), **0.5** after the dot-product
+cores (SDSA, both token sets). ``attn_threshold`` overrides it (a model trained otherwise).
 
 SSSA core (SNN-ViT, saccadic): per head, spike counts ``Q'_i = sum_d Q_i``,
 ``K'_j = sum_d K_j``; the rank-1 cross-attention salience of token ``i`` is
@@ -44,9 +48,30 @@ from .errors import ConfigError
 from .neurons import NeuronConfig, make_neuron
 
 __all__ = ["SpikingAttention", "SDHA", "HierarchicalSDHA", "FactorizedSDHA", "SDSA", "SSSA",
-           "make_attention", "ATTENTION_KINDS", "hamming_similarity"]
+           "make_attention", "ATTENTION_KINDS", "ATT_MODES", "attention_kind", "published_att_mode",
+           "hamming_similarity"]
 
-ATTENTION_KINDS = ("sdha", "sdha_spatial", "sdha_hierarchical", "sdha_factorized", "sdsa", "sssa")
+ATTENTION_KINDS = ("sdha", "sdha_spatial", "sdha_hierarchical", "sdha_factorized", "sdsa",
+                   "sdsa_joint", "sssa")
+
+#: the published SpikeVideoFormer ``att_mode`` names and the attention each one builds
+ATT_MODES = {"2D": "sdsa", "3D_dot": "sdsa_joint", "3D_ham": "sdha"}
+
+
+def attention_kind(name: str) -> str:
+    """Our attention kind for a published ``att_mode`` (``2D``, ``3D_dot``, ``3D_ham``) or
+    one of :data:`ATTENTION_KINDS` (returned as is); ConfigError otherwise."""
+    if name in ATTENTION_KINDS:
+        return name
+    if name in ATT_MODES:
+        return ATT_MODES[name]
+    raise ConfigError(f"unknown attention {name!r}; choose one of {', '.join(ATT_MODES)} "
+                      f"(published att_mode) or {', '.join(ATTENTION_KINDS)}")
+
+
+def published_att_mode(kind: str) -> str | None:
+    """The published ``att_mode`` name of an attention kind, or None."""
+    return next((k for k, v in ATT_MODES.items() if v == kind), None)
 
 
 def hamming_similarity(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -90,7 +115,8 @@ class SpikingAttention(nn.Module):
     kind = "base"
     has_attn_bn = False
 
-    def __init__(self, dim: int, num_heads: int, neuron: NeuronConfig):
+    def __init__(self, dim: int, num_heads: int, neuron: NeuronConfig,
+                 attn_threshold: float | None = None):
         super().__init__()
         if dim % num_heads:
             raise ConfigError(f"attention width {dim} is not divisible by num_heads={num_heads}")
@@ -105,7 +131,9 @@ class SpikingAttention(nn.Module):
         self.v_lif = make_neuron(neuron)
         if self.has_attn_bn:
             self.attn_bn = nn.BatchNorm1d(dim)
-        self.attn_lif = make_neuron(neuron, v_threshold=0.5)
+        if attn_threshold is None:  # published: 1.0 after Hamming + attn_bn, 0.5 after dot product
+            attn_threshold = 1.0 if self.has_attn_bn else 0.5
+        self.attn_lif = make_neuron(neuron, v_threshold=float(attn_threshold))
         self.proj_conv = _qkv_conv(dim)
         self.last_ops = 0
 
@@ -136,10 +164,11 @@ class SDHA(SpikingAttention):
     kind = "sdha"
     has_attn_bn = True
 
-    def __init__(self, dim: int, num_heads: int, neuron: NeuronConfig, mode: str = "joint"):
+    def __init__(self, dim: int, num_heads: int, neuron: NeuronConfig, mode: str = "joint",
+                 attn_threshold: float | None = None):
         if mode not in ("joint", "spatial"):
             raise ConfigError(f"SDHA mode must be 'joint' or 'spatial', got {mode!r}")
-        super().__init__(dim, num_heads, neuron)
+        super().__init__(dim, num_heads, neuron, attn_threshold)
         self.mode = mode
 
     def core(self, q, k, v):
@@ -161,10 +190,11 @@ class HierarchicalSDHA(nn.Module):
 
     kind = "sdha_hierarchical"
 
-    def __init__(self, dim: int, num_heads: int, neuron: NeuronConfig):
+    def __init__(self, dim: int, num_heads: int, neuron: NeuronConfig,
+                 attn_threshold: float | None = None):
         super().__init__()
-        self.spatial = SDHA(dim, num_heads, neuron, mode="spatial")
-        self.temporal = SDHA(dim, num_heads, neuron, mode="spatial")
+        self.spatial = SDHA(dim, num_heads, neuron, mode="spatial", attn_threshold=attn_threshold)
+        self.temporal = SDHA(dim, num_heads, neuron, mode="spatial", attn_threshold=attn_threshold)
         self.last_ops = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,10 +225,11 @@ class FactorizedSDHA(SpikingAttention):
     kind = "sdha_factorized"
     has_attn_bn = True
 
-    def __init__(self, dim: int, num_heads: int, neuron: NeuronConfig):
+    def __init__(self, dim: int, num_heads: int, neuron: NeuronConfig,
+                 attn_threshold: float | None = None):
         if num_heads % 2 or dim % 2:
             raise ConfigError("factorized SDHA needs an even width and an even number of heads")
-        super().__init__(dim, num_heads, neuron)
+        super().__init__(dim, num_heads, neuron, attn_threshold)
         self.kt_conv = _qkv_conv(dim)
         self.vt_conv = _qkv_conv(dim)
         self.kt_lif = make_neuron(neuron)
@@ -230,17 +261,36 @@ class FactorizedSDHA(SpikingAttention):
 
 
 class SDSA(SpikingAttention):
-    """Spike-driven self-attention of Meta-SpikeFormer: ``Q (K^T V) * 0.125`` per frame."""
+    """Spike-driven self-attention of Meta-SpikeFormer: ``Q (K^T V) * 0.125``.
+
+    ``mode="spatial"``: per frame (published ``att_mode="2D"``); ``"joint"``: all ``T*N``
+    tokens of the clip at once (``"3D_dot"``; the state_dict keys are the same).
+    """
 
     kind = "sdsa"
     scale = 0.125
 
+    def __init__(self, dim: int, num_heads: int, neuron: NeuronConfig, mode: str = "spatial",
+                 attn_threshold: float | None = None):
+        if mode not in ("joint", "spatial"):
+            raise ConfigError(f"SDSA mode must be 'joint' or 'spatial', got {mode!r}")
+        super().__init__(dim, num_heads, neuron, attn_threshold)
+        self.mode = mode
+        if mode == "joint":
+            self.kind = "sdsa_joint"
+
     def core(self, q, k, v):
-        qh, kh, vh = (_heads(z, self.num_heads) for z in (q, k, v))
+        t, b, c, n = q.shape
+        qh, kh, vh = (_heads(z, self.num_heads) for z in (q, k, v))  # [T,B,h,N,d]
+        if self.mode == "joint":
+            qh, kh, vh = (z.permute(1, 2, 0, 3, 4).reshape(b, self.num_heads, t * n, -1)
+                          for z in (qh, kh, vh))
         kv = kh.transpose(-1, -2) @ vh
         y = qh @ kv
-        n, d = qh.shape[-2], qh.shape[-1]
-        self.last_ops = 2 * (qh.numel() // (n * d)) * n * d * d
+        nt, d = qh.shape[-2], qh.shape[-1]
+        self.last_ops = 2 * (qh.numel() // (nt * d)) * nt * d * d
+        if self.mode == "joint":
+            y = y.reshape(b, self.num_heads, t, n, -1).permute(2, 0, 1, 3, 4)
         return _unheads(y) * self.scale
 
 
@@ -253,8 +303,9 @@ class SSSA(SpikingAttention):
 
     kind = "sssa"
 
-    def __init__(self, dim: int, num_heads: int, neuron: NeuronConfig, max_T: int = 16):
-        super().__init__(dim, num_heads, neuron)
+    def __init__(self, dim: int, num_heads: int, neuron: NeuronConfig, max_T: int = 16,
+                 attn_threshold: float | None = None):
+        super().__init__(dim, num_heads, neuron, attn_threshold)
         self.max_T = max_T
         self.saccade_gain = nn.Parameter(torch.ones(max_T))
         self.sal_lif = make_neuron(neuron)
@@ -283,18 +334,23 @@ class SSSA(SpikingAttention):
 
 
 def make_attention(kind: str, dim: int, num_heads: int, neuron: NeuronConfig,
-                   max_T: int = 16) -> nn.Module:
-    """Build an attention by name: one of :data:`ATTENTION_KINDS`."""
+                   max_T: int = 16, attn_threshold: float | None = None) -> nn.Module:
+    """Build an attention by name: one of :data:`ATTENTION_KINDS` or a published
+    ``att_mode`` (:data:`ATT_MODES`). ``attn_threshold`` None: the published value."""
+    kind = attention_kind(kind) if kind in ATT_MODES else kind
+    th = attn_threshold
     if kind == "sdha":
-        return SDHA(dim, num_heads, neuron, mode="joint")
+        return SDHA(dim, num_heads, neuron, mode="joint", attn_threshold=th)
     if kind == "sdha_spatial":
-        return SDHA(dim, num_heads, neuron, mode="spatial")
+        return SDHA(dim, num_heads, neuron, mode="spatial", attn_threshold=th)
     if kind == "sdha_hierarchical":
-        return HierarchicalSDHA(dim, num_heads, neuron)
+        return HierarchicalSDHA(dim, num_heads, neuron, attn_threshold=th)
     if kind == "sdha_factorized":
-        return FactorizedSDHA(dim, num_heads, neuron)
+        return FactorizedSDHA(dim, num_heads, neuron, attn_threshold=th)
     if kind == "sdsa":
-        return SDSA(dim, num_heads, neuron)
+        return SDSA(dim, num_heads, neuron, mode="spatial", attn_threshold=th)
+    if kind == "sdsa_joint":
+        return SDSA(dim, num_heads, neuron, mode="joint", attn_threshold=th)
     if kind == "sssa":
-        return SSSA(dim, num_heads, neuron, max_T=max_T)
+        return SSSA(dim, num_heads, neuron, max_T=max_T, attn_threshold=th)
     raise ConfigError(f"unknown attention {kind!r}; choose one of {', '.join(ATTENTION_KINDS)}")

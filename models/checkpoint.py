@@ -25,13 +25,18 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig
+from .attention import ATT_MODES, attention_kind, published_att_mode
+from .config import NORMALIZATIONS, ModelConfig
 from .errors import (CheckpointError, CheckpointMismatchError, CheckpointNotFoundError,
                      ConfigError, MissingStatisticsError, UnsafeCheckpointError)
 from .svf import SpikeVideoFormer
 
 __all__ = ["FORMAT", "save_checkpoint", "read_checkpoint", "load_checkpoint", "infer_config",
-           "load_state_dict_checked", "extract_state_dict"]
+           "load_state_dict_checked", "extract_state_dict", "ASSUMPTIONS_KEY"]
+
+#: key under which :func:`load_checkpoint` lists, in the returned checkpoint dict, every
+#: fact it had to assume (one sentence each); the CLI prints them and reports record them
+ASSUMPTIONS_KEY = "svf_assumptions"
 
 FORMAT = "svf-deploy/1"
 
@@ -148,7 +153,31 @@ def _shape(sd: dict, key: str) -> tuple[int, ...]:
     return tuple(sd[key].shape)
 
 
-def infer_config(sd: dict[str, torch.Tensor], args: Any = None, **overrides) -> ModelConfig:
+def _args_attention(args: Any) -> str | None:
+    mode = getattr(args, "att_mode", None) if args is not None else None
+    if mode is None:
+        return None
+    if mode not in ATT_MODES:
+        raise CheckpointError(f"checkpoint args.att_mode={mode!r} is not a published mode "
+                              f"({', '.join(ATT_MODES)}); pass --attention to choose")
+    return ATT_MODES[mode]
+
+
+def _args_normalization(args: Any) -> tuple | None:
+    """``(mean, std)`` recorded in training args (``mean``/``std`` or ``normalize``), else None."""
+    if args is None:
+        return None
+    mean, std = getattr(args, "mean", None), getattr(args, "std", None)
+    if isinstance(mean, (list, tuple)) and isinstance(std, (list, tuple)):
+        return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    name = getattr(args, "normalize", None)
+    if isinstance(name, str) and name in NORMALIZATIONS:
+        return NORMALIZATIONS[name] or ((), ())
+    return None
+
+
+def infer_config(sd: dict[str, torch.Tensor], args: Any = None, notes: list[str] | None = None,
+                 **overrides) -> ModelConfig:
     """Infer a :class:`ModelConfig` from ``state_dict`` shapes (published checkpoints).
 
     Widths come from the downsampling convs, depths from the block indices, the attention
@@ -157,7 +186,17 @@ def infer_config(sd: dict[str, torch.Tensor], args: Any = None, **overrides) -> 
     from its layers. Shapes cannot tell ``num_heads`` (8 as published), the SDHA token
     mode (joint), ``T`` or the frame size; ``args`` (a training Namespace) or
     ``overrides`` supply them.
+
+    Published SpikeVideoFormer modes: ``args.att_mode`` (``2D``, ``3D_dot``, ``3D_ham``)
+    decides when recorded. ``2D`` and ``3D_dot`` have identical keys: without
+    ``args.att_mode`` or an ``attention`` override, ``2D`` (Meta-SpikeFormer's per-frame
+    SDSA) is assumed and a sentence saying so is appended to ``notes``. ``head_kd`` keys
+    mean ``kd=True``. Input normalisation comes from ``args.mean/std`` (or
+    ``args.normalize``), else an override; for a training checkpoint that records none
+    with 3 input channels, ImageNet mean/std (the published pipelines') is assumed and
+    noted. Contradictions between keys, args and overrides raise CheckpointMismatchError.
     """
+    notes = notes if notes is not None else []
     e0 = _shape(sd, "downsample1_2.encode_conv.weight")[0]
     e1 = _shape(sd, "downsample2.encode_conv.weight")[0]
     e2 = _shape(sd, "downsample3.encode_conv.weight")[0]
@@ -187,6 +226,27 @@ def infer_config(sd: dict[str, torch.Tensor], args: Any = None, **overrides) -> 
             attention = "sdha"
         else:
             attention = "sdsa"
+    dot = attention == "sdsa"
+    from_args = _args_attention(args)
+    wanted = overrides.get("attention")
+    if wanted is not None:
+        wanted = attention_kind(wanted)
+        overrides = {**overrides, "attention": wanted}
+    for src, kind in (("args.att_mode", from_args), ("--attention", wanted)):
+        if kind is None:
+            continue
+        ok = kind == attention or (dot and kind in ("sdsa", "sdsa_joint"))
+        if not ok:
+            raise CheckpointMismatchError(
+                f"{src} says {published_att_mode(kind) or kind} but the state_dict keys are those of "
+                f"{published_att_mode(attention) or attention} attention "
+                f"({'no' if dot else 'an'} attn.attn_bn); fix {src}")
+    if from_args is not None:
+        attention = from_args
+    if dot and wanted is None and from_args is None and any_blk:
+        notes.append("attention mode ASSUMED 2D (per-frame dot-product SDSA): the checkpoint does not "
+                     "record args.att_mode and 2D / 3D_dot have identical keys; pass --attention 3D_dot "
+                     "if it was trained with joint space-time tokens")
     if "head.weight" in keys:
         head, num_classes = "classification", _shape(sd, "head.weight")[0]
     elif "head_pose.weight" in keys:
@@ -195,9 +255,25 @@ def infer_config(sd: dict[str, torch.Tensor], args: Any = None, **overrides) -> 
         head, num_classes = "segmentation", _shape(sd, "fpn.cls.weight")[0]
     else:
         raise CheckpointError("state_dict has no recognised head (head / head_pose / fpn)")
+    kd = "head_kd.weight" in keys
+    if kd and head != "classification":
+        raise CheckpointError("state_dict has head_kd but no classification head: unsupported layout")
+    if kd and _shape(sd, "head_kd.weight") != _shape(sd, "head.weight"):
+        raise CheckpointMismatchError(f"head_kd.weight has shape {_shape(sd, 'head_kd.weight')}, "
+                                      f"head.weight {_shape(sd, 'head.weight')}: they must match")
     kw: dict[str, Any] = dict(name="inferred", embed_dim=(e0, e1, e2, e3), depths=(d3, d4),
                               mlp_ratio=mlp, in_channels=in_ch, num_classes=num_classes,
-                              attention=attention, head=head)
+                              attention=attention, head=head, kd=kd)
+    if "input_mean" not in overrides:
+        norm = _args_normalization(args)
+        if norm is not None:
+            if norm[0]:
+                kw["input_mean"], kw["input_std"] = norm
+        elif in_ch == 3:
+            kw["input_mean"], kw["input_std"] = NORMALIZATIONS["imagenet"]
+            notes.append("input normalisation ASSUMED imagenet (mean 0.485,0.456,0.406, std "
+                         "0.229,0.224,0.225, as the published pipelines): the checkpoint does not "
+                         "record it; pass --normalize none or --mean/--std otherwise")
     if attention == "sssa":
         kw["max_T"] = _shape(sd, f"{any_blk}.attn.saccade_gain")[0]
     if args is not None:
@@ -236,19 +312,30 @@ def load_state_dict_checked(model: torch.nn.Module, sd: dict[str, torch.Tensor])
 
 def load_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False,
                     config: ModelConfig | None = None, **overrides) -> tuple[SpikeVideoFormer, dict]:
-    """Load ours or a published checkpoint into an eval-mode model; returns ``(model, ckpt)``."""
+    """Load ours or a published checkpoint into an eval-mode model; returns ``(model, ckpt)``.
+
+    ``ckpt[ASSUMPTIONS_KEY]``: the facts that had to be assumed (see :func:`infer_config`).
+    """
+    notes: list[str] = []
     obj = read_checkpoint(path, allow_pickle=allow_pickle)
     sd = extract_state_dict(obj)
     if config is None:
         if isinstance(obj.get("config"), dict):
             try:
                 config = ModelConfig.from_dict(obj["config"])
+                if "attention" in overrides:
+                    want = attention_kind(overrides["attention"])
+                    if want != config.attention:
+                        raise CheckpointMismatchError(
+                            f"--attention {overrides['attention']} contradicts the checkpoint's recorded "
+                            f"attention {published_att_mode(config.attention) or config.attention}")
                 if overrides:
                     config = config.replace(**overrides)
             except (ConfigError, TypeError) as e:
                 raise CheckpointError(f"checkpoint config is invalid: {e}") from None
         else:
-            config = infer_config(sd, obj.get("args"), **overrides)
+            config = infer_config(sd, obj.get("args"), notes, **overrides)
     model = SpikeVideoFormer(config)
     load_state_dict_checked(model, sd)
+    obj[ASSUMPTIONS_KEY] = notes
     return model.eval(), obj

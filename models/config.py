@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from .attention import ATTENTION_KINDS
+from .attention import ATTENTION_KINDS, ATT_MODES, attention_kind
 from .errors import ConfigError
 from .neurons import NeuronConfig
 
-__all__ = ["ModelConfig", "ZOO", "get_config", "HEADS"]
+__all__ = ["ModelConfig", "ZOO", "get_config", "HEADS", "NORMALIZATIONS"]
 
 HEADS = ("classification", "pose", "segmentation")
+
+#: named input normalisations ``(mean, std)`` per channel, on frames in [0, 1]
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
+    "none": None,
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # timm IMAGENET_DEFAULT_*
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,13 @@ class ModelConfig:
     head : ``classification`` (mean over T), ``pose`` (per-step SMPL) or ``segmentation``.
     T : default number of time steps (a static image is repeated T times).
     seg_levels : I-LIF level count D of the segmentation head (1 = binary LIF).
+    attn_threshold : ``attn_lif`` threshold; ``None`` = the published value (1.0 after the
+        Hamming core + ``attn_bn``, 0.5 after a dot-product core).
+    kd : classification with the distillation head ``head_kd`` (published ``--kd``); eval
+        output ``(head(z).mean(0) + head_kd(z).mean(0)) / 2``.
+    input_mean, input_std : per-channel input normalisation: the first conv sees
+        ``(x - mean) / std`` for frames ``x`` in [0, 1] (= ``(pixel/255 - mean)/std``), as
+        published pipelines feed it. ``None``: the frames as they are.
     """
 
     name: str = "custom"
@@ -50,6 +63,10 @@ class ModelConfig:
     seg_levels: int = 4
     pose_joints: int = 24
     max_T: int = 16
+    attn_threshold: float | None = None
+    kd: bool = False
+    input_mean: tuple[float, ...] | None = None
+    input_std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "embed_dim", tuple(int(x) for x in self.embed_dim))
@@ -65,8 +82,27 @@ class ModelConfig:
         for w in self.embed_dim[2:]:
             if w % self.num_heads:
                 raise ConfigError(f"width {w} is not divisible by num_heads={self.num_heads}")
+        if self.attention in ATT_MODES:  # published att_mode names
+            object.__setattr__(self, "attention", attention_kind(self.attention))
         if self.attention not in ATTENTION_KINDS:
-            raise ConfigError(f"attention {self.attention!r} unknown; choose one of {', '.join(ATTENTION_KINDS)}")
+            raise ConfigError(f"attention {self.attention!r} unknown; choose one of {', '.join(ATTENTION_KINDS)} "
+                              f"or a published att_mode ({', '.join(ATT_MODES)})")
+        if self.attn_threshold is not None and not self.attn_threshold > 0:
+            raise ConfigError(f"attn_threshold must be > 0, got {self.attn_threshold!r}")
+        if self.kd and self.head != "classification":
+            raise ConfigError("kd (the distillation head head_kd) exists for the classification head only")
+        if (self.input_mean is None) != (self.input_std is None):
+            raise ConfigError("give both input_mean and input_std (or neither)")
+        if self.input_mean is not None:
+            mean = tuple(float(v) for v in self.input_mean)
+            std = tuple(float(v) for v in self.input_std)
+            object.__setattr__(self, "input_mean", mean)
+            object.__setattr__(self, "input_std", std)
+            if len(mean) != self.in_channels or len(std) != self.in_channels:
+                raise ConfigError(f"input_mean/input_std need {self.in_channels} values (one per "
+                                  f"channel), got {len(mean)} and {len(std)}")
+            if not all(v > 0 for v in std):
+                raise ConfigError(f"input_std must be positive, got {std}")
         if self.head not in HEADS:
             raise ConfigError(f"head {self.head!r} unknown; choose one of {', '.join(HEADS)}")
         if self.img_size % 16:
@@ -89,7 +125,20 @@ class ModelConfig:
         d = asdict(self)
         d["embed_dim"] = list(self.embed_dim)
         d["depths"] = list(self.depths)
+        for k in ("input_mean", "input_std"):
+            if d[k] is not None:
+                d[k] = list(d[k])
         return d
+
+    @property
+    def normalization(self) -> str:
+        """``none``, a name of :data:`NORMALIZATIONS`, or ``mean=...,std=...``."""
+        if self.input_mean is None:
+            return "none"
+        for name, v in NORMALIZATIONS.items():
+            if v is not None and v == (self.input_mean, self.input_std):
+                return name
+        return f"mean={list(self.input_mean)},std={list(self.input_std)}"
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":

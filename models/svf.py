@@ -18,7 +18,13 @@ attribute             layer                      resolution  width
 ``block4``            ``depths[1]`` transformer  H/16        W4
 ====================  =========================  ==========  ======
 
+Input normalisation (``cfg.input_mean/input_std``, published pipelines): the first conv
+sees ``(x - mean) / std`` per channel for frames ``x`` in [0, 1] (non-persistent buffers:
+no state_dict entries, as the published models take normalised frames).
+
 Heads: ``classification`` -- spatial mean -> ``lif`` -> ``head`` (linear) -> mean over T;
+with ``cfg.kd`` also ``head_kd`` (same shape, same spikes): eval output
+``(head(z).mean(0) + head_kd(z).mean(0)) / 2``, training output the pair, as published;
 ``pose`` -- spatial mean -> ``lif`` -> ``head_shape`` (10), ``head_pose`` (joints x 6D),
 ``head_trans`` (3) per step; ``segmentation`` -- SDHA memory read (last step queries the
 earlier ones) fused into the last stage, then a spiking FPN over the four stages with
@@ -45,7 +51,8 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, dim: int, cfg: ModelConfig):
         super().__init__()
-        self.attn = make_attention(cfg.attention, dim, cfg.num_heads, cfg.neuron, cfg.max_T)
+        self.attn = make_attention(cfg.attention, dim, cfg.num_heads, cfg.neuron, cfg.max_T,
+                                   cfg.attn_threshold)
         self.mlp = ChannelMLP(dim, dim * cfg.mlp_ratio, cfg.neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,9 +152,15 @@ class SpikeVideoFormer(nn.Module):
         self.block3 = nn.ModuleList([TransformerBlock(e2, cfg) for _ in range(cfg.depths[0])])
         self.downsample4 = Downsample(e2, e3, 3, 1, 1, False, n)
         self.block4 = nn.ModuleList([TransformerBlock(e3, cfg) for _ in range(cfg.depths[1])])
+        if cfg.input_mean is not None:
+            view = (1, 1, cfg.in_channels, 1, 1)
+            self.register_buffer("input_mean", torch.tensor(cfg.input_mean).view(view), persistent=False)
+            self.register_buffer("input_std", torch.tensor(cfg.input_std).view(view), persistent=False)
         if cfg.head == "classification":
             self.lif = make_neuron(n)
             self.head = nn.Linear(e3, cfg.num_classes)
+            if cfg.kd:
+                self.head_kd = nn.Linear(e3, cfg.num_classes)
         elif cfg.head == "pose":
             self.lif = make_neuron(n)
             self.head_shape = nn.Linear(e3, 10)
@@ -180,6 +193,8 @@ class SpikeVideoFormer(nn.Module):
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The residual stream after each stage: ``[s1 (H/4, 2C), s2, s3, s4]``."""
         x = self._check_input(x)
+        if self.cfg.input_mean is not None:
+            x = (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
         x = self.downsample1_1(x)
         for blk in self.ConvBlock1_1:
             x = blk(x)
@@ -214,6 +229,9 @@ class SpikeVideoFormer(nn.Module):
         x = self.forward_features(x).flatten(3).mean(3)  # [T, B, C]
         x = self.lif(x)
         if head == "classification":
+            if self.cfg.kd:
+                y, y_kd = self.head(x).mean(0), self.head_kd(x).mean(0)
+                return (y, y_kd) if self.training else (y + y_kd) / 2
             return self.head(x).mean(0)
         return {"shape": self.head_shape(x), "pose": self.head_pose(x), "trans": self.head_trans(x)}
 

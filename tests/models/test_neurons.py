@@ -94,3 +94,22 @@ def test_fused_bptt_matches_autograd_step_loop(decay_input, reset):
     (loop(x) * w).sum().backward()
     assert torch.allclose(g_fused, x.grad, atol=1e-12)
     assert g_fused.abs().sum() > 0
+
+
+def test_lif_charges_in_spikingjelly_order_bit_for_bit():
+    """``v + (x - v) / tau`` (spikingjelly) and ``0.5 v + 0.5 x`` differ by an ulp on some
+    float32 membranes; the neuron must give spikingjelly's value exactly."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 20000, generator=g) * 1.3
+    n = LIF()
+    n.record = True
+    n(x)
+    v = torch.zeros(x.shape[1])
+    differs = 0
+    for t in range(x.shape[0]):
+        h = v + (x[t] - v) / 2.0
+        differs += int((h != 0.5 * v + 0.5 * x[t]).sum())
+        assert torch.equal(n.last_h[t], h), t
+        s = h >= 1.0
+        v = torch.where(s, torch.zeros_like(h), h)
+    assert differs > 100  # the two orders really do round differently on these inputs
