@@ -20,11 +20,18 @@ torch               IR (``float`` stage)
                     a 1x1 Conv with weight ``[O, I, 1, 1]``)
 SDHA / SDSA         ``head_lif``; ``q_conv`` (RepConv) ``-> q_conv.1`` (BatchNorm) ``-> q_lif``,
                     same for k, v; ``Attention attn`` (``factor = 1/(2C)`` for SDHA with
-                    ``C`` the full width, 0.125 for SDSA); ``attn_bn`` (SDHA only);
-                    ``attn_lif`` (threshold 0.5); ``proj_conv -> proj_conv.1``
+                    ``C`` the full width, 0.125 for SDSA; tokens ``joint`` for SDHA joint
+                    (``3D_ham``) and SDSA joint (``3D_dot``), ``spatial`` per frame
+                    (``2D``)); ``attn_bn`` (SDHA only); ``attn_lif`` (its own threshold:
+                    1.0 after Hamming, 0.5 after dot product); ``proj_conv -> proj_conv.1``
 SSSA                as SDHA, but the core is ``SSSA attn`` with ``gain[t] =
                     saccade_gain[t] / (d*d*N)`` and the saccade neuron ``sal_lif``
-classification      ``GlobalPool pool -> LIF lif -> Linear head -> TimeMean time_mean``
+classification      ``GlobalPool pool -> LIF lif -> Linear head -> TimeMean time_mean``; with
+                    the distillation head (``kd``) the one ``Linear head`` has
+                    ``W = (W_head + W_head_kd) / 2``, ``b = (b_head + b_head_kd) / 2``: the
+                    eval output ``(head(z).mean_t + head_kd(z).mean_t) / 2`` is linear in
+                    ``z``, so this is exact in real arithmetic (float64 fold; the float32
+                    model differs from it by rounding only, ~1e-7 relative)
 pose                ``GlobalPool pool -> LIF lif -> Linear head_shape / head_pose /
                     head_trans`` (three per-step outputs)
 ==================  ==================================================================
@@ -32,6 +39,12 @@ pose                ``GlobalPool pool -> LIF lif -> Linear head_shape / head_pos
 The RepConv node of ``q_conv = Sequential(RepConv, BatchNorm2d)`` takes the Sequential's
 path (``...attn.q_conv``) and its BN the BN's own path (``...attn.q_conv.1``): after
 folding, the single Conv named ``...q_conv`` is exactly that Sequential.
+
+Input normalisation (``cfg.input_mean/input_std``): the first conv ``downsample1_1.encode_conv``
+sees ``(x - mean) / std``; it is folded exactly into that analog conv as ``W' = W / std``
+(per input channel) and a bias *map* ``b[o] - conv(W', zero-pad(mean image))[o, p]``
+(see ``ir.Conv``): a zero pad of the normalised frame is the raw value ``mean``, which the
+map accounts for position by position, so the graph input stays the raw frame in [0, 1].
 
 BatchNorms are translated with their *running* statistics, i.e. inference semantics,
 as ``y = a x + b`` with ``a = gamma / sqrt(var + eps)``, ``b = beta - mean * a``
@@ -191,13 +204,16 @@ class _Builder:
         return self.bn(f"{path}.1", seq[1], name)
 
     # --- blocks
-    def downsample(self, path: str, m: nn.Module, x: str) -> str:
+    def downsample(self, path: str, m: nn.Module, x: str, norm=None) -> str:
         self.expect(path, m, (blocks.Downsample,))
         kids = {"encode_conv", "encode_bn"} | (set() if m.first_layer else {"encode_lif"})
         self.expect_children(path, m, kids)
         if not m.first_layer:
             x = self.neuron(f"{path}.encode_lif", m.encode_lif, x)
-        x = self.conv(f"{path}.encode_conv", m.encode_conv, x)
+        if norm is not None:
+            x = self.normalized_first_conv(f"{path}.encode_conv", m.encode_conv, x, *norm)
+        else:
+            x = self.conv(f"{path}.encode_conv", m.encode_conv, x)
         return self.bn(f"{path}.encode_bn", m.encode_bn, x)
 
     def conv_block(self, path: str, m: nn.Module, x: str) -> str:
@@ -260,9 +276,9 @@ class _Builder:
         elif type(m) is attn_mod.SDHA:
             y = self.emit(ir.Attention(path, tuple(qkv), kind="sdha", heads=int(m.num_heads),
                                        tokens=m.mode, factor=1.0 / (2 * m.dim)))
-        else:
+        else:  # SDSA: per frame (2D) or joint T*H*W tokens (3D_dot)
             y = self.emit(ir.Attention(path, tuple(qkv), kind="sdsa", heads=int(m.num_heads),
-                                       tokens="spatial", factor=float(m.scale)))
+                                       tokens=m.mode, factor=float(m.scale)))
         if m.has_attn_bn:
             y = self.bn(f"{path}.attn_bn", m.attn_bn, y)
         y = self.neuron(f"{path}.attn_lif", m.attn_lif, y)
@@ -286,10 +302,36 @@ class _Builder:
         y = self.mlp(f"{path}.mlp", m.mlp, x)
         return self.emit(ir.Add(f"{path}.add2", (x, y)))
 
-    def linear(self, path: str, m: nn.Module, x: str) -> str:
+    def linear(self, path: str, m: nn.Module, x: str, kd: nn.Module | None = None) -> str:
+        """A Linear; with ``kd`` (the distillation head) the exact average of the two."""
         self.expect(path, m, (nn.Linear,))
-        return self.emit(ir.Linear(path, (x,), weight=_np(m.weight),
-                                   bias=None if m.bias is None else _np(m.bias)))
+        w = _np(m.weight)
+        b = np.zeros(w.shape[0]) if m.bias is None else _np(m.bias)
+        if kd is not None:
+            self.expect("head_kd", kd, (nn.Linear,))
+            if tuple(kd.weight.shape) != tuple(m.weight.shape):
+                raise _unsupported("head_kd", kd, "head_kd must have the shape of head")
+            w = (w + _np(kd.weight)) / 2
+            b = (b + (0.0 if kd.bias is None else _np(kd.bias))) / 2
+        elif m.bias is None:
+            b = None
+        return self.emit(ir.Linear(path, (x,), weight=w, bias=b))
+
+    def normalized_first_conv(self, path: str, m: nn.Module, x: str, mean: np.ndarray,
+                              std: np.ndarray, in_hw: tuple[int, int]) -> str:
+        """The analog first conv reading ``(x - mean) / std``, folded exactly (module docstring)."""
+        self.expect(path, m, (nn.Conv2d,))
+        self.conv(path, m, x)  # validates the conv; replaced below by its folded form
+        conv = self.nodes.pop()
+        w = conv.weight / std[None, :, None, None]
+        b = np.zeros(w.shape[0]) if conv.bias is None else np.asarray(conv.bias)
+        mean_img = torch.from_numpy(np.broadcast_to(mean[:, None, None], (len(mean), *in_hw)).copy())
+        corr = torch.nn.functional.conv2d(mean_img[None], torch.from_numpy(w), None, conv.stride,
+                                          conv.padding)[0].numpy()
+        bias = b[:, None, None] - corr
+        if conv.padding == 0:  # no border: the map is constant, a per-channel bias is exact
+            bias = bias[:, 0, 0].copy()
+        return self.emit(conv.replace(weight=w, bias=bias))
 
 
 _STAGES: tuple[tuple[str, str], ...] = (
@@ -297,7 +339,7 @@ _STAGES: tuple[tuple[str, str], ...] = (
     ("ConvBlock1_2", "cnn"), ("downsample2", "down"), ("ConvBlock2_1", "cnn"),
     ("ConvBlock2_2", "cnn"), ("downsample3", "down"), ("block3", "tf"), ("downsample4", "down"),
     ("block4", "tf"))
-_HEAD_CHILDREN = {"classification": {"lif", "head"},
+_HEAD_CHILDREN = {"classification": {"lif", "head"}, "classification_kd": {"lif", "head", "head_kd"},
                   "pose": {"lif", "head_shape", "head_pose", "head_trans"}}
 
 
@@ -340,7 +382,9 @@ def from_torch(model: nn.Module, frame_shape: tuple[int, int, int] | None = None
                    ("", model))
         raise _unsupported(bad[0], bad[1], f"the {cfg.head} head (memory read + spiking FPN) "
                                            "is not supported; use the classification or pose head")
-    _Builder.expect_children("", model, {n for n, _ in _STAGES} | _HEAD_CHILDREN[cfg.head])
+    head_kids = _HEAD_CHILDREN["classification_kd" if cfg.head == "classification" and cfg.kd
+                               else cfg.head]
+    _Builder.expect_children("", model, {n for n, _ in _STAGES} | head_kids)
 
     if frame_shape is None:
         frame_shape = (cfg.in_channels, cfg.img_size, cfg.img_size)
@@ -353,8 +397,13 @@ def from_torch(model: nn.Module, frame_shape: tuple[int, int, int] | None = None
 
     b = _Builder(model)
     x = b.emit(ir.Input("input", (), shape=frame_shape))
+    norm = None
+    if cfg.input_mean is not None:
+        mean, std = _np(model.input_mean).reshape(-1), _np(model.input_std).reshape(-1)
+        norm = (mean, std, frame_shape[1:])
     handlers: dict[str, Callable[[str, nn.Module, str], str]] = {
-        "down": b.downsample, "cnn": b.conv_block,
+        "down": lambda p, m, z: b.downsample(p, m, z, norm if p == "downsample1_1" else None),
+        "cnn": b.conv_block,
         "tf": lambda p, m, z: b.transformer_block(p, m, z, hw16)}
     for name, kind in _STAGES:
         mod = getattr(model, name)
@@ -368,13 +417,14 @@ def from_torch(model: nn.Module, frame_shape: tuple[int, int, int] | None = None
     x = b.emit(ir.GlobalPool("pool", (x,)))
     x = b.neuron("lif", model.lif, x)
     if cfg.head == "classification":
-        y = b.linear("head", model.head, x)
+        y = b.linear("head", model.head, x, getattr(model, "head_kd", None) if cfg.kd else None)
         outputs: tuple[str, ...] = (b.emit(ir.TimeMean("time_mean", (y,))),)
     else:
         outputs = tuple(b.linear(h, getattr(model, h), x)
                         for h in ("head_shape", "head_pose", "head_trans"))
     meta = {"model_config": cfg.to_dict(), "T": int(cfg.T), "frontend": "svf_deploy.compiler.frontend",
-            "head": cfg.head, "frame_shape": list(frame_shape)}
+            "head": cfg.head, "frame_shape": list(frame_shape),
+            "input_normalization": cfg.normalization, "kd_folded": bool(cfg.kd)}
     if not math.isfinite(float(sum(np.abs(n.weight).sum() for n in b.nodes
                                    if isinstance(n, (ir.Conv, ir.Linear))))):
         raise UnsupportedModelError("the model has non-finite weights")

@@ -184,6 +184,15 @@ class Conv(Node):
     by the bit-width pass from the proved bound (0 = not yet derived). In a float graph
     ``out_scale`` may be set as an annotation: the scale quantisation must use (the
     residual stream's shared scale).
+
+    Bias map: ``bias`` may also be ``[O, Ho, Wo]``, one value per output position,
+    ``y[o, p] = sum_{i,k} W[o, i, k] x[i, p + k] + bias[o, p]``. Only the analog first
+    layer gets one, when the frontend folds an input normalisation ``(x - mean) / std``
+    into it: a zero pad of the *normalised* frame is the raw value ``mean``, so the fold
+    ``W' = W / std`` with ``bias[o, p] = b[o] - sum_{i,k valid at p} W'[o, i, k] mean[i]``
+    is exact at the borders too (a per-channel bias would be exact only inside). Every
+    pass treats it as the per-channel bias, position by position (BN fold ``a[o] bias + b[o]``,
+    quantisation ``round(bias / s[o])``; bounds use ``max_p |bias[o, p]|``).
     """
 
     weight: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 1, 1)))
@@ -203,7 +212,9 @@ class Conv(Node):
         _need(self.groups >= 1 and o % self.groups == 0, f"Conv {self.name!r}: {o} outputs not divisible by groups={self.groups}")
         _need(self.stride >= 1 and self.padding >= 0, f"Conv {self.name!r}: bad stride/padding")
         if self.bias is not None:
-            _need(self.bias.shape == (o,), f"Conv {self.name!r}: bias shape {self.bias.shape} != ({o},)")
+            _need(self.bias.shape == (o,) or (self.bias.ndim == 3 and self.bias.shape[0] == o),
+                  f"Conv {self.name!r}: bias shape {self.bias.shape} is neither ({o},) nor a "
+                  f"bias map ({o}, Ho, Wo)")
         if self.out_scale is not None:
             _need(self.out_scale.shape == (o,) and bool(np.all(self.out_scale > 0)),
                   f"Conv {self.name!r}: out_scale must be ({o},) positive")
@@ -211,6 +222,11 @@ class Conv(Node):
     @property
     def out_channels(self) -> int:
         return int(self.weight.shape[0])
+
+    @property
+    def bias_map(self) -> bool:
+        """True when ``bias`` is a per-position map ``[O, Ho, Wo]``."""
+        return self.bias is not None and self.bias.ndim == 3
 
     def out_hw(self, h: int, w: int) -> tuple[int, int]:
         kh, kw = self.weight.shape[2:]
@@ -225,6 +241,8 @@ class Conv(Node):
         oh, ow = self.out_hw(*x.shape[1:])
         _need(oh > 0 and ow > 0, f"Conv {self.name!r}: output would be empty")
         shape = (self.out_channels, oh, ow)
+        if self.bias_map:
+            _need(self.bias.shape == shape, f"Conv {self.name!r}: bias map {self.bias.shape} != output {shape}")
         if stage == "float":
             return TensorType(shape, "float")
         _need(self.out_scale is not None and _is_int(self.weight)

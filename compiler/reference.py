@@ -126,7 +126,8 @@ def _pyint_abs_row_sums(w: np.ndarray) -> list[int]:
 def _affine_bound(weight: np.ndarray, bias: np.ndarray | None, in_bound: int) -> int:
     """``max_o (sum_k |W[o, k]| * in_bound + |b[o]|)`` exactly, as a Python int."""
     rows = _pyint_abs_row_sums(weight)
-    bs = [0] * len(rows) if bias is None else [abs(int(v)) for v in np.asarray(bias).tolist()]
+    bs = [0] * len(rows) if bias is None else [  # a bias map [O, Ho, Wo]: its largest |b| per row
+        abs(int(v)) for v in np.abs(np.asarray(bias)).reshape(len(rows), -1).max(1).tolist()]
     return max(r * in_bound + b for r, b in zip(rows, bs))
 
 
@@ -410,18 +411,16 @@ def _lif_float(x: torch.Tensor, tau: float, decay_input: bool, vth: float, reset
                levels: int, record: bool):
     """Float multi-step LIF / I-LIF with the arithmetic of :mod:`models.neurons` (``v_reset = 0``).
 
-    The binary LIF charges as the fused torch neuron does, ``H = V (1 - 1/tau) + X k_x``
-    (``k_x = 1/tau`` with decay_input, else 1); the I-LIF as ``ILIF._charge``,
-    ``H = V + (X - V) / tau`` or ``V - V / tau + X``. Both equal the documented dynamics;
-    copying each operation order makes the float graph match the model bit for bit.
+    Both charge in spikingjelly's operation order, as the torch neurons do:
+    ``H = V + (X - V) / tau`` (decay_input) or ``H = V - V / tau + X``; copying the order
+    makes the float graph match the model bit for bit.
     """
     out = torch.empty_like(x)
     hs = torch.empty_like(x) if record else None
     v = torch.zeros_like(x[0])
-    k_v, k_x = 1.0 - 1.0 / tau, (1.0 / tau if decay_input else 1.0)
     for t in range(x.shape[0]):
         if levels == 1:
-            h = v * k_v + x[t] * k_x
+            h = v + (x[t] - v) / tau if decay_input else v - v / tau + x[t]
             fired = h >= vth
             s = fired.to(x.dtype)
             v = h.masked_fill(fired, 0.0) if reset == "hard" else h - s * vth
@@ -569,14 +568,20 @@ class _Run:
             bound = self.bounds[n.name]
             dt = kernel_dtype(bound)
         w = self.param(n, "weight", dt)
-        bias = None if n.bias is None else self.param(n, "bias", dt)
+        bmap = n.bias_map  # [O, Ho, Wo]: added after the sum (exact: int64 in integer graphs)
+        bias = None if n.bias is None or bmap else self.param(n, "bias", dt)
         x = self.fview(src, dt).flatten(0, 1)
         if not self.integer:
             y = F.conv2d(x, w, bias, n.stride, n.padding, 1, n.groups)
+            if bmap:
+                y = y + self.param(n, "bias", dt)
         else:
             y = int_conv2d(x, w, bias, stride=n.stride, padding=n.padding, groups=n.groups,
                            bound=bound, dtype=dt, check=self.check, bits=n.acc_bits,
                            who=f"Conv {n.name!r}")
+            if bmap:
+                y = y + self.param(n, "bias", torch.int64)
+                self.check_int(y, n, n.acc_bits)
         return y.reshape(t, b, *y.shape[1:])
 
     def Linear(self, n: ir.Linear) -> torch.Tensor:

@@ -49,7 +49,8 @@ def _merge(layer: ir.Node, bn: ir.BatchNorm) -> ir.Node:
     w = np.asarray(layer.weight, dtype=np.float64)
     a = bn.a.reshape((-1,) + (1,) * (w.ndim - 1))
     bias = np.zeros(w.shape[0]) if layer.bias is None else np.asarray(layer.bias, np.float64)
-    return layer.replace(weight=w * a, bias=bias * bn.a + bn.b)
+    per = (-1,) + (1,) * (bias.ndim - 1)  # a bias map [O, Ho, Wo] folds position by position
+    return layer.replace(weight=w * a, bias=bias * bn.a.reshape(per) + bn.b.reshape(per))
 
 
 def _fold_once(graph: ir.Graph) -> tuple[ir.Graph, dict[str, str]]:

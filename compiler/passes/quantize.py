@@ -140,7 +140,8 @@ def _quantize_layer(n: ir.Node, s_in: np.ndarray, s_out: np.ndarray) -> ir.Node:
     w = np.asarray(n.weight, np.float64)
     so = s_out.reshape((-1,) + (1,) * (w.ndim - 1))
     w_int = np.round(w * weight_in_scale(n, s_in) / so).astype(np.int64)
-    b_int = None if n.bias is None else np.round(np.asarray(n.bias, np.float64) / s_out).astype(np.int64)
+    b_int = None if n.bias is None else np.round(  # a bias map [O, Ho, Wo]: per position
+        np.asarray(n.bias, np.float64) / s_out.reshape((-1,) + (1,) * (n.bias.ndim - 1))).astype(np.int64)
     return n.replace(weight=w_int, bias=b_int, out_scale=np.asarray(s_out, np.float64))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 import pytest
 import torch
 from torch import nn
@@ -94,7 +96,7 @@ def test_svf_tiny_node_counts_follow_the_architecture():
     assert g.input.shape == (1, 32, 32)
     a = g.node("block3.0.attn")
     assert (a.kind, a.tokens, a.heads, a.factor) == ("sdha", "joint", 2, 1 / (2 * 64))
-    assert g.node("block3.0.attn.attn_lif").v_threshold == 0.5
+    assert g.node("block3.0.attn.attn_lif").v_threshold == 1.0  # published Hamming threshold
     dw = g.node("ConvBlock1_1.0.Conv.dwconv")
     assert dw.groups == 16 and dw.weight.shape == (16, 1, 7, 7)
     assert g.types["ConvBlock1_1.0.Conv.dwconv"].kind == "float"  # not a neuron input
@@ -225,3 +227,87 @@ def test_nonzero_hard_reset_rejected():
     m.lif.cfg = m.lif.cfg.replace(v_reset=-0.5)
     with pytest.raises(UnsupportedModelError, match=r"'lif' of type LIF: hard reset to v_reset=-0\.5"):
         frontend.from_torch(m)
+
+
+# ----------------------------------------------------------------------------- published modes
+
+
+IMAGENET3 = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@pytest.mark.parametrize("att_mode,tokens,kind,th", [("2D", "spatial", "sdsa", 0.5),
+                                                     ("3D_dot", "joint", "sdsa", 0.5),
+                                                     ("3D_ham", "joint", "sdha", 1.0)])
+def test_published_modes_with_kd_and_normalisation_translate_exactly(att_mode, tokens, kind, th):
+    m = tiny(attention=att_mode, kd=True, in_channels=3, input_mean=IMAGENET3[0],
+             input_std=IMAGENET3[1], seed=1)
+    g = frontend.from_torch(m)
+    a = g.node("block3.0.attn")
+    assert (a.kind, a.tokens) == (kind, tokens)
+    assert g.node("block3.0.attn.attn_lif").v_threshold == th
+    assert g.meta["kd_folded"] and g.meta["input_normalization"] == "imagenet"
+    assert not any(n.name == "head_kd" for n in g.nodes)  # one folded Linear
+    assert_float_graph_matches(m, g, clip((3, 32, 32), B=2, seed=2))
+
+
+def test_kd_fold_is_one_exact_linear_float32_error_reported():
+    """``(W1 z + b1 + W2 z + b2) / 2 == ((W1+W2)/2) z + (b1+b2)/2``: exact in real
+    arithmetic; the float32 model and the float64 fold differ by rounding only (< 1e-6)."""
+    torch.manual_seed(0)
+    m = randomize_bn(build_model("svf-tiny", kd=True), 0).eval()
+    with torch.no_grad():
+        m.head_kd.weight.add_(torch.randn_like(m.head_kd.weight))
+        m.head_kd.bias.add_(torch.randn_like(m.head_kd.bias))
+    g = frontend.from_torch(m)
+    h = g.node("head")
+    w1, w2 = (t.detach().double().numpy() for t in (m.head.weight, m.head_kd.weight))
+    np.testing.assert_array_equal(h.weight, (w1 + w2) / 2)
+    x = clip(B=3, seed=4)
+    with torch.no_grad():
+        y32 = m(x.float())
+    y = reference.run(g, x.float()).outputs["time_mean"]
+    err = float((y - y32.double()).abs().max())
+    assert err < 1e-6, err
+
+
+def _first_layer(model, x):
+    """The torch model's first-layer output (conv + BN on the normalised frame), via a hook."""
+    out = {}
+    h = model.downsample1_1.register_forward_hook(lambda mod, i, o: out.__setitem__("y", o))
+    with torch.no_grad():
+        model(x)
+    h.remove()
+    return out["y"]
+
+
+def test_normalisation_fold_is_exact_on_the_zero_padded_border():
+    mean, std = (0.3, 0.7, 0.5), (0.2, 0.25, 0.5)
+    m = tiny(in_channels=3, input_mean=mean, input_std=std, seed=3)
+    g = frontend.from_torch(m)
+    conv = g.node("downsample1_1.encode_conv")
+    assert conv.bias_map and conv.bias.shape == (8, 16, 16)  # stem 8 ch at H/2
+    x = clip((3, 32, 32), B=2, seed=5)
+    want = _first_layer(m, x)
+    got = reference.run(g, x, record=True).values["downsample1_1.encode_bn"]
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    border = torch.zeros(16, 16, dtype=torch.bool)
+    border[:2], border[-2:], border[:, :2], border[:, -2:] = True, True, True, True
+    # a per-channel bias (the interior value of the map) would be wrong exactly there
+    flat = conv.replace(bias=np.ascontiguousarray(conv.bias[:, 8, 8]))
+    g2 = g.replace(nodes=[flat if n.name == conv.name else n for n in g.nodes])
+    naive = reference.run(g2, x, record=True).values["downsample1_1.encode_bn"]
+    d = (naive - want).abs()
+    assert float(d[..., ~border].max()) < 1e-12 and float(d[..., border].max()) > 1e-2
+
+
+def test_normalised_model_compiles_to_integers_and_matches_at_high_precision():
+    from svf_deploy.compiler.fidelity import measure_fidelity
+    from svf_deploy.compiler.pipeline import CompileOptions, compile_model
+
+    m = tiny(in_channels=3, input_mean=IMAGENET3[0], input_std=IMAGENET3[1], seed=6).float()
+    x = (torch.randint(0, 256, (3, 4, 3, 32, 32), generator=torch.Generator().manual_seed(1)) / 255.0)
+    g, _ = compile_model(m, CompileOptions(weight_bits=16, min_theta_bits=16))
+    first = g.node("downsample1_1.encode_conv")
+    assert first.bias_map and first.bias.dtype == np.int64
+    f = measure_fidelity(m, g, x)
+    assert f.mean_agreement > 0.995, f.mean_agreement
