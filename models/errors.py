@@ -23,6 +23,7 @@ __all__ = [
     "OutputError",
     "HardwareError",
     "ExportError",
+    "DataError",
 ]
 
 
@@ -116,3 +117,11 @@ class ExportError(SVFError):
     or an exporter package that is missing."""
 
     exit_code = 15
+
+
+class DataError(SVFError):
+    """Validation data (``--data``) that cannot be used: unreadable or undecodable file,
+    a clip shorter than ``T``, wrong frame shape or value range, labels that do not match.
+    The message names the file."""
+
+    exit_code = 16
