@@ -780,3 +780,120 @@ def run(graph: ir.Graph, frames: torch.Tensor, *, record: bool = False,
         outputs = {o: ex.real(o) for o in graph.outputs}
     return Result(outputs=outputs, values=ex.values if record else {},
                   membranes=ex.membranes if record else {})
+
+
+# =============================================================================
+# hardware core references
+# -----------------------------------------------------------------------------
+# One numpy integer function per core of ``svf_deploy.hw.cores``, written the way the
+# core computes (additions, shifts, compare chains), each tested against the executor
+# above (``tests/hw/test_core_refs.py``). The RTL tests hold every core to these.
+# =============================================================================
+
+
+def ref_bitplanes(x, bits: int) -> np.ndarray:
+    """Bit-planes of non-negative integers: ``planes[p] = (x >> p) & 1`` for ``p < bits``, so
+    ``x = sum_p 2**p planes[p]``. Raises :class:`GraphError` for values outside ``0..2**bits-1``."""
+    x = np.asarray(x, dtype=np.int64)
+    if x.size and (int(x.min()) < 0 or int(x.max()) >= 1 << bits):
+        raise GraphError(f"bit-planes: values must lie in 0..{(1 << bits) - 1}, got "
+                         f"{int(x.min())}..{int(x.max())}")
+    return np.stack([(x >> p) & 1 for p in range(bits)]) if bits else np.zeros((0,) + x.shape, np.int64)
+
+
+def ref_gated_accumulate(x, weight, bias=None, bits: int = 1) -> np.ndarray:
+    """Spike-gated accumulation (``GatedAccumulator``): ``y[..., o] = bias[o] + sum_i x[..., i] W[o, i]``.
+
+    Computed as the core does: for every bit-plane ``p`` of the non-negative integer
+    input (``bits = 1`` for binary spikes), the weights of the active inputs are added and
+    the plane's sum is shifted left by ``p``. ``x``: ``[..., I]`` integers in
+    ``0..2**bits-1``; ``weight``: ``[O, I]``; returns int64 ``[..., O]``. Equals the
+    executor's ``int_linear`` / ``int_conv2d`` on im2col patches.
+    """
+    w = np.asarray(weight, dtype=np.int64)
+    planes = ref_bitplanes(x, bits)
+    y = np.zeros(planes.shape[1:-1] + (w.shape[0],), dtype=np.int64)
+    for p in range(bits):
+        y += (planes[p] @ w.T) << p  # 0/1 gates select weights: a sum, never a product
+    if bias is not None:
+        y += np.asarray(bias, dtype=np.int64)
+    return y
+
+
+def ref_intlif_lane(x, theta, bias, polarity, *, frac_bits: int, leak_shift: int,
+                    decay_input: bool, reset: str, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The IntLIF lane (``IntLIFLane``) on ``x`` ``[T, ...]``; returns ``(S, H)`` int64.
+
+    Per-neuron parameters broadcast against ``x[t]``. Per step: ``X = pol (x << F) + bias``;
+    ``H = V + ((X - V) >> k)`` or ``V - (V >> k) + X``; binary: ``S = H >= theta``, hard or
+    soft reset; I-LIF (``levels = D > 1``), round half to even by a compare chain:
+    ``S = #{k in 1..D : 2H > (2k-1) theta or (2H == (2k-1) theta and k even)}``,
+    ``V = H - S theta``. Equals the executor's ``_lif_int``.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    th = np.asarray(theta, dtype=np.int64)
+    b = np.asarray(bias, dtype=np.int64)
+    pol = np.asarray(polarity, dtype=np.int64)
+    v = np.zeros(x.shape[1:], dtype=np.int64)
+    S = np.zeros(x.shape, dtype=np.int64)
+    H = np.zeros(x.shape, dtype=np.int64)
+    k = leak_shift
+    for t in range(x.shape[0]):
+        xs = x[t] << frac_bits
+        X = np.where(pol < 0, -xs, xs) + b
+        h = v + ((X - v) >> k) if decay_input else v - (v >> k) + X
+        if levels == 1:
+            s = (h >= th).astype(np.int64)
+            v = np.where(s == 1, 0, h) if reset == "hard" else h - s * th
+        else:
+            s = np.zeros_like(h)
+            for kk in range(1, levels + 1):
+                odd = (2 * kk - 1) * th
+                s += (2 * h > odd) | ((2 * h == odd) & (kk % 2 == 0))
+            v = h - s * th
+        S[t], H[t] = s, h
+    return S, H
+
+
+def ref_requant(x, shift) -> np.ndarray:
+    """``y = (x + (2**s >> 1)) >> s`` (``Requant`` core; arithmetic shift, half up)."""
+    x = np.asarray(x, dtype=np.int64)
+    s = np.asarray(shift, dtype=np.int64)
+    return (x + ((1 << s) >> 1)) >> s
+
+
+def ref_add(a, b) -> np.ndarray:
+    """Residual add (``StreamAdd``): ``a + b`` in int64."""
+    return np.asarray(a, dtype=np.int64) + np.asarray(b, dtype=np.int64)
+
+
+def ref_sum_pool(x, axis) -> np.ndarray:
+    """``SumPool``: integer sum over ``axis`` (H*W for GlobalPool, T for TimeMean)."""
+    return np.asarray(x, dtype=np.int64).sum(axis=axis)
+
+
+def ref_attention_head(q, k, v, kind: str = "sdha") -> tuple[np.ndarray, np.ndarray]:
+    """One head of spike-driven attention as the ``AttentionUnit`` counts it.
+
+    ``q, k, v``: binary ``[N, d]`` over the head's token set (joint: all ``T*H*W`` tokens
+    of the clip; spatial: the ``H*W`` of one step). Phase 1 (up/down counting over the
+    tokens with an active ``V``): ``kv[a, b] = sum_n (2K[n,a] - 1) V[n,b]`` for sdha,
+    ``sum_n K[n,a] V[n,b]`` for sdsa, and ``colsum[b] = sum_a kv[a, b]``. Phase 2 (signed
+    additions of kv rows): ``y[n, b] = 2 sum_{a : Q[n,a]=1} kv[a, b] - colsum[b]`` (sdha,
+    ``= ((2Q - 1) kv)[n, b]``) or ``sum_{a : Q[n,a]=1} kv[a, b]`` (sdsa). Returns
+    ``(y, kv)``; ``y`` equals the executor's attention for that head.
+    """
+    q, k, v = (np.asarray(z, dtype=np.int64) for z in (q, k, v))
+    n, d = q.shape
+    kv = np.zeros((d, d), dtype=np.int64)
+    for t in range(n):
+        if not v[t].any():
+            continue  # a token with no active V changes no counter
+        step = 2 * k[t] - 1 if kind == "sdha" else k[t]
+        kv += np.outer(step, v[t])
+    colsum = kv.sum(0)
+    y = np.zeros((n, d), dtype=np.int64)
+    for t in range(n):
+        sel = kv[q[t] == 1].sum(0)
+        y[t] = 2 * sel - colsum if kind == "sdha" else sel
+    return y, kv

