@@ -21,6 +21,11 @@ real value ``= scale[c] * x``), ``float`` (float graphs only).
 
 Integer semantics of every node are stated in its docstring; :mod:`compiler.reference`
 implements exactly those. Arrays are ``numpy`` arrays; integer arrays are ``int64``.
+
+Clip length. Bounds (and so every ``acc_bits`` / ``mem_bits``) and the neurons'
+fraction bits depend on the number of time steps ``T``; a compiled integer graph
+records the ``T`` they were proved for in ``meta["T"]`` (an int), and every executor
+refuses clips of another length (re-compile with that ``T`` instead).
 """
 
 from __future__ import annotations
@@ -365,11 +370,31 @@ class IntLIF(Node):
       ``>>`` is an arithmetic shift (floor division by ``2**k``)
     * ``levels == 1``: ``S = H >= theta[c]``; hard reset ``V = S ? 0 : H``, soft
       ``V = H - S * theta[c]``
-    * ``levels = D > 1`` (I-LIF): ``S = clamp(floor((2H + theta) / (2 theta)), 0, D)``
-      (round half up of ``H / theta``), ``V = H - S * theta``.
+    * ``levels = D > 1`` (I-LIF): ``S = clamp(round_half_even(H / theta), 0, D)`` (as
+      ``torch.round`` in the float model), ``V = H - S * theta``. Hardware form, a compare
+      chain with no divider: ``S = #{j in 1..D : 2H > (2j-1) theta, or 2H == (2j-1) theta
+      and j is even}``.
 
     ``polarity`` is +-1: a negative BN gain flips the input instead of the comparison.
-    ``mem_bits``: signed membrane width from the proved bound (0 = not derived yet).
+
+    ``mem_bits``: signed register width, derived from the proved bound (0 = not derived
+    yet). It covers every intermediate: ``X``, ``X - V``, ``H``, ``V``, ``V - (V >> k)``,
+    ``H - theta`` (soft reset) and, for I-LIF, ``2H``, ``2H + theta``, the compare operands
+    ``(2j-1) theta`` (``j <= D``) and ``S * theta`` (see ``reference.register_bounds``).
+
+    Exactness (``absorb_thresholds``). With input unit ``u[c]`` the float neuron sees
+    ``X_real = u x + b``; the integer membrane is the real one in units ``u 2**-F``
+    exactly, spike for spike for *any* input, when (i) ``x`` itself is exact (weights and
+    input codes exactly representable at their scales), (ii) ``b / u`` is a dyadic
+    rational ``m / 2**e`` (``e <= 24``; always true without an unfolded BatchNorm, b = 0),
+    (iii) for soft reset and I-LIF, ``V_th / u`` is dyadic too, and (iv) ``F >= e + T k``:
+    every input enters as a multiple of ``2**(F - e)``, each ``>> k`` on the way halves
+    that grain at most ``T`` times, so no shift ever floors a non-zero remainder. Binary
+    hard-reset neurons need no condition on ``V_th``: for an integer ``H``,
+    ``H >= r`` iff ``H >= ceil(r)``. The compiler records every neuron for which (ii) or
+    (iii) fails in ``meta["inexact_neurons"]`` (shown in the report): there the bias or
+    threshold is rounded to ``2**-F`` units and a spike can differ only when the float
+    membrane lies within about ``T * u * 2**-F`` of the threshold.
     """
 
     theta: np.ndarray = field(default_factory=lambda: np.ones(1, dtype=np.int64))
@@ -390,9 +415,12 @@ class IntLIF(Node):
               f"IntLIF {self.name!r}: theta/bias/polarity must be per-channel vectors of one length")
         _need(_is_int(self.theta) and _is_int(self.bias) and _is_int(self.polarity),
               f"IntLIF {self.name!r}: theta, bias and polarity must be integers")
-        _need(bool(np.all(self.theta > 0)), f"IntLIF {self.name!r}: thresholds must be positive")
+        _need(bool(np.all(self.theta > 0)), f"IntLIF {self.name!r}: thresholds must be positive integers, "
+              f"got min {int(self.theta.min())}")
         _need(bool(np.all(np.abs(self.polarity) == 1)), f"IntLIF {self.name!r}: polarity must be +-1")
-        _need(0 <= self.frac_bits <= 24 and self.leak_shift >= 1, f"IntLIF {self.name!r}: bad frac_bits/leak_shift")
+        _need(0 <= self.frac_bits <= 48 and self.leak_shift >= 1,
+              f"IntLIF {self.name!r}: frac_bits must be in 0..48 and leak_shift >= 1, "
+              f"got {self.frac_bits}, {self.leak_shift}")
         _need(self.reset in ("hard", "soft") and self.levels >= 1, f"IntLIF {self.name!r}: bad reset/levels")
         _need(self.levels == 1 or self.reset == "soft", f"IntLIF {self.name!r}: I-LIF must reset softly")
 
@@ -434,7 +462,8 @@ class Requant(Node):
     ``in_scale * 2**shift``. Used where a writer of a residual stream computes at a finer
     scale than the stream's (the analog first layer): its weights keep ``weight_bits``
     resolution and the shift lands the result on the stream's scale with one rounding.
-    Integer stages only; no multiplier (a shift and an increment).
+    Integer stages only; no multiplier (a shift and an increment). ``acc_bits`` covers
+    the input, the intermediate ``x + 2**(s-1)`` (largest ``s``) and the output.
     """
 
     shift: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))

@@ -25,7 +25,8 @@ Exactly the node docstrings of :mod:`compiler.ir`; every value is an ``int64``:
 * ``IntLIF``: ``X = polarity * (x << F) + bias``; ``H = V + ((X - V) >> k)`` (decay_input)
   or ``H = V - (V >> k) + X``; ``>>`` is the arithmetic shift (floor division by ``2**k``,
   also for negative membranes); fire ``H >= theta`` (binary, hard or soft reset) or
-  ``S = clamp(floor((2H + theta) / (2 theta)), 0, D)``, ``V = H - S theta`` (I-LIF).
+  ``S = clamp(round_half_even(H / theta), 0, D)``, ``V = H - S theta`` (I-LIF; half to
+  even as ``torch.round`` in the float model).
 * ``Attention``: per head ``(2Q - 1)((2K - 1)^T V)`` (sdha) or ``Q (K^T V)`` (sdsa).
 * ``SSSA``: ``S = IntLIF(gain[t] * Qc * alpha)``, output ``S * V``.
 * ``Add``: integer sum; ``GlobalPool``: integer sum over ``H, W``; ``TimeMean``: integer
@@ -72,7 +73,7 @@ from . import ir
 from ..models.errors import ConfigError, GraphError
 from ..models.neurons import leak_shift
 
-__all__ = ["Result", "run", "bounds", "kernel_dtype", "int_conv2d", "int_linear",
+__all__ = ["Result", "run", "bounds", "register_bounds", "kernel_dtype", "int_conv2d", "int_linear",
            "FLOAT32_EXACT", "FLOAT64_EXACT", "INT64_SAFE"]
 
 #: integers of magnitude below these are exact in float32 / float64 sums of products
@@ -247,6 +248,61 @@ def bounds(graph: ir.Graph, T: int) -> dict[str, int]:
         else:
             raise GraphError(f"bounds(): no integer semantics for {n.op} {n.name!r}")
         out[n.name] = int(b)
+    return out
+
+
+def _neuron_register(in_bound: int, frac_bits: int, theta, bias, levels: int, reset: str,
+                     h_bound: int) -> int:
+    """Bound on every intermediate of an integer neuron (see :func:`register_bounds`)."""
+    out = h_bound
+    for th, b in zip((int(t) for t in np.asarray(theta).ravel().tolist()),
+                     (int(v) for v in np.asarray(bias).ravel().tolist())):
+        a = in_bound * 2 ** frac_bits + abs(b)  # |X|
+        out = max(out, a + h_bound + 1)  # X - V, and V - (V >> k) + X on the way to H
+        if reset == "soft" or levels > 1:
+            out = max(out, h_bound + th)  # H - theta (binary soft reset)
+        if levels > 1:  # 2H + theta, compare operands (2j - 1) theta, S theta
+            out = max(out, 2 * h_bound + th, (2 * levels - 1) * th)
+    return out
+
+
+def register_bounds(graph: ir.Graph, T: int) -> dict[str, int]:
+    """Bounds on every *intermediate* a node's hardware computes, for clips of ``T`` steps.
+
+    What the declared widths must cover (``acc_bits`` / ``mem_bits`` = ``signed_bits`` of
+    this). It is :func:`bounds` (the value) widened where an operation computes more than
+    its result:
+
+    ========== =========================================================================
+    Requant    ``max(B_in + (2**s_max >> 1), B_out)``: the rounding increment
+    IntLIF     ``max(B_H, A_c + B_H + 1)`` (``X - V`` and ``V - (V >> k) + X``), plus
+               ``B_H + theta_c`` for soft reset, and ``2 B_H + theta_c`` and
+               ``(2D - 1) theta_c`` for I-LIF (``2H + theta`` and the compare chain)
+    SSSA       the saccade neuron, as IntLIF (binary, ``A = gain * sal << F``)
+    others     the value bound: any partial sum of a Conv/Linear/Attention/pool is
+               bounded by the same sum of magnitudes
+    ========== =========================================================================
+    """
+    b = bounds(graph, T)
+    out = dict(b)
+
+    def vb(name: str) -> int:
+        t = graph.types[name]
+        return int(t.levels) if t.kind == "spike" else b[name]
+
+    for n in graph.nodes:
+        if isinstance(n, ir.Requant):
+            s_max = int(np.max(n.shift))
+            out[n.name] = max(b[n.name], vb(n.inputs[0]) + ((1 << s_max) >> 1))
+        elif isinstance(n, ir.IntLIF):
+            out[n.name] = _neuron_register(vb(n.inputs[0]), n.frac_bits, n.theta, n.bias,
+                                           n.levels, n.reset, b[n.name])
+        elif isinstance(n, ir.SSSA):
+            c, h, w = graph.types[n.inputs[0]].shape
+            d = c // n.heads
+            gmax = max(abs(int(g)) for g in np.asarray(n.gain[:T]).tolist())
+            out[n.name] = _neuron_register(gmax * d * d * h * w, n.sal_frac_bits, [n.sal_theta],
+                                           [0], 1, n.sal_reset, b[n.name])
     return out
 
 
@@ -464,8 +520,11 @@ def _lif_int(x: torch.Tensor, gain, bias, theta, k: int, decay_input: bool, rese
             s = h >= theta
             out[t] = s
             v = h.masked_fill_(s, 0) if reset == "hard" else h.sub_(s * theta)
-        else:  # S = clamp(floor((2H + theta) / (2 theta)), 0, D); V = H - S theta
-            s = torch.div(2 * h + theta, two_theta, rounding_mode="floor").clamp_(0, levels)
+        else:  # S = clamp(round_half_even(H / theta), 0, D); V = H - S theta
+            num = 2 * h + theta
+            s = torch.div(num, two_theta, rounding_mode="floor")  # round half up
+            s.sub_(((num == s * two_theta) & (s % 2 == 1)).to(torch.int64))  # ties to even
+            s.clamp_(0, levels)
             out[t] = s
             v = h.sub_(s * theta)
     if check and ext:
@@ -720,7 +779,7 @@ class _Run:
 
 
 def run(graph: ir.Graph, frames: torch.Tensor, *, record: bool = False,
-        check_bounds: bool = True) -> Result:
+        check_bounds: bool = True, observe=None) -> Result:
     """Execute ``graph`` on a clip; for integer graphs this is the definition of the model.
 
     Parameters
@@ -733,6 +792,9 @@ def run(graph: ir.Graph, frames: torch.Tensor, *, record: bool = False,
         otherwise a tensor is freed after its last consumer.
     check_bounds : compare every integer value with its proved bound (:func:`bounds`) and
         the node's declared ``acc_bits`` / ``mem_bits``.
+    observe : optional ``observe(name, value)``, called with every node's raw output as
+        soon as it is computed (before it may be freed): streaming comparisons without
+        ``record``'s memory (fidelity at real frame sizes).
 
     Returns
     -------
@@ -741,7 +803,8 @@ def run(graph: ir.Graph, frames: torch.Tensor, *, record: bool = False,
     Raises
     ------
     GraphError
-        For a ``quantized`` graph, frames that do not fit the ``Input``, a bound that is too
+        For a ``quantized`` graph, frames that do not fit the ``Input``, a clip whose length
+        differs from the ``meta["T"]`` an integer graph was proved for, a bound that is too
         large for exact arithmetic, or (``check_bounds``) a value outside its bound.
     """
     if graph.stage not in ("float", "integer"):
@@ -755,6 +818,11 @@ def run(graph: ir.Graph, frames: torch.Tensor, *, record: bool = False,
                          f"shape {graph.input.shape} (as [T, B, C, H, W])")
     if frames.shape[0] < 1 or frames.shape[1] < 1:
         raise GraphError(f"frames {tuple(frames.shape)} hold no clip")
+    proved_T = graph.meta.get("T") if graph.stage == "integer" else None
+    if proved_T is not None and int(frames.shape[0]) != int(proved_T):
+        raise GraphError(f"this graph's widths and fraction bits were proved for T={proved_T} "
+                         f"steps, the clip has T={int(frames.shape[0])}; re-compile with "
+                         f"--T {int(frames.shape[0])}")
     device = torch.device("cpu") if graph.stage == "integer" else frames.device
     ex = _Run(graph, frames, record, check_bounds, device)
 
@@ -770,6 +838,8 @@ def run(graph: ir.Graph, frames: torch.Tensor, *, record: bool = False,
                 raise GraphError(f"{n.op} {n.name!r} reads a TimeMean: integer semantics after the "
                                  "time reduction are not defined (its 1/T is not in the scale)")
             ex.values[n.name] = getattr(ex, n.op)(n)
+            if observe is not None:
+                observe(n.name, ex.values[n.name])
             if not record:
                 for s in set(n.inputs):
                     if last[s] == i and s not in keep:

@@ -19,9 +19,24 @@ membrane is an integer in units of ``u[c] 2^{-F}`` and
     \mathrm{bias}[c] = \mathrm{round}(b[c] 2^F / u[c]), \quad k = \log_2 \tau .
 
 A negative BN gain thus flips the input (``polarity = -1``) rather than the comparison.
-The only approximations are the floor of the leak shift (< 1 membrane unit per step)
-and the rounding of ``bias``; when the input is a multiple of the unit (``b`` a multiple
-of ``u 2^{-F}``) and ``T <= F / k`` the integer neuron is exact.
+Exactness by construction (the proof is in ``ir.IntLIF``'s docstring). The membrane is
+exact, spike for spike, when no ``>> k`` ever floors a non-zero remainder and the
+constants are exact. Every input ``x << F`` is a multiple of ``2^F``; the bias ``b / u``
+and (soft reset, I-LIF) the threshold ``V_th / u`` are exact in ``2^{-F}`` units when they
+are dyadic, ``m / 2^e``; each leak step halves the grain of the membrane at most once, so
+with
+
+.. math::  F \ge e + T k
+
+all ``T`` steps are exact. ``e`` is the smallest exponent ``<= 24`` making every such
+constant of the neuron an integer (``e = 0`` without a bias: the common case of a BN
+folded into the layer before the neuron). Binary hard-reset neurons compare with
+``ceil`` (below) and need no condition on ``V_th``. A neuron whose constants are not
+dyadic (an unfolded BN, ``attn_bn``, with a general bias) keeps ``F >= T k`` and is
+listed in ``meta["inexact_neurons"]`` with the reason: its bias/threshold are rounded to
+``2^{-F}`` units, so spikes can differ only when a float membrane lies within about
+``T u 2^{-F}`` of the threshold. ``meta["exactness"]`` states the condition for the whole
+graph.
 
 *Ceil, not round, for binary neurons* (an improvement over ``round`` in the design
 notes): the integer membrane ``H`` is compared with ``V_th 2^F / u``; for an integer
@@ -32,14 +47,17 @@ A ratio within ``1e-9`` of an integer is taken as that integer (float noise).
 
 ``F`` is chosen per node: the smallest ``F >= 0`` with
 ``min_c V_th / u[c] * 2^F >= 2**min_theta_bits`` (default 10 bits of threshold
-resolution), capped at 16; a threshold that would round to 0 is raised to 1.
+resolution) and ``F >= e + T k`` (exactness), at most 48; a threshold that would round
+to 0 is raised to 1. A threshold beyond ``2^52`` units is refused with a message naming
+the neuron (float64 cannot even hold it; such a neuron would never fire).
 Leak ``tau`` must be a power of two (``tau = 2^k``, the leak is a shift).
 
 SSSA: the saccade neuron's input is ``gain[t] * sal`` with an integer salience ``sal``.
 The gain is quantised to ``g_int[t] = round(gain[t] / u_g)`` with
 ``u_g = max_t |gain[t]| / (2**(bits-1) - 1)`` (``bits = weight_bits``), so the neuron's
 input is ``u_g * (g_int[t] sal)``, an integer times the unit ``u_g``; ``sal_theta`` and
-``sal_frac_bits`` follow the same rule as above with ``u = u_g`` (polarity +1, bias 0).
+``sal_frac_bits`` follow the same rule as above with ``u = u_g`` (polarity +1, bias 0;
+exact when the gains quantise exactly).
 
 Invariant established: stage ``integer``; no float ``LIF`` or ``BatchNorm`` remains;
 every ``IntLIF`` has positive thresholds and ``|polarity| == 1``.
@@ -54,16 +72,44 @@ import numpy as np
 from ...models.errors import ConfigError, GraphError, UnsupportedModelError
 from ...models.neurons import leak_shift
 from .. import ir
+from . import Contract
 from .quantize import qmax
 
-__all__ = ["run", "leak_shift", "frac_bits", "thresholds", "MAX_FRAC_BITS"]
+__all__ = ["run", "leak_shift", "frac_bits", "thresholds", "dyadic_exponent", "MAX_FRAC_BITS",
+           "MAX_DYADIC_EXP"]
+
+CONTRACT = Contract("absorb_thresholds", "quantized", "integer",
+                    ("min_theta_bits", "weight_bits", "T"))
 
 #: upper limit on the membrane fraction bits
-MAX_FRAC_BITS = 16
+MAX_FRAC_BITS = 48
+#: largest ``e`` for which a constant ``m / 2**e`` counts as exactly representable
+MAX_DYADIC_EXP = 24
+#: thresholds at or beyond this many units are refused (float64 integers stop here)
+MAX_THETA = 2 ** 52
+
+
+def dyadic_exponent(values, limit: int = MAX_DYADIC_EXP) -> int | None:
+    """Smallest ``e`` in ``0..limit`` with every ``values * 2**e`` an integer, else None.
+
+    Exact test on the float64 values (a float is dyadic; only its last bits decide), with
+    ``|values * 2**e| < 2**50`` so that integrality is not an artefact of the mantissa
+    running out. An empty input gives 0.
+    """
+    r = np.asarray(values, np.float64).ravel()
+    if r.size == 0:
+        return 0
+    if not np.all(np.isfinite(r)):
+        return None
+    for e in range(limit + 1):
+        y = r * 2.0 ** e  # exact: a power-of-two scaling
+        if np.all(np.abs(y) < 2.0 ** 50) and np.all(y == np.round(y)):
+            return e
+    return None
 
 
 def frac_bits(ratio_min: float, min_theta_bits: int) -> int:
-    """Smallest ``F >= 0`` with ``ratio_min * 2**F >= 2**min_theta_bits``, at most 16."""
+    """Smallest ``F >= 0`` with ``ratio_min * 2**F >= 2**min_theta_bits``, at most 48."""
     if not ratio_min > 0:
         return MAX_FRAC_BITS
     f = math.ceil(min_theta_bits - math.log2(ratio_min))
@@ -79,18 +125,44 @@ def _ceil(r: np.ndarray) -> np.ndarray:
     return np.where(np.abs(r - near) <= 1e-9 * np.maximum(1.0, np.abs(r)), near, np.ceil(r))
 
 
-def thresholds(v_th: float, unit: np.ndarray, levels: int, min_theta_bits: int
-               ) -> tuple[np.ndarray, int]:
-    """``(theta, F)`` for a neuron with threshold ``v_th`` and per-channel unit ``unit``."""
+def thresholds(v_th: float, unit: np.ndarray, levels: int, min_theta_bits: int,
+               min_frac_bits: int = 0, who: str = "neuron") -> tuple[np.ndarray, int]:
+    """``(theta, F)`` for a neuron with threshold ``v_th`` and per-channel unit ``unit``.
+
+    ``F = max(frac_bits(min ratio), min_frac_bits)``; ``theta = ceil(v_th / unit * 2**F)``
+    for binary neurons, ``round(...)`` (half to even) for I-LIF.
+    """
     r = float(v_th) / np.asarray(unit, np.float64)
-    f = frac_bits(float(r.min()), min_theta_bits)
+    f = max(frac_bits(float(r.min()), min_theta_bits), int(min_frac_bits))
+    if f > MAX_FRAC_BITS:
+        raise UnsupportedModelError(
+            f"{who}: exactness over the clip needs {f} membrane fraction bits (> {MAX_FRAC_BITS}); "
+            "compile for fewer time steps (--T)")
     scaled = r * 2.0 ** f
+    if not np.all(scaled < MAX_THETA):
+        raise UnsupportedModelError(
+            f"{who}: v_threshold={v_th!r} is {float(r.max()):.3g} times its input unit, beyond "
+            f"the 2**52 an integer threshold can hold (it could never fire); lower v_threshold "
+            "or the layer's scale")
     theta = _ceil(scaled) if levels == 1 else np.round(scaled)
     return np.maximum(theta, 1).astype(np.int64), f
 
 
+def _exact_grain(node_name: str, ratios: dict[str, np.ndarray], notes: list) -> int:
+    """``e`` making every listed constant (in input units) an integer; 0 and a note if none."""
+    e_all = 0
+    for what, r in ratios.items():
+        e = dyadic_exponent(r)
+        if e is None:
+            notes.append({"node": node_name, "reason": f"{what} is not a dyadic multiple of the "
+                          f"input unit (rounded to 2**-F units)"})
+        else:
+            e_all = max(e_all, e)
+    return e_all
+
+
 def _int_lif(node: ir.LIF, x: str, s_in: np.ndarray, a: np.ndarray, b: np.ndarray,
-             min_theta_bits: int) -> ir.IntLIF:
+             min_theta_bits: int, T: int, notes: list) -> ir.IntLIF:
     g = a * s_in
     if np.any(g == 0) or not np.all(np.isfinite(g)):
         c = int(np.flatnonzero((g == 0) | ~np.isfinite(g))[0])
@@ -98,36 +170,58 @@ def _int_lif(node: ir.LIF, x: str, s_in: np.ndarray, a: np.ndarray, b: np.ndarra
             f"neuron {node.name!r}: channel {c} has input gain {float(g[c])!r} (a zero BatchNorm gamma?); "
             "a constant neuron input cannot be expressed as a threshold")
     u = np.abs(g)
-    theta, f = thresholds(node.v_threshold, u, node.levels, min_theta_bits)
+    k = leak_shift(node.tau, f"LIF {node.name!r}")
+    ratios = {}
+    if np.any(b != 0):
+        ratios["bias"] = b / u
+    if node.reset == "soft" or node.levels > 1:
+        ratios["threshold"] = node.v_threshold / u
+    e = _exact_grain(node.name, ratios, notes)
+    theta, f = thresholds(node.v_threshold, u, node.levels, min_theta_bits,
+                          min_frac_bits=e + T * k, who=f"neuron {node.name!r}")
     bias = np.round(b / u * 2.0 ** f).astype(np.int64)
     return ir.IntLIF(node.name, (x,), theta=theta, bias=bias,
-                     polarity=np.sign(g).astype(np.int64), frac_bits=f,
-                     leak_shift=leak_shift(node.tau, f"LIF {node.name!r}"),
+                     polarity=np.sign(g).astype(np.int64), frac_bits=f, leak_shift=k,
                      decay_input=node.decay_input, reset=node.reset, levels=node.levels)
 
 
-def _int_sssa(node: ir.SSSA, weight_bits: int, min_theta_bits: int) -> ir.SSSA:
-    leak_shift(node.sal_tau, f"SSSA {node.name!r} saccade neuron")
+def _int_sssa(node: ir.SSSA, weight_bits: int, min_theta_bits: int, T: int,
+              notes: list) -> ir.SSSA:
+    k = leak_shift(node.sal_tau, f"SSSA {node.name!r} saccade neuron")
     gain = np.asarray(node.gain, np.float64)
     peak = float(np.abs(gain).max(initial=0.0))
     u = peak / qmax(weight_bits) if peak > 0 else 1.0
     g_int = np.round(gain / u).astype(np.int64)
-    theta, f = thresholds(node.sal_threshold, np.array([u]), 1, min_theta_bits)
+    ratios = {"threshold": np.array([node.sal_threshold / u])} if node.sal_reset == "soft" else {}
+    e = _exact_grain(node.name, ratios, notes)
+    theta, f = thresholds(node.sal_threshold, np.array([u]), 1, min_theta_bits,
+                          min_frac_bits=e + T * k, who=f"SSSA {node.name!r} saccade neuron")
     return node.replace(gain=g_int, sal_theta=int(theta[0]), sal_frac_bits=f)
 
 
-def run(graph: ir.Graph, min_theta_bits: int = 10, weight_bits: int = 8) -> ir.Graph:
+#: the condition under which the integer graph equals the float model spike for spike
+EXACTNESS_CONDITION = (
+    "The integer graph equals the float model (exact real arithmetic) spike for spike, for "
+    "any input, when every weight, bias and input value is exactly representable at its "
+    "quantisation scale and no neuron is listed in inexact_neurons; otherwise spikes can "
+    "differ only where a float membrane lies within the rounding error of its threshold.")
+
+
+def run(graph: ir.Graph, min_theta_bits: int = 10, weight_bits: int = 8,
+        T: int | None = None) -> ir.Graph:
     """Turn every LIF (with its preceding unfolded BatchNorm) into an IntLIF.
 
     Parameters
     ----------
     min_theta_bits : threshold resolution target (default 10 bits), see module docstring.
     weight_bits : width of the quantised SSSA gain (default 8, as the weights).
+    T : clip length the fraction bits are chosen for (``F >= e + T k``); default
+        ``graph.meta["T"]`` (the model's); one of them is required.
 
     Raises
     ------
     UnsupportedModelError
-        A ``tau`` that is not a power of two, or a zero input gain.
+        A ``tau`` that is not a power of two, a zero input gain, or an unreachable threshold.
     GraphError
         On a non-quantised graph, a BatchNorm not followed by neurons only, or if a
         float LIF/BatchNorm survives (invariant check).
@@ -136,7 +230,11 @@ def run(graph: ir.Graph, min_theta_bits: int = 10, weight_bits: int = 8) -> ir.G
         raise GraphError(f"absorb_thresholds runs on quantized graphs, got a {graph.stage} graph")
     if not (isinstance(min_theta_bits, int) and 1 <= min_theta_bits <= 24):
         raise ConfigError(f"min_theta_bits must be an int in 1..24, got {min_theta_bits!r}")
+    T = graph.meta.get("T") if T is None else T
+    if not (isinstance(T, int) and T >= 1):
+        raise ConfigError(f"absorb_thresholds: pass the clip length T (an int >= 1), got {T!r}")
     types = graph.types
+    notes: list[dict] = []
     nodes: list[ir.Node] = []
     for n in graph.nodes:
         if isinstance(n, ir.BatchNorm):
@@ -154,12 +252,15 @@ def run(graph: ir.Graph, min_theta_bits: int = 10, weight_bits: int = 8) -> ir.G
             t = types[x]
             if t.kind not in ("int", "spike") or t.scale is None:
                 raise GraphError(f"absorb_thresholds: neuron {n.name!r} reads {x!r} of kind {t.kind}")
-            n = _int_lif(n, x, np.asarray(t.scale, np.float64), a, b, min_theta_bits)
+            n = _int_lif(n, x, np.asarray(t.scale, np.float64), a, b, min_theta_bits, T, notes)
         elif isinstance(n, ir.SSSA):
-            n = _int_sssa(n, weight_bits, min_theta_bits)
+            n = _int_sssa(n, weight_bits, min_theta_bits, T, notes)
         nodes.append(n)
-    out = graph.replace(nodes=nodes, stage="integer",
-                        meta={**graph.meta, "min_theta_bits": int(min_theta_bits)})
+    meta = {**graph.meta, "min_theta_bits": int(min_theta_bits), "T": T,
+            "inexact_neurons": notes,
+            "exactness": {"condition": EXACTNESS_CONDITION, "T": T,
+                          "inexact_neurons": sorted({d["node"] for d in notes})}}
+    out = graph.replace(nodes=nodes, stage="integer", meta=meta)
     left = [n.name for n in out.nodes if isinstance(n, (ir.LIF, ir.BatchNorm))]
     if left:
         raise GraphError(f"absorb_thresholds: float neurons/BatchNorms remain: {left}")

@@ -1,18 +1,20 @@
 r"""Derive accumulator and membrane widths from proved bounds.
 
-For every integer node the static bound ``B`` on ``|value|`` comes from
-:func:`compiler.reference.bounds` (one definition shared with the executor, which checks
-every computed value against it). A signed two's-complement register holding every
-integer in ``[-B, B]`` needs
+For every integer node the static bound ``B`` on every intermediate it computes comes
+from :func:`compiler.reference.register_bounds` (the value bounds of
+:func:`compiler.reference.bounds`, one definition shared with the executor, which
+checks every computed value against them, widened by the intermediates: Requant's
+``x + 2**(s-1)``, a neuron's ``X - V``, I-LIF's ``2H + theta`` and compare operands).
+A signed two's-complement register holding every integer in ``[-B, B]`` needs
 
 .. math::  \mathrm{bits}(B) = \lceil \log_2 (B + 1) \rceil + 1
 
 bits (``B = 0`` gives 1 bit). Conv, Linear, Add, Attention, GlobalPool and TimeMean get
 ``acc_bits = bits(B)``; IntLIF and SSSA get ``mem_bits = bits(B_membrane)``. Bounds grow
 with the clip length (joint attention counts ``T*H*W`` tokens, TimeMean sums ``T``
-steps), so they are proved for ``T`` steps (option ``T``; default the model's
-``meta["T"]``); the widths are then valid for every clip of at most ``T`` steps, and
-``meta["bitwidths_T"]`` records it.
+steps), so they are proved for ``T`` steps (option ``T``; default the graph's
+``meta["T"]``, which ``absorb_thresholds`` set from the same option); ``meta["T"]``
+records it and every executor refuses clips of another length.
 
 Invariant established: every integer node has ``acc_bits``/``mem_bits`` ``> 0``, none
 above ``max_bits`` (48 by default: a :class:`GraphError` names the widest node otherwise).
@@ -22,8 +24,11 @@ from __future__ import annotations
 
 from ...models.errors import ConfigError, GraphError
 from .. import ir, reference
+from . import Contract
 
 __all__ = ["run", "signed_bits", "ACC_OPS", "MEM_OPS", "MAX_BITS"]
+
+CONTRACT = Contract("bitwidths", "integer", "integer", ("T",))
 
 MAX_BITS = 48
 ACC_OPS = (ir.Conv, ir.Linear, ir.Add, ir.Requant, ir.Attention, ir.GlobalPool, ir.TimeMean)
@@ -58,7 +63,7 @@ def run(graph: ir.Graph, T: int | None = None, max_bits: int = MAX_BITS) -> ir.G
         T = graph.meta.get("T")
         if T is None:
             raise ConfigError("bitwidths: pass T (the graph's meta has no 'T')")
-    bounds = reference.bounds(graph, int(T))
+    bounds = reference.register_bounds(graph, int(T))
     nodes = []
     too_wide = []
     for n in graph.nodes:
@@ -72,7 +77,10 @@ def run(graph: ir.Graph, T: int | None = None, max_bits: int = MAX_BITS) -> ir.G
         bits, name, b = max(too_wide)
         raise GraphError(f"bitwidths: {name!r} needs {bits} bits (bound {b}) > {max_bits}; "
                          f"{len(too_wide)} node(s) exceed the limit")
-    out = graph.replace(nodes=nodes, meta={**graph.meta, "bitwidths_T": int(T)})
+    if "T" in graph.meta and int(graph.meta["T"]) != int(T):
+        raise ConfigError(f"bitwidths: T={T} differs from the T={graph.meta['T']} the neurons' "
+                          "fraction bits were chosen for; pass the same T to both passes")
+    out = graph.replace(nodes=nodes, meta={**graph.meta, "T": int(T)})
     missing = [n.name for n in out.nodes
                if (isinstance(n, ACC_OPS) and n.acc_bits <= 0) or (isinstance(n, MEM_OPS) and n.mem_bits <= 0)]
     if missing:

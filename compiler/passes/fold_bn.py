@@ -28,8 +28,11 @@ import numpy as np
 
 from ...models.errors import GraphError
 from .. import ir
+from . import Contract
 
 __all__ = ["run", "foldable"]
+
+CONTRACT = Contract("fold_bn", "float", "float", ())
 
 
 def foldable(graph: ir.Graph, bn: ir.Node) -> bool:

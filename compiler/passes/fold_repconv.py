@@ -28,8 +28,11 @@ import numpy as np
 
 from ...models.errors import GraphError
 from .. import ir
+from . import Contract
 
 __all__ = ["run", "fold"]
+
+CONTRACT = Contract("fold_repconv", "float", "float", ())
 
 
 def fold(node: ir.RepConv) -> ir.Conv:

@@ -30,8 +30,11 @@ import numpy as np
 
 from ...models.errors import GraphError
 from .. import ir
+from . import Contract
 
 __all__ = ["run", "fusable"]
+
+CONTRACT = Contract("fuse_depthwise", "float", "float", ())
 
 
 def _is_depthwise(n: ir.Node) -> bool:

@@ -26,6 +26,13 @@ first layer reads codes of ``1/255``) would keep only a bit or two of weight res
 at the stream's scale; they are quantised at ``s / 2**shift`` instead and followed by an
 ``ir.Requant`` (a rounding shift onto the stream scale): see ``requant_min_shift``.
 
+Threshold grid (default): the scale of a layer read by neurons (directly, or as a
+residual stream) is rounded up to ``v_th * 2**e``, the nearest power-of-two fraction
+of the readers' threshold (:func:`threshold_grid`), so ``v_th / s`` is a power of two:
+thresholds, and biases that are dyadic multiples of ``v_th`` (e.g. a BN bias of exactly
+``2 v_th``), are then exact in the integer neuron. It costs at most one bit of weight
+resolution.
+
 Rounding is numpy's (half to even). The bias is a wide constant, not limited to
 ``bits``. A depthwise conv that is *not* fused (one with other readers) yields an int
 tensor with its own per-channel scale, and a layer reading it sees ``s_in = s_dw`` per
@@ -48,15 +55,30 @@ import numpy as np
 
 from ...models.errors import ConfigError, GraphError
 from .. import ir
+from . import Contract
 
-__all__ = ["run", "qmax", "natural_scale", "tensor_scales", "per_tensor", "weight_in_scale"]
+__all__ = ["run", "qmax", "WEIGHT_BITS", "check_weight_bits", "natural_scale", "tensor_scales",
+           "per_tensor", "weight_in_scale"]
+
+CONTRACT = Contract("quantize", "float", "quantized",
+                    ("weight_bits", "input_scale", "requant_min_shift", "threshold_grid"))
+
+
+#: the supported weight widths (``--weight-bits``); :func:`check_weight_bits` is the one check
+WEIGHT_BITS = range(2, 25)
+
+
+def check_weight_bits(bits) -> int:
+    """Return ``bits`` if it is an int in :data:`WEIGHT_BITS`, else raise :class:`ConfigError`."""
+    if not (isinstance(bits, int) and not isinstance(bits, bool) and bits in WEIGHT_BITS):
+        raise ConfigError(f"weight bits must be an int in {WEIGHT_BITS.start}..{WEIGHT_BITS.stop - 1}, "
+                          f"got {bits!r} (--weight-bits)")
+    return bits
 
 
 def qmax(bits: int) -> int:
     """Largest magnitude of a symmetric signed ``bits``-bit weight: ``2**(bits-1) - 1``."""
-    if not (isinstance(bits, int) and 2 <= bits <= 32):
-        raise ConfigError(f"weight_bits must be an int in 2..32, got {bits!r}")
-    return 2 ** (bits - 1) - 1
+    return 2 ** (check_weight_bits(bits) - 1) - 1
 
 
 def weight_in_scale(layer: ir.Node, s_in: np.ndarray) -> np.ndarray:
@@ -91,12 +113,39 @@ def per_tensor(graph: ir.Graph, node: ir.Node) -> bool:
         isinstance(r, ir.TimeMean) for r in readers)
 
 
-def tensor_scales(graph: ir.Graph, input_scale: float = 1 / 255, bits: int = 8
-                  ) -> dict[str, np.ndarray | None]:
+def neuron_threshold(graph: ir.Graph, names) -> float | None:
+    """The smallest ``v_threshold`` of the LIF neurons reading any of ``names`` directly or
+    through Adds (a residual stream); None if no neuron reads them."""
+    todo, seen, ths = list(names), set(names), []
+    while todo:
+        for r in graph.consumers(todo.pop()):
+            if isinstance(r, ir.LIF):
+                ths.append(float(r.v_threshold))
+            elif isinstance(r, ir.Add) and r.name not in seen:
+                seen.add(r.name)
+                todo.append(r.name)
+    return min(ths) if ths else None
+
+
+def threshold_grid(scale: np.ndarray, v_th: float | None) -> np.ndarray:
+    """Round each scale *up* to ``v_th * 2**e`` (integer ``e``): at most one bit of weight
+    resolution for an exact threshold ratio ``v_th / s = 2**-e`` (``None``: unchanged)."""
+    s = np.asarray(scale, np.float64)
+    if v_th is None:
+        return s
+    e = np.ceil(np.log2(s / v_th))
+    g = v_th * np.exp2(e)
+    g = np.where(g < s, g * 2.0, g)  # log2 rounding
+    return np.where(g / 2.0 >= s, g / 2.0, g)
+
+
+def tensor_scales(graph: ir.Graph, input_scale: float = 1 / 255, bits: int = 8,
+                  grid: bool = False) -> dict[str, np.ndarray | None]:
     """Per-channel scale of every node's output of a ``float`` graph, as :func:`run` assigns it.
 
     Layers with an ``out_scale`` annotation use it, others their :func:`natural_scale`
-    (per tensor for the classifier). BatchNorm outputs are float (``None``): only
+    (per tensor for the classifier), rounded up to :func:`threshold_grid` of the neurons
+    reading them when ``grid``. BatchNorm outputs are float (``None``): only
     neurons may read them. (Quantised graphs carry their scales in ``graph.types``.)
     """
     if graph.stage != "float":
@@ -119,6 +168,8 @@ def tensor_scales(graph: ir.Graph, input_scale: float = 1 / 255, bits: int = 8
                 s = natural_scale(n, ins[0], bits)
                 if per_tensor(graph, n):
                     s = np.full_like(s, s.max())
+                elif grid:
+                    s = threshold_grid(s, neuron_threshold(graph, [n.name]))
         elif isinstance(n, ir.Add):
             s = ins[0]
         elif isinstance(n, ir.Attention):
@@ -152,7 +203,7 @@ def requant_shift(layer: ir.Node, s_in: np.ndarray, s_out: np.ndarray, bits: int
 
 
 def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255,
-        requant_min_shift: int = 2) -> ir.Graph:
+        requant_min_shift: int = 2, threshold_grid: bool = True) -> ir.Graph:
     """Quantise every Conv/Linear of a ``float`` graph; see the module docstring.
 
     Parameters
@@ -164,6 +215,10 @@ def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255,
         about 255x) is quantised at the finer scale ``s / 2**shift`` and followed by a
         :class:`ir.Requant` node (round-half-up shift onto the stream scale), so it keeps
         ``weight_bits`` of resolution. ``0`` disables this.
+    threshold_grid : round the scale of every layer read by neurons up to
+        ``v_th * 2**e`` (see :func:`threshold_grid`), so thresholds and biases that are
+        dyadic multiples of ``v_th`` stay exact (``absorb_thresholds``); costs at most one
+        bit of weight resolution.
 
     Raises
     ------
@@ -179,7 +234,7 @@ def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255,
     # residual_scales' stream_slack_bits may allow stream writers wider weights
     limit = {w: max(q, int(st.get("weight_limit", q)))
              for st in graph.meta.get("residual_streams", []) for w in st["writers"]}
-    sc = tensor_scales(graph, input_scale, weight_bits)
+    sc = tensor_scales(graph, input_scale, weight_bits, grid=threshold_grid)
     nodes: list[ir.Node] = []
     rename: dict[str, str] = {}
     for n in graph.nodes:
@@ -204,8 +259,11 @@ def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255,
                                  f"by {bad or 'its input is float'}; an unfolded BatchNorm must read "
                                  "an int tensor and feed neurons only")
         nodes.append(n)
+    # a writer that got a Requant keeps its full weight resolution: its warning is stale
+    warnings = [w for w in graph.meta.get("precision_warnings", [])
+                if w.split(":", 1)[0] not in rename]
     meta = {**graph.meta, "weight_bits": int(weight_bits), "input_scale": float(input_scale),
-            "requantised": sorted(rename)}
+            "requantised": sorted(rename), "precision_warnings": warnings}
     out = graph.replace(nodes=nodes, outputs=[rename.get(o, o) for o in graph.outputs],
                         stage="quantized", meta=meta)
     for n in out.nodes:

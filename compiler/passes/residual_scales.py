@@ -52,9 +52,13 @@ import numpy as np
 
 from ...models.errors import ConfigError, GraphError
 from .. import ir
+from . import Contract
 from . import quantize
 
 __all__ = ["run", "streams"]
+
+CONTRACT = Contract("residual_scales", "float", "float",
+                    ("weight_bits", "input_scale", "stream_slack_bits", "threshold_grid"))
 
 
 def streams(graph: ir.Graph) -> list[list[str]]:
@@ -91,7 +95,7 @@ def _shared_scale(nat: np.ndarray, slack: int | None) -> np.ndarray:
 
 
 def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255,
-        stream_slack_bits: int | None = None) -> ir.Graph:
+        stream_slack_bits: int | None = None, threshold_grid: bool = True) -> ir.Graph:
     """Annotate every residual stream's writers with the stream's shared ``out_scale``.
 
     Parameters
@@ -101,6 +105,8 @@ def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255,
     stream_slack_bits : ``None`` (default): every writer fits ``weight_bits``. An int
         ``k >= 0``: no writer loses more than ``k`` bits of resolution to the shared
         scale; others may need wider weights (see the module docstring).
+    threshold_grid : round the shared scale up to ``v_th * 2**e`` of the neurons reading
+        the stream (:func:`quantize.threshold_grid`: exact thresholds, at most one bit).
 
     Raises
     ------
@@ -127,13 +133,15 @@ def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255,
         for w in writers:
             if w.inputs[0] in members:
                 raise GraphError(f"residual_scales: writer {w.name!r} reads its own stream")
-        sc = quantize.tensor_scales(g, input_scale, weight_bits)
+        sc = quantize.tensor_scales(g, input_scale, weight_bits, grid=threshold_grid)
         nat = []
         for w in writers:
             a = np.abs(np.asarray(w.weight, np.float64)) * quantize.weight_in_scale(w, sc[w.inputs[0]])
             nat.append(a.reshape(a.shape[0], -1).max(axis=1) / q)
         nat_a = np.stack(nat)
         s = _shared_scale(nat_a, stream_slack_bits)
+        if threshold_grid:
+            s = quantize.threshold_grid(s, quantize.neuron_threshold(g, comp))
         names = {w.name for w in writers}
         g = g.replace(nodes=[n.replace(out_scale=s.copy()) if n.name in names else n for n in g.nodes])
         # integer levels each writer keeps (its largest |W_int|), and the widest weight

@@ -148,7 +148,7 @@ def _writer_rows(q: ir.Graph, stream: dict) -> np.ndarray:
 
 
 def test_residual_streams_share_one_tight_scale(folded):
-    r = residual_scales.run(folded)
+    r = residual_scales.run(folded, threshold_grid=False)
     streams = r.meta["residual_streams"]
     assert len(streams) == 5  # ConvBlock1_1, ConvBlock1_2, ConvBlock2_x, block3, block4
     assert streams[2]["writers"] == ["downsample2.encode_conv", "ConvBlock2_1.0.Conv.pwconv2",
@@ -158,7 +158,7 @@ def test_residual_streams_share_one_tight_scale(folded):
     for s in streams:
         scales = [r.node(w).out_scale for w in s["writers"]]
         assert all(np.array_equal(x, scales[0]) for x in scales)
-    q = quantize.run(r)
+    q = quantize.run(r, threshold_grid=False)
     for s in streams:
         rows = _writer_rows(q, s)
         assert rows.max() <= 127 and np.all(rows.max(axis=0) == 127)  # every channel tight
@@ -167,12 +167,36 @@ def test_residual_streams_share_one_tight_scale(folded):
     warned = {w.split(":")[0] for w in r.meta["precision_warnings"]}
     assert "downsample1_1.encode_conv" in warned and "ConvBlock1_1.0.Conv.pwconv2" in warned
     assert streams[0]["levels"]["downsample1_1.encode_conv"] < 8
+    # ... but quantize gives the first layer a Requant: its warning is stale and dropped
+    assert "downsample1_1.encode_conv" in q.meta["requantised"]
+    assert not [w for w in q.meta["precision_warnings"] if w.startswith("downsample1_1.encode_conv:")]
+    kept = {w.split(":")[0] for w in q.meta["precision_warnings"]}
+    assert kept == warned - set(q.meta["requantised"])
+
+
+def test_threshold_grid_makes_threshold_ratios_powers_of_two(folded):
+    q = quantize.run(residual_scales.run(folded))  # default: threshold_grid=True
+    plain = quantize.run(residual_scales.run(folded, threshold_grid=False), threshold_grid=False)
+    n_grid = 0
+    for n in q.nodes:
+        if not isinstance(n, (ir.Conv, ir.Linear)) or n.name not in plain.types:
+            continue
+        vth = quantize.neuron_threshold(q, [n.name])
+        if vth is None or quantize.per_tensor(q, n):
+            continue
+        s, s0 = n.out_scale, plain.node(n.name).out_scale
+        e = np.log2(vth / s)
+        assert np.array_equal(e, np.round(e)), n.name  # v_th / s is a power of two
+        assert np.all(s >= s0 * (1 - 1e-12)) and np.all(s < 2 * s0), n.name  # <= one bit lost
+        assert np.abs(n.weight).max() <= 127
+        n_grid += 1
+    assert n_grid >= 15
 
 
 @pytest.mark.parametrize("slack", [0, 2])
 def test_stream_slack_bounds_the_resolution_loss(folded, slack):
-    r = residual_scales.run(folded, stream_slack_bits=slack)
-    q = quantize.run(r)
+    r = residual_scales.run(folded, stream_slack_bits=slack, threshold_grid=False)
+    q = quantize.run(r, threshold_grid=False)
     for s in r.meta["residual_streams"]:
         rows = _writer_rows(q, s)
         assert rows.max() <= s["weight_limit"]
@@ -232,7 +256,7 @@ def _neuron_graph(a, s, b, cfg: NeuronConfig, use_bn=True) -> ir.Graph:
 
 def _compare(a, s, b, cfg, T=8, seed=0, min_theta_bits=10):
     g = _neuron_graph(a, s, b, cfg)
-    gi = absorb_thresholds.run(g, min_theta_bits=min_theta_bits)
+    gi = absorb_thresholds.run(g, min_theta_bits=min_theta_bits, T=T)
     node = gi.node("lif")
     codes = torch.randint(0, 256, (T, 3, len(s), 6, 6), generator=torch.Generator().manual_seed(seed)).double()
     got = reference.run(gi, codes, record=True).values["lif"]
@@ -291,19 +315,26 @@ def test_threshold_rule_and_frac_bits():
     assert f == 9 and list(theta) == [1536]
     theta, f = absorb_thresholds.thresholds(1.0, np.array([0.3]), 1, 10)
     assert list(theta) == [int(np.ceil(2 ** f / 0.3))]  # ceil, not round, for binary neurons
-    assert absorb_thresholds.thresholds(1.0, np.array([1e9]), 1, 10) == (np.array([1]), 16)
+    theta, f = absorb_thresholds.thresholds(1.0, np.array([1e9]), 1, 10)
+    assert f == 40 and list(theta) == [1100]  # 1e-9 * 2**40 = 1099.5 -> ceil
+    theta, f = absorb_thresholds.thresholds(1.0, np.array([0.01]), 1, 10, min_frac_bits=12)
+    assert f == 12 and list(theta) == [409600]  # exactness may ask for more than resolution
+    with pytest.raises(UnsupportedModelError, match=r"v_threshold=1e\+30 is 1e\+32 times its input unit"):
+        absorb_thresholds.thresholds(1e30, np.array([0.01]), 1, 10, who="neuron 'n'")
+    with pytest.raises(UnsupportedModelError, match="needs 60 membrane fraction bits"):
+        absorb_thresholds.thresholds(1.0, np.array([0.01]), 1, 10, min_frac_bits=60)
 
 
 def test_non_power_of_two_tau_rejected():
     g = _neuron_graph([1.0], [0.01], [0.0], NeuronConfig(tau=3.0))
     with pytest.raises(UnsupportedModelError, match=r"tau=3\.0 is not a power of two; its leak is not a shift"):
-        absorb_thresholds.run(g)
+        absorb_thresholds.run(g, T=4)
 
 
 def test_zero_bn_gain_rejected():
     g = _neuron_graph([1.0, 0.0], [0.01, 0.01], [0.0, 0.1], NeuronConfig())
     with pytest.raises(UnsupportedModelError, match="channel 1 has input gain 0"):
-        absorb_thresholds.run(g)
+        absorb_thresholds.run(g, T=4)
 
 
 def test_absorb_removes_float_neurons_and_batchnorms(folded):
@@ -363,9 +394,18 @@ def test_bitwidths_cover_every_observed_value(float_graph):
     b = reference.bounds(gi, 4)
     assert gi.node("block3.0.attn").acc_bits == bitwidths.signed_bits(b["block3.0.attn"]) == \
         bitwidths.signed_bits(32 * 4 * 2 * 2)  # d * T * H * W tokens, joint
-    longer = bitwidths.run(gi, T=16)
+    assert gi.meta["T"] == 4 and gi.meta["compile_options"]["T"] == 4
+    with pytest.raises(ConfigError, match="T=16 differs from the T=4"):
+        bitwidths.run(gi, T=16)  # fraction bits were chosen for T=4: re-prove from the start
+    longer, _ = pipeline.compile_graph(float_graph, pipeline.CompileOptions(T=16))
     assert longer.node("block3.0.attn").acc_bits == bitwidths.signed_bits(32 * 16 * 4)
-    assert longer.meta["bitwidths_T"] == 16
+    assert longer.meta["T"] == 16
+    lif = "block3.0.mlp.fc1_lif"
+    assert gi.node(lif).frac_bits >= 4 and longer.node(lif).frac_bits >= 16  # F >= T k
+    with pytest.raises(GraphError, match=r"proved for T=4 steps, the clip has T=5; re-compile with --T 5"):
+        reference.run(gi, clip(T=5))
+    with pytest.raises(GraphError, match=r"proved for T=16 steps, the clip has T=4"):
+        reference.run(longer, x)
     with pytest.raises(GraphError, match=r"needs \d+ bits .* > 12"):
         bitwidths.run(gi, max_bits=12)
 

@@ -3,6 +3,8 @@ numpy models (integer stage)."""
 
 import itertools
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -210,8 +212,10 @@ def scalar_intlif(xs, theta, bias=0, polarity=1, frac_bits=0, k=1, decay_input=T
         if levels == 1:
             s = int(h >= theta)
             v = (0 if s else h) if reset == "hard" else h - s * theta
-        else:
-            s = min(max((2 * h + theta) // (2 * theta), 0), levels)
+        else:  # the hardware's compare chain (ir.IntLIF), checked against Python's round
+            s = sum(1 for j in range(1, levels + 1)
+                    if 2 * h > (2 * j - 1) * theta or (2 * h == (2 * j - 1) * theta and j % 2 == 0))
+            assert s == min(max(round(Fraction(h, theta)), 0), levels)  # half to even
             v = h - s * theta
         out.append(s)
         hs.append(h)
@@ -245,13 +249,18 @@ def test_intlif_hand_examples():
     # polarity -1, bias, frac bits 2: X = -(x << 2) + 3
     s, h, _ = run_intlif([[-2, 1]], theta=[6], polarity=ints(-1), bias=ints(3), frac_bits=2)
     assert h == [[5, 2]] and s == [[0, 0]]
-    # I-LIF, D 3, theta 4: S = clamp(floor((2H + 4) / 8), 0, 3) (H/theta rounded half up)
+    # I-LIF, D 3, theta 4: S = clamp(round_half_even(H / 4), 0, 3)
     # (clamped at D: 20 leaves 8; -23 >> 3 = -3)
     s, h, _ = run_intlif([[12, 20, -30, 0]], theta=[4], decay_input=False, reset="soft",
                          levels=3, leak_shift=3)
     assert h == [[12, 20, -23, -20]] and s == [[3, 3, 0, 0]]
     s, h, _ = run_intlif([[6, 2]], theta=[4], decay_input=False, reset="soft", levels=3)
-    assert h == [[6, 1]] and s == [[2, 0]]  # 6/4 = 1.5 rounds up to 2, leaving -2
+    assert h == [[6, 1]] and s == [[2, 0]]  # 6/4 = 1.5 rounds to even 2, leaving -2
+    # ties go to the even count, as torch.round: 2/4 -> 0, 10/4 -> 2, 14/4 -> 4 (clamped to D)
+    s, h, _ = run_intlif([[2], [10], [14], [18]], theta=[4] * 4, decay_input=False,
+                         reset="soft", levels=4, leak_shift=3)
+    assert [x[0] for x in h] == [2, 10, 14, 18] and [x[0] for x in s] == [0, 2, 4, 4]
+    assert torch.round(torch.tensor([0.5, 2.5, 3.5, 4.5])).tolist() == [0, 2, 4, 4]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
