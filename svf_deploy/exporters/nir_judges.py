@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -87,9 +88,16 @@ def segments(graph: ir.Graph) -> list[Segment]:
 
 @contextlib.contextmanager
 def _quiet():
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    """Importers print banners and warnings; torch logs that Triton is absent (CPU-only)."""
+    lg = logging.getLogger("torch._library.triton")
+    level = lg.level
+    lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        lg.setLevel(level)
 
 
 def run_importer(name: str, nir_graph, x):

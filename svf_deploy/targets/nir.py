@@ -127,7 +127,6 @@ def _write_report(path, exp, info, rows, summary, T) -> None:
     L += ["", "</details>", "",
           "Importer conventions: SpikingJelly 2.0 runs with `dtype=float64`; snnTorch 1.0 fixes "
           "`dt = 1e-4`, moves `r dt/tau = 1/2` into its threshold (an exact factor 2) and computes "
-          "spikes in float32; Norse 1.1 runs in float64. Norse's importer uses nirtorch's older graph "
-          "executor: where a segment has a node summing several edges (a residual add) it returned "
-          "another node's tensor; that row says so rather than being adjusted.", ""]
+          "spikes in float32; Norse 1.1 runs in float64 (its importer uses nirtorch's older graph "
+          "executor). A row that is not `equal` is reported as the simulator ran it, never adjusted.", ""]
     path.write_text("\n".join(L))
