@@ -1,0 +1,12 @@
+"""The layer-sequential accelerator for the ZCU104: engine RTL, program emitter, cycle model.
+
+* :mod:`.isa` - descriptors, tensor layouts and the register map (RTL, driver, simulation).
+* :mod:`.config` - :class:`AccelConfig`: the CI and production parameter sets.
+* :mod:`.engine` - the Amaranth engine (AXI4 master, AXI4-Lite slave, units, buffers).
+* :mod:`.program` - integer graph -> program, weight/parameter images, DDR memory map.
+* :mod:`.cycles` - analytic cycle model (exact for the RTL, validated against Verilator).
+"""
+
+from .config import CI, PRODUCTION, AccelConfig, XCZU7EV
+
+__all__ = ["AccelConfig", "CI", "PRODUCTION", "XCZU7EV"]

@@ -1,0 +1,77 @@
+"""Engine parameters: a small CI configuration and a production one for the ZCU104."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ...models.errors import HardwareError
+
+__all__ = ["AccelConfig", "CI", "PRODUCTION", "XCZU7EV"]
+
+#: XCZU7EV (ZCU104) capacity
+XCZU7EV = {"lut": 230_400, "ff": 460_800, "dsp": 1_728, "bram36": 312, "uram": 96}
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Parameters of the layer-sequential engine.
+
+    Parameters
+    ----------
+    p_o : output-channel lanes (each conv term adds one weight into ``p_o`` channels).
+    p_t : time-step lanes; a spike bundle's ``p_t`` steps share one weight vector, so a
+        term is ``p_o * p_t`` gated additions per cycle. ``T > p_t`` runs in chunks.
+    act_depth : activation buffer, 32-bit words (spike bundles, integer maps, parameters).
+    wbuf_depth : weight buffer, ``p_o * 8``-bit words.
+    axi_data_width : DDR port width (64 or 128 bits), INCR bursts of ``burst`` beats.
+    clock_mhz : target clock for latency predictions.
+    act_ram_style / wbuf_ram_style : Vivado ``ram_style`` of the buffers.
+    """
+
+    name: str
+    p_o: int = 16
+    p_t: int = 4
+    act_depth: int = 65536
+    wbuf_depth: int = 8192
+    axi_data_width: int = 64
+    burst: int = 16
+    clock_mhz: float = 100.0
+    act_ram_style: str = "block"
+    wbuf_ram_style: str = "block"
+
+    def __post_init__(self) -> None:
+        for f in ("p_o", "p_t", "act_depth", "wbuf_depth", "burst"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < 1:
+                raise HardwareError(f"AccelConfig.{f} must be a positive int, not {v!r}")
+        if self.p_o % 4:
+            raise HardwareError(f"AccelConfig.p_o must be a multiple of 4 (32-bit DMA units), not {self.p_o}")
+        if not 1 <= self.p_t <= 32:
+            raise HardwareError(f"AccelConfig.p_t must be in 1..32, not {self.p_t}")
+        if self.axi_data_width not in (32, 64, 128):
+            raise HardwareError(f"AccelConfig.axi_data_width must be 32, 64 or 128, not {self.axi_data_width}")
+        if self.burst > 256:
+            raise HardwareError(f"AccelConfig.burst must be <= 256 beats, not {self.burst}")
+        for f in ("act_ram_style", "wbuf_ram_style"):
+            if getattr(self, f) not in ("block", "ultra", "distributed"):
+                raise HardwareError(f"AccelConfig.{f} must be block/ultra/distributed, not {getattr(self, f)!r}")
+
+    @property
+    def units_per_beat(self) -> int:
+        return self.axi_data_width // 32
+
+    @property
+    def adders(self) -> int:
+        return self.p_o * self.p_t
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+#: small configuration simulated in CI (fits the bundled model's layers on chip)
+CI = AccelConfig(name="ci", p_o=16, p_t=4, act_depth=131072, wbuf_depth=8192, axi_data_width=64,
+                 clock_mhz=100.0)
+#: production configuration for the XCZU7EV (URAM activation buffer, BRAM weight buffer)
+PRODUCTION = AccelConfig(name="zcu104", p_o=128, p_t=8, act_depth=262144, wbuf_depth=2048,
+                         axi_data_width=128, burst=16, clock_mhz=250.0, act_ram_style="ultra",
+                         wbuf_ram_style="block")

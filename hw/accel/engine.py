@@ -1,0 +1,758 @@
+"""The layer-sequential engine: a micro-coded accelerator that runs a compiled spike graph.
+
+A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a time:
+
+* **DMA** (AXI4 master, INCR bursts): ``LOAD`` DDR -> activation buffer, ``LOADW`` DDR ->
+  weight buffer, ``STORE`` activation buffer -> DDR; descriptors are fetched the same way.
+* **CONV**: output-stationary gated-add array of ``p_t x p_o`` adders. For one output pixel
+  and a tile of ``p_o`` output channels, every cycle takes one term ``(i, ky, kx)``: the
+  input's T-bundle (one word) and the weight vector ``W[tile, i, ky, kx]`` (one word), and
+  adds ``w[o] << j`` into ``acc[t][o]`` where bundle bit ``t`` is set (``j`` = bit-plane of
+  an analog input, else 0). No multiplier anywhere: selection and addition only. All
+  ``T`` steps of a neuron accumulate together (weights are read once per term, shared by
+  the ``p_t`` steps). Then the ``p_o x T`` sums are written back as an integer map.
+* **LIF**: one integer-LIF lane; a neuron's ``T`` steps are processed back to back with
+  the membrane in a register, never stored (``X = pol*(x<<F) + b``,
+  ``H = V + ((X - V) >> k)`` or ``H = V - (V >> k) + X``, ``S = H >= theta``, hard/soft reset).
+* **EW**: residual add ``a + b`` or per-channel rounding shift ``(a + (2**s >> 1)) >> s``.
+* **REDUCE**: strided sums (global pooling, time sum).
+* **SDHA**: joint spike-driven attention per head, ``kv[a,b] = sum_n (2K[n,a]-1) V[n,b]``
+  (2*popcount(K&V) - popcount(V) per bundle), then ``y[n,b] = sum_a (2Q[n,a]-1) kv[a,b]``.
+
+Every unit is a 1-result-per-cycle pipeline over synchronous 1-cycle-latency memory
+ports: stage A issues addresses, stage B consumes the data. The cycle counts are exact
+functions of the descriptors (:mod:`.cycles`). All arithmetic is exact for values within
+the bounds the program emitter checks (32-bit stored values, 48-bit membranes).
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .config import AccelConfig
+
+__all__ = ["Engine", "axi_signature"]
+
+
+def axi_signature(cfg: AccelConfig) -> dict:
+    """Flat AXI4 master (``m_axi_*``), AXI4-Lite slave (``s_axil_*``) and ``irq`` ports."""
+    dw = cfg.axi_data_width
+    return {
+        "m_axi_awaddr": Out(32), "m_axi_awlen": Out(8), "m_axi_awsize": Out(3), "m_axi_awburst": Out(2),
+        "m_axi_awvalid": Out(1), "m_axi_awready": In(1),
+        "m_axi_wdata": Out(dw), "m_axi_wstrb": Out(dw // 8), "m_axi_wlast": Out(1),
+        "m_axi_wvalid": Out(1), "m_axi_wready": In(1),
+        "m_axi_bresp": In(2), "m_axi_bvalid": In(1), "m_axi_bready": Out(1),
+        "m_axi_araddr": Out(32), "m_axi_arlen": Out(8), "m_axi_arsize": Out(3), "m_axi_arburst": Out(2),
+        "m_axi_arvalid": Out(1), "m_axi_arready": In(1),
+        "m_axi_rdata": In(dw), "m_axi_rresp": In(2), "m_axi_rlast": In(1), "m_axi_rvalid": In(1),
+        "m_axi_rready": Out(1),
+        "s_axil_awaddr": In(8), "s_axil_awvalid": In(1), "s_axil_awready": Out(1),
+        "s_axil_wdata": In(32), "s_axil_wstrb": In(4), "s_axil_wvalid": In(1), "s_axil_wready": Out(1),
+        "s_axil_bresp": Out(2), "s_axil_bvalid": Out(1), "s_axil_bready": In(1),
+        "s_axil_araddr": In(8), "s_axil_arvalid": In(1), "s_axil_arready": Out(1),
+        "s_axil_rdata": Out(32), "s_axil_rresp": Out(2), "s_axil_rvalid": Out(1), "s_axil_rready": In(1),
+        "irq": Out(1),
+    }
+
+
+def _log2(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+class Engine(wiring.Component):
+    """The accelerator top (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+
+    Members
+    -------
+    m_axi_* : AXI4 master to DDR (32-bit addresses, ``cfg.axi_data_width`` data).
+    s_axil_* : AXI4-Lite control/status slave (:mod:`.isa` register map).
+    irq : level interrupt, ``done & IRQ_EN``.
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        self.cfg = cfg
+        super().__init__(axi_signature(cfg))
+
+    def elaborate(self, platform):  # noqa: C901 - one sequencer, one FSM
+        cfg = self.cfg
+        m = Module()
+        PO, PT, UPB = cfg.p_o, cfg.p_t, cfg.units_per_beat
+        DW = cfg.axi_data_width
+        WBW = PO * 8
+        AW = _log2(cfg.act_depth)
+        WAW = _log2(cfg.wbuf_depth)
+        beat_bytes = DW // 8
+
+        # ------------------------------------------------------------------ memories
+        m.submodules.act = act = memory.Memory(shape=unsigned(32), depth=cfg.act_depth, init=[],
+                                               attrs={"ram_style": cfg.act_ram_style})
+        r0 = act.read_port()
+        r1 = act.read_port()
+        wp = act.write_port()
+        m.submodules.wbuf = wbuf = memory.Memory(shape=unsigned(WBW), depth=cfg.wbuf_depth, init=[],
+                                                 attrs={"ram_style": cfg.wbuf_ram_style})
+        wr = wbuf.read_port()
+        ww = wbuf.write_port()
+
+        # ------------------------------------------------------------------ control registers
+        busy = Signal()
+        done = Signal()
+        error = Signal()
+        start = Signal()
+        prog = Signal(32)
+        irq_en = Signal()
+        irq_pend = Signal()
+        cycles = Signal(32)
+        pc = Signal(32)
+        m.d.comb += self.irq.eq(irq_pend & irq_en)
+        with m.If(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+
+        # AXI4-Lite slave: one write and one read at a time
+        aw_addr = Signal(8)
+        aw_got = Signal()
+        w_data = Signal(32)
+        w_got = Signal()
+        m.d.comb += [self.s_axil_awready.eq(~aw_got & ~self.s_axil_bvalid),
+                     self.s_axil_wready.eq(~w_got & ~self.s_axil_bvalid),
+                     self.s_axil_bresp.eq(0), self.s_axil_rresp.eq(0)]
+        with m.If(self.s_axil_awvalid & self.s_axil_awready):
+            m.d.sync += [aw_addr.eq(self.s_axil_awaddr), aw_got.eq(1)]
+        with m.If(self.s_axil_wvalid & self.s_axil_wready):
+            m.d.sync += [w_data.eq(self.s_axil_wdata), w_got.eq(1)]
+        m.d.comb += start.eq(0)
+        with m.If(aw_got & w_got):
+            m.d.sync += [aw_got.eq(0), w_got.eq(0), self.s_axil_bvalid.eq(1)]
+            with m.Switch(aw_addr):
+                with m.Case(isa.REG_CTRL):
+                    m.d.comb += start.eq(w_data[0] & ~busy)
+                with m.Case(isa.REG_PROG):
+                    m.d.sync += prog.eq(w_data)
+                with m.Case(isa.REG_IRQ_EN):
+                    m.d.sync += irq_en.eq(w_data[0])
+                with m.Case(isa.REG_IRQ_STAT):
+                    with m.If(w_data[0]):
+                        m.d.sync += irq_pend.eq(0)
+        with m.If(self.s_axil_bvalid & self.s_axil_bready):
+            m.d.sync += self.s_axil_bvalid.eq(0)
+        m.d.comb += self.s_axil_arready.eq(~self.s_axil_rvalid)
+        with m.If(self.s_axil_arvalid & self.s_axil_arready):
+            m.d.sync += self.s_axil_rvalid.eq(1)
+            with m.Switch(self.s_axil_araddr):
+                with m.Case(isa.REG_STATUS):
+                    m.d.sync += self.s_axil_rdata.eq(Cat(busy, done, error))
+                with m.Case(isa.REG_PROG):
+                    m.d.sync += self.s_axil_rdata.eq(prog)
+                with m.Case(isa.REG_IRQ_EN):
+                    m.d.sync += self.s_axil_rdata.eq(irq_en)
+                with m.Case(isa.REG_IRQ_STAT):
+                    m.d.sync += self.s_axil_rdata.eq(irq_pend)
+                with m.Case(isa.REG_CYCLES):
+                    m.d.sync += self.s_axil_rdata.eq(cycles)
+                with m.Case(isa.REG_PC):
+                    m.d.sync += self.s_axil_rdata.eq(pc)
+                with m.Case(isa.REG_ID):
+                    m.d.sync += self.s_axil_rdata.eq(isa.MAGIC)
+                with m.Case(isa.REG_CONFIG):
+                    m.d.sync += self.s_axil_rdata.eq(PO | (PT << 16))
+                with m.Case(isa.REG_VERSION):
+                    m.d.sync += self.s_axil_rdata.eq(isa.VERSION)
+                with m.Default():
+                    m.d.sync += self.s_axil_rdata.eq(0)
+        with m.If(self.s_axil_rvalid & self.s_axil_rready):
+            m.d.sync += self.s_axil_rvalid.eq(0)
+
+        # ------------------------------------------------------------------ descriptor
+        desc = Array(Signal(32, name=f"desc{i}") for i in range(isa.DESC_WORDS))
+
+        def f(op, name):
+            return desc[isa.field_index(op, name)]
+
+        opcode = Signal(8)
+        m.d.comb += opcode.eq(desc[0][:8])
+
+        # default memory port values
+        m.d.comb += [wp.en.eq(0), ww.en.eq(0)]
+
+        # ------------------------------------------------------------------ DMA state
+        dma_addr = Signal(32)         # DDR byte address of the next burst
+        dma_left = Signal(32)         # units (or wbuf words) still to move
+        dma_beats = Signal(32)        # beats still to move
+        dma_dst = Signal(32)          # destination/source index in the buffer
+        dma_kind = Signal(2)          # 0 act, 1 wbuf, 2 descriptor
+        sh = Signal(DW)               # read serializer
+        sh_n = Signal(range(UPB + 1))
+        wasm = Signal(WBW)            # weight word assembly
+        wasm_n = Signal(range(PO // 4 + 1))
+        burst_len = Signal(9)
+        wlen = Signal(9)
+        beat_i = Signal(9)
+        wbeat = Signal(DW)
+        g_n = Signal(range(UPB + 1))  # gathered units of the current write beat
+        g_vld = Signal()              # a unit read issued last cycle
+        g_i = Signal(range(UPB + 1))  # issued units of the current beat
+        wstrb = Signal(DW // 8)
+
+        m.d.comb += [self.m_axi_arsize.eq((beat_bytes - 1).bit_length()), self.m_axi_arburst.eq(1),
+                     self.m_axi_awsize.eq((beat_bytes - 1).bit_length()), self.m_axi_awburst.eq(1),
+                     self.m_axi_araddr.eq(dma_addr), self.m_axi_awaddr.eq(dma_addr),
+                     self.m_axi_arlen.eq(burst_len - 1), self.m_axi_awlen.eq(burst_len - 1),
+                     self.m_axi_wdata.eq(wbeat), self.m_axi_wstrb.eq(wstrb),
+                     self.m_axi_wlast.eq(beat_i == burst_len - 1)]
+        units_total = Signal(32)  # units of 32 bits to move in this DMA
+
+        # ------------------------------------------------------------------ CONV state
+        oc0 = Signal(32)
+        wtile = Signal(32)
+        oy = Signal(16)
+        ox = Signal(16)
+        iy0 = Signal(signed(18))
+        ix0 = Signal(signed(18))
+        row_off = Signal(signed(34))
+        outp = Signal(32)
+        obase = Signal(32)
+        tsh = Signal(8)
+        tci = Signal(8)
+        ci = Signal(16)
+        ky = Signal(8)
+        kx = Signal(8)
+        tap_row = Signal(32)
+        ch_off = Signal(32)
+        w_ch = Signal(32)
+        w_tap = Signal(16)
+        a_last = Signal()
+        b_vld = Signal()
+        b_inb = Signal()
+        b_shift = Signal(3)
+        biasreg = Array(Signal(signed(32), name=f"bias{o}") for o in range(PO))
+        bi = Signal(range(PO + 2))
+        acc = [[Signal(signed(32), name=f"acc_t{t}_o{o}") for o in range(PO)] for t in range(PT)]
+        wb_o = Signal(range(PO + 1))
+        wb_t = Signal(range(PT + 1))
+        wb_addr = Signal(32)
+        wb_base = Signal(32)
+        wb_tn = Signal(8)
+
+        K = f(isa.OP_CONV, "k")
+        stride = f(isa.OP_CONV, "stride")
+        pmask = Signal(8)
+        m.d.comb += pmask.eq((Const(1, 8) << f(isa.OP_CONV, "plog2")[:3]) - 1)
+        iy = Signal(signed(18))
+        ix = Signal(signed(18))
+        m.d.comb += [iy.eq(iy0 + ky), ix.eq(ix0 + kx)]
+        inb = Signal()
+        m.d.comb += inb.eq((iy >= 0) & (iy < f(isa.OP_CONV, "h")[:16])
+                           & (ix >= 0) & (ix < f(isa.OP_CONV, "w")[:16]))
+
+        # ------------------------------------------------------------------ shared pipeline counters
+        cnt = Signal(32)     # element counter (LIF/EW/REDUCE)
+        cnt2 = Signal(32)
+        cnt3 = Signal(32)
+        ch = Signal(32)      # channel counter
+        addr_a = Signal(32)
+        addr_b = Signal(32)
+        addr_o = Signal(32)
+        addr_c = Signal(32)
+        p_vld = Signal()     # stage B valid
+        p_first = Signal()
+        p_last = Signal()
+        p_t = Signal(8)
+        p_ch_last = Signal()
+
+        # LIF state
+        theta = Signal(signed(48))
+        lbias = Signal(signed(48))
+        lneg = Signal()
+        vmem = Signal(signed(48))
+        bund = Signal(32)
+        pi = Signal(3)
+
+        # REDUCE / SDHA accumulators
+        racc = Signal(signed(32))
+        sacc = Signal(signed(32))
+        hb = Signal(32)      # head base channel
+        ai = Signal(16)
+        bj = Signal(16)
+        pp = Signal(32)
+        ti = Signal(8)
+
+        # ------------------------------------------------------------------ sequencer
+        with m.FSM(name="seq"):
+            with m.State("IDLE"):
+                with m.If(start):
+                    m.d.sync += [busy.eq(1), done.eq(0), error.eq(0), pc.eq(0), cycles.eq(0)]
+                    m.next = "FETCH"
+
+            # ---------------------------------------------------------- fetch a descriptor
+            with m.State("FETCH"):
+                m.d.sync += [dma_addr.eq(prog + (pc << 7)), dma_kind.eq(2), dma_dst.eq(0),
+                             units_total.eq(isa.DESC_WORDS), dma_left.eq(isa.DESC_WORDS),
+                             dma_beats.eq((isa.DESC_WORDS + UPB - 1) // UPB)]
+                for i in range(isa.DESC_WORDS):
+                    m.d.sync += desc[i].eq(0)
+                m.next = "RD_AR"
+
+            with m.State("DECODE"):
+                with m.Switch(opcode):
+                    with m.Case(isa.OP_END):
+                        m.d.sync += [busy.eq(0), done.eq(1), irq_pend.eq(1)]
+                        m.next = "IDLE"
+                    with m.Case(isa.OP_HEADER):
+                        with m.If((f(isa.OP_HEADER, "magic") == isa.MAGIC)
+                                  & (f(isa.OP_HEADER, "version") == isa.VERSION)):
+                            m.next = "NEXT"
+                        with m.Else():
+                            m.next = "ERROR"
+                    with m.Case(isa.OP_LOAD, isa.OP_LOADW):
+                        cntw = f(isa.OP_LOAD, "count")
+                        units = Mux(opcode == isa.OP_LOADW, cntw << (PO // 4 - 1).bit_length(), cntw)
+                        m.d.sync += [dma_addr.eq(f(isa.OP_LOAD, "ddr")),
+                                     dma_dst.eq(f(isa.OP_LOAD, "addr")),
+                                     dma_kind.eq(Mux(opcode == isa.OP_LOADW, 1, 0)),
+                                     units_total.eq(units), dma_left.eq(units),
+                                     dma_beats.eq((units + UPB - 1) >> (UPB - 1).bit_length()),
+                                     wasm_n.eq(0)]
+                        m.next = "RD_AR"
+                    with m.Case(isa.OP_STORE):
+                        cntw = f(isa.OP_STORE, "count")
+                        m.d.sync += [dma_addr.eq(f(isa.OP_STORE, "ddr")), dma_dst.eq(f(isa.OP_STORE, "addr")),
+                                     dma_left.eq(cntw),
+                                     dma_beats.eq((cntw + UPB - 1) >> (UPB - 1).bit_length())]
+                        m.next = "WR_AW"
+                    with m.Case(isa.OP_CONV):
+                        m.d.sync += [oc0.eq(f(isa.OP_CONV, "oc_start")), wtile.eq(f(isa.OP_CONV, "wb")),
+                                     obase.eq(f(isa.OP_CONV, "outb"))]
+                        m.next = "C_TILE"
+                    with m.Case(isa.OP_LIF):
+                        m.d.sync += [ch.eq(0), addr_a.eq(f(isa.OP_LIF, "inb")),
+                                     addr_o.eq(f(isa.OP_LIF, "outb")), addr_c.eq(f(isa.OP_LIF, "pb"))]
+                        m.next = "L_PAR"
+                    with m.Case(isa.OP_EW):
+                        m.d.sync += [cnt.eq(0), cnt2.eq(0), ch.eq(0), p_vld.eq(0)]
+                        m.next = "E_RUN"
+                    with m.Case(isa.OP_REDUCE):
+                        m.d.sync += [cnt.eq(0), cnt2.eq(0), cnt3.eq(0), addr_a.eq(f(isa.OP_REDUCE, "inb")),
+                                     addr_b.eq(f(isa.OP_REDUCE, "inb")), addr_c.eq(f(isa.OP_REDUCE, "inb")),
+                                     addr_o.eq(f(isa.OP_REDUCE, "outb")), p_vld.eq(0)]
+                        m.next = "R_RUN"
+                    with m.Case(isa.OP_SDHA):
+                        m.d.sync += [hb.eq(0), ch.eq(0), cnt3.eq(0)]
+                        m.next = "S_HEAD"
+                    with m.Default():
+                        m.next = "ERROR"
+
+            with m.State("NEXT"):
+                m.d.sync += pc.eq(pc + 1)
+                m.next = "FETCH"
+
+            with m.State("ERROR"):
+                m.d.sync += [busy.eq(0), done.eq(1), error.eq(1), irq_pend.eq(1)]
+                m.next = "IDLE"
+
+            # ---------------------------------------------------------- DMA read
+            with m.State("RD_AR"):
+                blen = Mux(dma_beats > cfg.burst, cfg.burst, dma_beats)
+                m.d.comb += [self.m_axi_arvalid.eq(1), burst_len.eq(blen)]
+                m.d.sync += beat_i.eq(blen)  # remember the burst length
+                with m.If(self.m_axi_arready):
+                    m.d.sync += [dma_beats.eq(dma_beats - blen),
+                                 dma_addr.eq(dma_addr + (blen << (beat_bytes.bit_length() - 1)))]
+                    m.next = "RD_R"
+            with m.State("RD_R"):
+                m.d.comb += burst_len.eq(beat_i)
+                take = Signal()
+                m.d.comb += [self.m_axi_rready.eq(sh_n <= 1), take.eq(self.m_axi_rvalid & (sh_n <= 1))]
+                unit = sh[:32]
+                wr_unit = Signal()
+                m.d.comb += wr_unit.eq((sh_n != 0) & (dma_left != 0))
+                with m.If(take):
+                    m.d.sync += [sh.eq(self.m_axi_rdata), sh_n.eq(UPB)]
+                with m.Elif(sh_n != 0):
+                    m.d.sync += [sh.eq(sh >> 32), sh_n.eq(sh_n - 1)]
+                with m.If(wr_unit):
+                    m.d.sync += dma_left.eq(dma_left - 1)
+                    with m.Switch(dma_kind):
+                        with m.Case(0):
+                            m.d.comb += [wp.addr.eq(dma_dst), wp.data.eq(unit), wp.en.eq(1)]
+                            m.d.sync += dma_dst.eq(dma_dst + 1)
+                        with m.Case(1):
+                            nw = Cat(wasm[32:], unit) if WBW > 32 else unit
+                            with m.If(wasm_n == PO // 4 - 1):
+                                m.d.comb += [ww.addr.eq(dma_dst), ww.data.eq(nw), ww.en.eq(1)]
+                                m.d.sync += [dma_dst.eq(dma_dst + 1), wasm_n.eq(0)]
+                            with m.Else():
+                                m.d.sync += [wasm.eq(nw), wasm_n.eq(wasm_n + 1)]
+                        with m.Case(2):
+                            m.d.sync += [desc[dma_dst[:5]].eq(unit), dma_dst.eq(dma_dst + 1)]
+                with m.If(take & self.m_axi_rlast):
+                    m.next = "RD_DRAIN"
+            with m.State("RD_DRAIN"):
+                # finish serialising the last beat of the burst
+                unit = sh[:32]
+                with m.If((sh_n != 0) & (dma_left != 0)):
+                    m.d.sync += [sh.eq(sh >> 32), sh_n.eq(sh_n - 1), dma_left.eq(dma_left - 1)]
+                    with m.Switch(dma_kind):
+                        with m.Case(0):
+                            m.d.comb += [wp.addr.eq(dma_dst), wp.data.eq(unit), wp.en.eq(1)]
+                            m.d.sync += dma_dst.eq(dma_dst + 1)
+                        with m.Case(1):
+                            nw = Cat(wasm[32:], unit) if WBW > 32 else unit
+                            with m.If(wasm_n == PO // 4 - 1):
+                                m.d.comb += [ww.addr.eq(dma_dst), ww.data.eq(nw), ww.en.eq(1)]
+                                m.d.sync += [dma_dst.eq(dma_dst + 1), wasm_n.eq(0)]
+                            with m.Else():
+                                m.d.sync += [wasm.eq(nw), wasm_n.eq(wasm_n + 1)]
+                        with m.Case(2):
+                            m.d.sync += [desc[dma_dst[:5]].eq(unit), dma_dst.eq(dma_dst + 1)]
+                with m.Else():
+                    m.d.sync += sh_n.eq(0)
+                    with m.If(dma_beats != 0):
+                        m.next = "RD_AR"
+                    with m.Elif(dma_kind == 2):
+                        m.next = "DECODE"
+                    with m.Else():
+                        m.next = "NEXT"
+
+            # ---------------------------------------------------------- DMA write
+            with m.State("WR_AW"):
+                blen = Mux(dma_beats > cfg.burst, cfg.burst, dma_beats)
+                m.d.comb += [self.m_axi_awvalid.eq(1), burst_len.eq(blen)]
+                m.d.sync += [beat_i.eq(0), g_n.eq(0), g_i.eq(0), g_vld.eq(0), wstrb.eq(0)]
+                with m.If(self.m_axi_awready):
+                    m.d.sync += [dma_beats.eq(dma_beats - blen), wlen.eq(blen),
+                                 dma_addr.eq(dma_addr + (blen << (beat_bytes.bit_length() - 1)))]
+                    m.next = "WR_GATHER"
+            with m.State("WR_GATHER"):
+                m.d.comb += burst_len.eq(wlen)
+                # issue unit reads (one per cycle), capture one cycle later
+                issue = Signal()
+                m.d.comb += [issue.eq(g_i < UPB), r0.addr.eq(dma_dst)]
+                with m.If(issue):
+                    m.d.sync += [g_i.eq(g_i + 1), g_vld.eq(dma_left != 0)]
+                    with m.If(dma_left != 0):
+                        m.d.sync += [dma_dst.eq(dma_dst + 1), dma_left.eq(dma_left - 1)]
+                with m.Else():
+                    m.d.sync += g_vld.eq(0)
+                with m.If(g_i != 0):
+                    # the unit issued last cycle (or padding) lands in slot g_n
+                    m.d.sync += [wbeat.eq(Cat(wbeat[32:], Mux(g_vld, r0.data, 0)) if DW > 32 else
+                                          Mux(g_vld, r0.data, 0)),
+                                 wstrb.eq(Cat(wstrb[4:], Mux(g_vld, 0xF, 0)) if DW > 32 else Mux(g_vld, 0xF, 0)),
+                                 g_n.eq(g_n + 1)]
+                    with m.If(g_n == UPB - 1):
+                        m.next = "WR_W"
+            with m.State("WR_W"):
+                m.d.comb += [burst_len.eq(wlen), self.m_axi_wvalid.eq(1)]
+                with m.If(self.m_axi_wready):
+                    m.d.sync += [beat_i.eq(beat_i + 1), g_n.eq(0), g_i.eq(0), g_vld.eq(0)]
+                    with m.If(beat_i == wlen - 1):
+                        m.next = "WR_B"
+                    with m.Else():
+                        m.next = "WR_GATHER"
+            with m.State("WR_B"):
+                m.d.comb += self.m_axi_bready.eq(1)
+                with m.If(self.m_axi_bvalid):
+                    with m.If(dma_beats != 0):
+                        m.next = "WR_AW"
+                    with m.Else():
+                        m.next = "NEXT"
+
+            # ---------------------------------------------------------- CONV
+            with m.State("C_TILE"):
+                with m.If(oc0 >= f(isa.OP_CONV, "oc_end")):
+                    m.next = "NEXT"
+                with m.Else():
+                    m.d.sync += bi.eq(0)
+                    m.next = "C_BIAS"
+            with m.State("C_BIAS"):
+                # read p_o biases: issue bi, capture bi-1
+                m.d.comb += r1.addr.eq(f(isa.OP_CONV, "biasb") + oc0 + bi)
+                m.d.sync += bi.eq(bi + 1)
+                with m.If(bi != 0):
+                    m.d.sync += biasreg[bi - 1].eq(r1.data.as_signed())
+                with m.If(bi == PO):
+                    m.d.sync += [oy.eq(0), ox.eq(0), iy0.eq(-f(isa.OP_CONV, "pad")[:8]),
+                                 ix0.eq(-f(isa.OP_CONV, "pad")[:8]),
+                                 row_off.eq(-f(isa.OP_CONV, "pad_w")[:24]), outp.eq(obase), tsh.eq(0),
+                                 tci.eq(0)]
+                    m.next = "C_PIX"
+            with m.State("C_PIX"):
+                # init accumulators from the biases, reset the term counters
+                for t in range(PT):
+                    for o in range(PO):
+                        m.d.sync += acc[t][o].eq(biasreg[o])
+                m.d.sync += [ci.eq(0), ky.eq(0), kx.eq(0), tap_row.eq(0), ch_off.eq(0), w_ch.eq(wtile),
+                             w_tap.eq(0), b_vld.eq(0)]
+                m.next = "C_TERM"
+            with m.State("C_TERM"):
+                # stage A: addresses of term (ci, ky, kx)
+                pix = row_off + ix0
+                m.d.comb += [r0.addr.eq(f(isa.OP_CONV, "inb") + ch_off + (pix + tap_row + kx)[:32]),
+                             wr.addr.eq(w_ch + w_tap)]
+                lastk = kx == K - 1
+                lastky = ky == K - 1
+                lastci = ci == f(isa.OP_CONV, "cin") - 1
+                m.d.sync += [b_vld.eq(1), b_inb.eq(inb), b_shift.eq((ci & pmask)[:3])]
+                with m.If(~lastk):
+                    m.d.sync += [kx.eq(kx + 1), w_tap.eq(w_tap + 1)]
+                with m.Else():
+                    m.d.sync += kx.eq(0)
+                    with m.If(~lastky):
+                        m.d.sync += [ky.eq(ky + 1), tap_row.eq(tap_row + f(isa.OP_CONV, "w")),
+                                     w_tap.eq(w_tap + 1)]
+                    with m.Else():
+                        m.d.sync += [ky.eq(0), tap_row.eq(0), w_tap.eq(0), ci.eq(ci + 1),
+                                     ch_off.eq(ch_off + f(isa.OP_CONV, "hw"))]
+                        with m.If(((ci + 1) & pmask) == 0):
+                            m.d.sync += w_ch.eq(w_ch + f(isa.OP_CONV, "kk"))
+                        with m.If(lastci):
+                            m.next = "C_DRAIN"
+            with m.State("C_DRAIN"):
+                m.d.sync += [b_vld.eq(0), wb_o.eq(0), wb_t.eq(0), wb_base.eq(outp + tsh),
+                             wb_addr.eq(outp + tsh)]
+                tl = f(isa.OP_CONV, "t") - tsh
+                m.d.sync += wb_tn.eq(Mux(tl > PT, PT, tl))
+                m.next = "C_WB"
+            with m.State("C_WB"):
+                accs = Array(Array(acc[t][o] for t in range(PT)) for o in range(PO))
+                with m.If(oc0 + wb_o < f(isa.OP_CONV, "cout")):
+                    m.d.comb += [wp.addr.eq(wb_addr), wp.data.eq(accs[wb_o][wb_t]), wp.en.eq(1)]
+                with m.If(wb_t == wb_tn - 1):
+                    m.d.sync += [wb_t.eq(0), wb_o.eq(wb_o + 1),
+                                 wb_base.eq(wb_base + f(isa.OP_CONV, "hwout_t")),
+                                 wb_addr.eq(wb_base + f(isa.OP_CONV, "hwout_t"))]
+                    with m.If(wb_o == PO - 1):
+                        m.next = "C_ADV"
+                with m.Else():
+                    m.d.sync += [wb_t.eq(wb_t + 1), wb_addr.eq(wb_addr + 1)]
+            with m.State("C_ADV"):
+                m.next = "C_PIX"
+                with m.If(tci + 1 < f(isa.OP_CONV, "tchunks")):
+                    m.d.sync += [tci.eq(tci + 1), tsh.eq(tsh + PT)]
+                with m.Else():
+                    m.d.sync += [tci.eq(0), tsh.eq(0), outp.eq(outp + f(isa.OP_CONV, "t"))]
+                    with m.If(ox == f(isa.OP_CONV, "wout") - 1):
+                        m.d.sync += [ox.eq(0), ix0.eq(-f(isa.OP_CONV, "pad")[:8])]
+                        with m.If(oy == f(isa.OP_CONV, "hout") - 1):
+                            m.d.sync += [oc0.eq(oc0 + PO), wtile.eq(wtile + f(isa.OP_CONV, "wtile")),
+                                         obase.eq(obase + f(isa.OP_CONV, "otile"))]
+                            m.next = "C_TILE"
+                        with m.Else():
+                            m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + stride[:8]),
+                                         row_off.eq(row_off + f(isa.OP_CONV, "stride_w"))]
+                    with m.Else():
+                        m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + stride[:8])]
+
+            # ---------------------------------------------------------- LIF
+            with m.State("L_PAR"):
+                # read theta, bias, polarity of channel ch (3 issues, captured one cycle later)
+                m.d.comb += r1.addr.eq(addr_c + pi)
+                m.d.sync += pi.eq(pi + 1)
+                with m.Switch(pi):
+                    with m.Case(1):
+                        m.d.sync += theta.eq(r1.data.as_signed())
+                    with m.Case(2):
+                        m.d.sync += lbias.eq(r1.data.as_signed())
+                    with m.Case(3):
+                        m.d.sync += [lneg.eq(r1.data[31]), pi.eq(0), cnt.eq(0), cnt2.eq(0), p_vld.eq(0),
+                                     addr_c.eq(addr_c + 3)]
+                        m.next = "L_RUN"
+            with m.State("L_RUN"):
+                T_ = f(isa.OP_LIF, "t")
+                n_el = Signal(32)
+                m.d.comb += n_el.eq(f(isa.OP_LIF, "hw"))
+                issue = Signal()
+                m.d.comb += [issue.eq(cnt < n_el), r0.addr.eq(addr_a)]
+                m.d.sync += p_vld.eq(issue)
+                with m.If(issue):
+                    m.d.sync += [addr_a.eq(addr_a + 1), p_t.eq(cnt2), p_last.eq(cnt2 == T_ - 1)]
+                    with m.If(cnt2 == T_ - 1):
+                        m.d.sync += [cnt2.eq(0), cnt.eq(cnt + 1)]
+                    with m.Else():
+                        m.d.sync += cnt2.eq(cnt2 + 1)
+                # stage B
+                x = r0.data.as_signed()
+                F_ = f(isa.OP_LIF, "frac")[:5]
+                k_ = f(isa.OP_LIF, "leak")[:5]
+                xs = Signal(signed(48))
+                m.d.comb += xs.eq(x << F_)
+                X = Signal(signed(48))
+                m.d.comb += X.eq(Mux(lneg, -xs, xs) + lbias)
+                V = Signal(signed(48))
+                m.d.comb += V.eq(Mux(p_t == 0, 0, vmem))
+                H = Signal(signed(48))
+                d = Signal(signed(48))
+                m.d.comb += d.eq(X - V)
+                with m.If(f(isa.OP_LIF, "flags")[0]):
+                    m.d.comb += H.eq(V + (d >> k_))
+                with m.Else():
+                    m.d.comb += H.eq(V - (V >> k_) + X)
+                S = Signal()
+                m.d.comb += S.eq(H >= theta)
+                Vn = Signal(signed(48))
+                with m.If(f(isa.OP_LIF, "flags")[1]):
+                    m.d.comb += Vn.eq(Mux(S, H - theta, H))
+                with m.Else():
+                    m.d.comb += Vn.eq(Mux(S, 0, H))
+                nb = Signal(32)
+                m.d.comb += nb.eq(Mux(p_t == 0, 0, bund) | (S.as_unsigned() << p_t[:5]))
+                with m.If(p_vld):
+                    m.d.sync += [vmem.eq(Vn), bund.eq(nb)]
+                    with m.If(p_last):
+                        m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nb), wp.en.eq(1)]
+                        m.d.sync += addr_o.eq(addr_o + 1)
+                with m.If(~issue & ~p_vld):
+                    with m.If(ch == f(isa.OP_LIF, "c") - 1):
+                        m.next = "NEXT"
+                    with m.Else():
+                        m.d.sync += ch.eq(ch + 1)
+                        m.next = "L_PAR"
+
+            # ---------------------------------------------------------- EW
+            with m.State("E_RUN"):
+                n_ = f(isa.OP_EW, "n")
+                mode = f(isa.OP_EW, "mode")[0]
+                issue = Signal()
+                m.d.comb += [issue.eq(cnt < n_), r0.addr.eq(f(isa.OP_EW, "a") + cnt),
+                             r1.addr.eq(Mux(mode, f(isa.OP_EW, "b") + ch, f(isa.OP_EW, "b") + cnt))]
+                m.d.sync += [p_vld.eq(issue), addr_o.eq(f(isa.OP_EW, "outb") + cnt)]
+                with m.If(issue):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt2 == f(isa.OP_EW, "per") - 1):
+                        m.d.sync += [cnt2.eq(0), ch.eq(ch + 1)]
+                    with m.Else():
+                        m.d.sync += cnt2.eq(cnt2 + 1)
+                a_ = r0.data.as_signed()
+                s_ = r1.data[:5]
+                rq = Signal(signed(34))
+                m.d.comb += rq.eq((a_ + ((Const(1, 33) << s_) >> 1)) >> s_)
+                res = Mux(mode, rq[:32], (a_ + r1.data.as_signed())[:32])
+                with m.If(p_vld):
+                    m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(res), wp.en.eq(1)]
+                with m.If(~issue & ~p_vld):
+                    m.next = "NEXT"
+
+            # ---------------------------------------------------------- REDUCE
+            with m.State("R_RUN"):
+                # counters: cnt = i0, cnt2 = i1, cnt3 = i2; addr_a = in + i0*s0, addr_b = + i1*s1,
+                # addr_c = + i2*s2
+                n0, s0 = f(isa.OP_REDUCE, "n0"), f(isa.OP_REDUCE, "s0")
+                n1, s1 = f(isa.OP_REDUCE, "n1"), f(isa.OP_REDUCE, "s1")
+                n2, s2 = f(isa.OP_REDUCE, "n2"), f(isa.OP_REDUCE, "s2")
+                issue = Signal()
+                m.d.comb += [issue.eq(cnt < n0), r0.addr.eq(addr_c)]
+                m.d.sync += [p_vld.eq(issue), p_first.eq(cnt3 == 0), p_last.eq(cnt3 == n2 - 1)]
+                with m.If(issue):
+                    with m.If(cnt3 != n2 - 1):
+                        m.d.sync += [cnt3.eq(cnt3 + 1), addr_c.eq(addr_c + s2)]
+                    with m.Elif(cnt2 != n1 - 1):
+                        m.d.sync += [cnt3.eq(0), cnt2.eq(cnt2 + 1), addr_b.eq(addr_b + s1),
+                                     addr_c.eq(addr_b + s1)]
+                    with m.Else():
+                        m.d.sync += [cnt3.eq(0), cnt2.eq(0), cnt.eq(cnt + 1), addr_a.eq(addr_a + s0),
+                                     addr_b.eq(addr_a + s0), addr_c.eq(addr_a + s0)]
+                nacc = Signal(signed(32))
+                m.d.comb += nacc.eq(Mux(p_first, 0, racc) + r0.data.as_signed())
+                with m.If(p_vld):
+                    m.d.sync += racc.eq(nacc)
+                    with m.If(p_last):
+                        m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nacc), wp.en.eq(1)]
+                        m.d.sync += addr_o.eq(addr_o + 1)
+                with m.If(~issue & ~p_vld):
+                    m.next = "NEXT"
+
+            # ---------------------------------------------------------- SDHA
+            HWs = f(isa.OP_SDHA, "hw")
+            dd = f(isa.OP_SDHA, "d")
+            with m.State("S_HEAD"):
+                with m.If(ch == f(isa.OP_SDHA, "heads")):
+                    m.next = "NEXT"
+                with m.Else():
+                    # phase 1 counters: ai (K channel), bj (V channel), pp (pixel)
+                    m.d.sync += [ai.eq(0), bj.eq(0), pp.eq(0), p_vld.eq(0),
+                                 addr_a.eq(f(isa.OP_SDHA, "k") + hb),   # K row of channel hb+a
+                                 addr_b.eq(f(isa.OP_SDHA, "v") + hb),   # V row of channel hb+b
+                                 addr_o.eq(f(isa.OP_SDHA, "kvb"))]
+                    m.next = "S_KV"
+            with m.State("S_KV"):
+                issue = Signal()
+                m.d.comb += [issue.eq(ai < dd), r0.addr.eq(addr_a + pp), r1.addr.eq(addr_b + pp)]
+                m.d.sync += [p_vld.eq(issue), p_first.eq(pp == 0), p_last.eq(pp == HWs - 1)]
+                with m.If(issue):
+                    with m.If(pp != HWs - 1):
+                        m.d.sync += pp.eq(pp + 1)
+                    with m.Elif(bj != dd - 1):
+                        m.d.sync += [pp.eq(0), bj.eq(bj + 1), addr_b.eq(addr_b + HWs)]
+                    with m.Else():
+                        m.d.sync += [pp.eq(0), bj.eq(0), ai.eq(ai + 1), addr_a.eq(addr_a + HWs),
+                                     addr_b.eq(f(isa.OP_SDHA, "v") + hb)]
+                kk_ = r0.data
+                vv_ = r1.data
+                pc_kv = sum((kk_[i] & vv_[i]).as_unsigned() for i in range(32))
+                pc_v = sum(vv_[i].as_unsigned() for i in range(32))
+                nacc = Signal(signed(32))
+                m.d.comb += nacc.eq(Mux(p_first, 0, sacc) + (pc_kv << 1) - pc_v)
+                with m.If(p_vld):
+                    m.d.sync += sacc.eq(nacc)
+                    with m.If(p_last):
+                        m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nacc), wp.en.eq(1)]
+                        m.d.sync += addr_o.eq(addr_o + 1)
+                with m.If(~issue & ~p_vld):
+                    # phase 2: for b, p, t: y = sum_a (Q bit t ? kv[a,b] : -kv[a,b])
+                    m.d.sync += [bj.eq(0), pp.eq(0), ti.eq(0), ai.eq(0),
+                                 addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(f(isa.OP_SDHA, "kvb")),
+                                 addr_o.eq(f(isa.OP_SDHA, "outb") + cnt3)]
+                    m.next = "S_Y"
+            with m.State("S_Y"):
+                issue = Signal()
+                m.d.comb += [issue.eq(bj < dd), r0.addr.eq(addr_a + pp), r1.addr.eq(addr_b + bj)]
+                m.d.sync += [p_vld.eq(issue), p_first.eq(ai == 0), p_last.eq(ai == dd - 1), p_t.eq(ti)]
+                with m.If(issue):
+                    with m.If(ai != dd - 1):
+                        m.d.sync += [ai.eq(ai + 1), addr_a.eq(addr_a + HWs), addr_b.eq(addr_b + dd)]
+                    with m.Else():
+                        m.d.sync += [ai.eq(0), addr_a.eq(f(isa.OP_SDHA, "q") + hb),
+                                     addr_b.eq(f(isa.OP_SDHA, "kvb"))]
+                        with m.If(ti != f(isa.OP_SDHA, "t") - 1):
+                            m.d.sync += ti.eq(ti + 1)
+                        with m.Elif(pp != HWs - 1):
+                            m.d.sync += [ti.eq(0), pp.eq(pp + 1)]
+                        with m.Else():
+                            m.d.sync += [ti.eq(0), pp.eq(0), bj.eq(bj + 1)]
+                qbit = (r0.data >> p_t[:5])[0]
+                kv = r1.data.as_signed()
+                nacc = Signal(signed(32))
+                m.d.comb += nacc.eq(Mux(p_first, 0, sacc) + Mux(qbit, kv, -kv))
+                with m.If(p_vld):
+                    m.d.sync += sacc.eq(nacc)
+                    with m.If(p_last):
+                        m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nacc), wp.en.eq(1)]
+                        m.d.sync += addr_o.eq(addr_o + 1)
+                with m.If(~issue & ~p_vld):
+                    m.next = "S_NEXTH"
+            with m.State("S_NEXTH"):
+                # next head: channel base += d (K/V/Q rows += d*HW), output base += d*HW*T
+                m.d.sync += [hb.eq(hb + f(isa.OP_SDHA, "hwd")), cnt3.eq(cnt3 + f(isa.OP_SDHA, "hwdt")),
+                             ch.eq(ch + 1)]
+                m.next = "S_HEAD"
+
+        # ------------------------------------------------------------------ CONV stage B (gated adds)
+        with m.If(b_vld):
+            bundle = r0.data >> tsh[:5]
+            for o in range(PO):
+                w = wr.data[8 * o: 8 * o + 8].as_signed()
+                ws = Signal(signed(16), name=f"ws{o}")
+                m.d.comb += ws.eq(w << b_shift)
+                for t in range(PT):
+                    m.d.sync += acc[t][o].eq(acc[t][o] + Mux(bundle[t] & b_inb, ws, 0))
+        return m

@@ -1,0 +1,76 @@
+"""The engine's instruction set, program format and register map (shared by the RTL,
+the program emitter, the host driver and the simulation).
+
+Program
+-------
+A program is a sequence of fixed-size descriptors of :data:`DESC_WORDS` little-endian
+32-bit words (:data:`DESC_BYTES` bytes) in DDR, starting at the address written to
+``PROG_ADDR``. Word 0 holds the opcode; the other words are the operands listed in
+:data:`FIELDS` (unused words are zero). The first descriptor is a ``HEADER`` carrying
+:data:`MAGIC` and :data:`VERSION`: the engine stops with ``STATUS.error`` set if they do
+not match what it was built for. ``END`` stops the engine and raises the interrupt.
+
+Tensor layouts in the on-chip activation buffer (32-bit words)
+--------------------------------------------------------------
+* spike map ``(C, H, W)``: one *T-bundle* word per ``(c, y, x)`` at ``base + (c*H + y)*W + x``;
+  bit ``t`` is the spike of step ``t`` (the bundle is all-zero iff the neuron never fires).
+* integer map ``(C, H, W)`` over ``T`` steps: ``base + ((c*H + y)*W + x)*T + t``,
+  two's complement (every stored value's proved bound fits 32 bits).
+* analog input: bit-planes; virtual channel ``c*8 + j`` is the spike map of bit ``j`` of
+  the 8-bit codes, so the first convolution is ``sum_j 2**j * conv(plane_j)``.
+* weight buffer word (``P_o`` lanes x 8 bits): lane ``o`` of word
+  ``w_base + tile*cin*K*K + i*K*K + ky*K + kx`` is ``W[tile*P_o + o, i, ky, kx]``.
+"""
+
+from __future__ import annotations
+
+MAGIC = 0x41465653  # "SVFA" little-endian
+VERSION = 1
+DESC_WORDS = 32
+DESC_BYTES = DESC_WORDS * 4
+
+# opcodes
+OP_END, OP_LOAD, OP_LOADW, OP_STORE, OP_CONV, OP_LIF, OP_EW, OP_REDUCE, OP_SDHA, OP_HEADER = range(10)
+OPNAMES = {OP_END: "END", OP_LOAD: "LOAD", OP_LOADW: "LOADW", OP_STORE: "STORE", OP_CONV: "CONV",
+           OP_LIF: "LIF", OP_EW: "EW", OP_REDUCE: "REDUCE", OP_SDHA: "SDHA", OP_HEADER: "HEADER"}
+
+#: operand word index per opcode (word 0 is the opcode)
+FIELDS: dict[int, tuple[str, ...]] = {
+    OP_END: (),
+    OP_HEADER: ("magic", "version", "n_desc"),
+    # DMA: count in 32-bit units (LOAD/STORE) or weight-buffer words (LOADW)
+    OP_LOAD: ("ddr", "addr", "count"),
+    OP_LOADW: ("ddr", "addr", "count"),
+    OP_STORE: ("ddr", "addr", "count"),
+    # CONV over output channels [oc_start, oc_end) (tiles of P_o), all T steps
+    OP_CONV: ("inb", "outb", "biasb", "wb", "cin", "h", "w", "hw", "hout", "wout", "k", "stride",
+              "pad", "plog2", "cout", "oc_start", "oc_end", "t", "kk", "stride_w", "hwout_t",
+              "wtile", "tchunks", "pad_w", "otile"),
+    # LIF: params at pb + 3c: theta, bias, polarity (+1/-1); flags bit0 decay_input, bit1 soft
+    OP_LIF: ("inb", "outb", "pb", "c", "hw", "t", "frac", "leak", "flags"),
+    # EW: mode 0: out = a + b; mode 1: out = (a + (2**s >> 1)) >> s, s = mem[b + c], per = HW*T
+    OP_EW: ("a", "b", "outb", "n", "mode", "per"),
+    # REDUCE: out[i0*n1 + i1] = sum_i2 in[i0*s0 + i1*s1 + i2*s2]
+    OP_REDUCE: ("inb", "outb", "n0", "s0", "n1", "s1", "n2", "s2"),
+    # SDHA (joint tokens): kv scratch of d*d words
+    OP_SDHA: ("q", "k", "v", "outb", "kvb", "heads", "d", "hw", "t", "hwd", "hwdt"),
+}
+
+
+def field_index(op: int, name: str) -> int:
+    return 1 + FIELDS[op].index(name)
+
+
+# AXI4-Lite register map (byte offsets)
+REG_CTRL = 0x00       # W: bit0 start (self-clearing)
+REG_STATUS = 0x04     # R: bit0 busy, bit1 done, bit2 error
+REG_PROG = 0x08       # RW: program base address in DDR
+REG_IRQ_EN = 0x0C     # RW: bit0 interrupt enable (done)
+REG_IRQ_STAT = 0x10   # R: bit0 pending; W1C
+REG_CYCLES = 0x14     # R: clock cycles of the last run
+REG_PC = 0x18         # R: descriptor index being executed
+REG_ID = 0x1C         # R: MAGIC
+REG_CONFIG = 0x20     # R: P_o | P_t << 16
+REG_VERSION = 0x24    # R: VERSION
+
+STATUS_BUSY, STATUS_DONE, STATUS_ERROR = 1, 2, 4
