@@ -122,6 +122,12 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
     model_path = Path(job.model) if job.model is not None else BUNDLED_MODEL
     tmp = _prepare_outdir(job.outdir, job.force)
     try:
+        if model_path.suffix.lower() == ".nir":  # an integer graph written by --target nir
+            from .exporters.nir_model import compile_nir
+
+            manifest = compile_nir(job, model_path, tmp, progress, log)
+            _commit(tmp, Path(job.outdir))
+            return manifest
         model, ckpt = load_checkpoint(model_path, allow_pickle=job.allow_pickle, **job.overrides)
         cfg = model.cfg
         log(f"loaded {model_path.name}: {cfg.name}, {sum(p.numel() for p in model.parameters()):,} parameters")
