@@ -24,6 +24,8 @@ __all__ = [
     "HardwareError",
     "ExportError",
     "DataError",
+    "IntegrityError",
+    "VerifyMismatchError",
 ]
 
 
@@ -125,3 +127,18 @@ class DataError(SVFError):
     The message names the file."""
 
     exit_code = 16
+
+
+class IntegrityError(SVFError):
+    """A compiled OUTDIR whose files are corrupt or were changed after svf-compile wrote
+    them: a sha256 that differs from the manifest, a missing or unlisted file, widths that
+    differ from the proof, or an incomplete golden record. ``svf-verify`` exit code."""
+
+    exit_code = 20
+
+
+class VerifyMismatchError(SVFError):
+    """The golden reference, re-run on the stored clip, produced values that differ from
+    the stored golden record (the message says how many and where the first is)."""
+
+    exit_code = 21

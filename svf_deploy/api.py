@@ -25,12 +25,14 @@ import torch
 
 from . import __version__
 from .models import data as mdata
-from .models.checkpoint import load_checkpoint
+from .models.attention import published_att_mode
+from .models.checkpoint import ASSUMPTIONS_KEY, load_checkpoint
 from .models.energy import measure_energy
 from .models.errors import ConfigError, GraphError, OutputError
 from .compiler import reference
-from .compiler.fidelity import measure_fidelity
-from .compiler.pipeline import PASSES, CompileOptions, compile_model
+from .compiler.fidelity import default_batch, measure_fidelity
+from . import clips as clipsrc
+from .compiler.pipeline import PASSES, CompileOptions, check_weight_bits, compile_model
 
 __all__ = ["TARGETS", "BUNDLED_MODEL", "CompileJob", "compile_checkpoint", "verify_outdir"]
 
@@ -49,7 +51,11 @@ class CompileJob:
     model: Path | None = None
     target: str = "reference"
     weight_bits: int = 8
-    clips: int = 1000
+    #: validation clips; None: all of --data, 1000 of a data recipe, else
+    #: ``clips.SYNTHETIC_DEFAULT`` synthetic ones
+    clips: int | None = None
+    #: ``--data``: a folder of videos, an .npz or a .pt of clips (see :mod:`svf_deploy.clips`)
+    data: Path | None = None
     calibrate: int = 0
     allow_pickle: bool = False
     force: bool = False
@@ -61,12 +67,16 @@ class CompileJob:
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ConfigError(f"unknown target {self.target!r}; available: {', '.join(TARGETS)}")
-        if not 2 <= self.weight_bits <= 16:
-            raise ConfigError(f"--weight-bits must be in 2..16, got {self.weight_bits}")
-        if self.clips < 1:
+        check_weight_bits(self.weight_bits)  # the one range check (compiler.passes.quantize)
+        if self.clips is not None and self.clips < 1:
             raise ConfigError(f"--clips must be >= 1, got {self.clips}")
         if self.calibrate < 0:
             raise ConfigError(f"--calibrate must be >= 0, got {self.calibrate}")
+
+
+def _spike_dtype(levels: int) -> np.dtype:
+    """The narrowest unsigned dtype holding spikes ``0..levels`` (I-LIF levels may pass 255)."""
+    return np.min_scalar_type(int(levels))
 
 
 def _sha256(path: Path) -> str:
@@ -87,9 +97,13 @@ def _prepare_outdir(outdir: Path, force: bool) -> Path:
     if not parent.is_dir():
         raise OutputError(f"cannot write {outdir}: parent directory {parent} does not exist")
     try:
-        return Path(tempfile.mkdtemp(dir=parent, prefix=f".{outdir.name}.tmp-"))
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{outdir.name}.tmp-"))
     except OSError as e:
         raise OutputError(f"cannot write into {parent}: {e.strerror}; choose a writable -o") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename: follow the umask
+    return tmp
 
 
 def _commit(tmp: Path, outdir: Path) -> None:
@@ -102,22 +116,55 @@ def _commit(tmp: Path, outdir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _validation_clips(ckpt: dict, cfg, n: int, seed: int):
-    """Clips ``[N, T, C, H, W]`` and labels from the checkpoint's data recipe, or synthetic
-    uniform-noise clips (no labels) when the checkpoint carries none."""
+def _validation_clips(job: "CompileJob", ckpt: dict, cfg) -> clipsrc.ClipSet:
+    """The validation clips: ``--data``, else the checkpoint's data recipe (its validation
+    split), else a few synthetic uniform-noise clips (no labels), generated one at a time."""
+    shape = (cfg.in_channels, cfg.img_size, cfg.img_size)
+    if job.data is not None:
+        return clipsrc.load_clips(job.data, cfg.T, shape, cfg.num_classes if cfg.head == "classification"
+                                  else None, limit=job.clips)
     recipe = ckpt.get("data")
     if isinstance(recipe, dict):
         dcfg = mdata.MovingDigitsConfig.from_dict(recipe)
         clips, labels = mdata.make_split(dcfg, "val")
-        return clips[:n], labels[:n], f"{recipe.get('name', 'moving-digits')} validation split"
-    g = torch.Generator().manual_seed(seed)
-    clips = torch.rand(n, cfg.T, cfg.in_channels, cfg.img_size, cfg.img_size, generator=g)
-    return clips, None, "synthetic uniform-noise clips (checkpoint has no data recipe)"
+        n = job.clips or 1000
+        return clipsrc.tensor_clips(clips[:n], labels[:n], "recipe",
+                                    f"{recipe.get('name', 'moving-digits')} validation split (checkpoint's data recipe)")
+    return clipsrc.synthetic_clips(job.clips or clipsrc.SYNTHETIC_DEFAULT, cfg.T, shape, job.seed)
+
+
+def _input_range(clips: clipsrc.ClipSet, scale: float, bits: int) -> dict:
+    """Count pixels whose input code ``round(x / scale)`` leaves ``0..2**bits - 1`` (the
+    Input node clamps them): reported, never silent."""
+    top = 2 ** bits - 1
+    bad = total = bad_clips = 0
+    step = default_batch(tuple(clips.shape[1:]))
+    for a in range(0, len(clips), step):
+        x = clips[a:a + step].double() / scale
+        out = (x < -0.5) | (x >= top + 0.5)
+        bad += int(out.sum())
+        bad_clips += int(out.flatten(1).any(1).sum())
+        total += x.numel()
+    return {"input_scale": scale, "code_range": [0, top], "clamped_pixels": bad,
+            "clamped_clips": bad_clips, "pixels": total}
 
 
 def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None] | None = None,
-                       log: Callable[[str], None] = lambda s: None) -> dict:
-    """Run the whole compile job; returns the manifest written to ``manifest.json``."""
+                       log: Callable[[str], None] = lambda s: None,
+                       warn: Callable[[str], None] | None = None) -> dict:
+    """Run the whole compile job; returns the manifest written to ``manifest.json``.
+
+    ``warn`` receives every assumption and warning (assumed attention mode or input
+    normalisation, synthetic clips, clamped input codes), one line each (default: ``log``);
+    they are also recorded in the manifest (``warnings``) and the report.
+    """
+    warn = warn or log
+    warnings_: list[str] = []
+
+    def warning(msg: str) -> None:
+        warnings_.append(msg)
+        warn(msg)
+
     t0 = time.perf_counter()
     model_path = Path(job.model) if job.model is not None else BUNDLED_MODEL
     tmp = _prepare_outdir(job.outdir, job.force)
@@ -131,7 +178,14 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
         model, ckpt = load_checkpoint(model_path, allow_pickle=job.allow_pickle, **job.overrides)
         cfg = model.cfg
         log(f"loaded {model_path.name}: {cfg.name}, {sum(p.numel() for p in model.parameters()):,} parameters")
-        clips, labels, clip_source = _validation_clips(ckpt, cfg, job.clips, job.seed)
+        for note in ckpt.get(ASSUMPTIONS_KEY, []):
+            warning(note)
+        clips = _validation_clips(job, ckpt, cfg)
+        labels, clip_source = clips.labels, clips.source
+        if clips.kind == "synthetic":
+            warning(clip_source)
+        else:
+            log(f"validation data: {clip_source}")
         calib = None
         if job.calibrate:
             calib = clips[: job.calibrate].transpose(0, 1).contiguous()
@@ -141,16 +195,30 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
         done = iter(range(1, n_passes + 1))
         cb = (lambda rec: progress("compile", next(done), n_passes)) if progress else None
         graph, records = compile_model(model, options, frame_shape=frame_shape, progress=cb)
+        for msg in graph.meta.get("precision_warnings", []):
+            warning(f"precision: {msg}")
+        inexact = graph.meta.get("exactness", {}).get("inexact_neurons", [])
+        if inexact:
+            warning(f"exactness: {len(inexact)} neuron(s) round a bias or threshold that is not a "
+                    f"dyadic multiple of its input unit ({', '.join(inexact[:3])}"
+                    f"{', ...' if len(inexact) > 3 else ''}); see the report")
 
+        in_node = graph.input
+        in_range = _input_range(clips, float(in_node.scale), int(in_node.bits))
+        if in_range["clamped_pixels"]:
+            warning(f"{in_range['clamped_pixels']} input pixels in {in_range['clamped_clips']} clips lie outside "
+                    f"the input codes 0..{in_range['code_range'][1]} (scale {in_node.scale:.6g}) and are "
+                    "clamped by the Input node; calibrate on more clips (--calibrate) or check the data range")
         golden_in = clips[:1].transpose(0, 1).contiguous()
         res = reference.run(graph, golden_in, record=True)
         np.savez_compressed(tmp / "golden.npz", frames=golden_in.numpy(),
                             **{f"out/{k}": v.numpy() for k, v in res.outputs.items()},
-                            **{f"spikes/{k}": v.numpy().astype(np.uint8) for k, v in res.values.items()
-                               if graph.types[k].kind == "spike"})
+                            **{f"spikes/{k}": v.numpy().astype(_spike_dtype(graph.types[k].levels))
+                               for k, v in res.values.items() if graph.types[k].kind == "spike"})
         cbf = (lambda done, total: progress("fidelity", done, total)) if progress else None
         fid = measure_fidelity(model, graph, clips, labels, progress=cbf)
-        energy = measure_energy(model, clips[: min(32, len(clips))].transpose(0, 1).contiguous())
+        n_energy = min(default_batch(tuple(clips.shape[1:])), len(clips))  # one real-size clip
+        energy = measure_energy(model, clips[:n_energy].transpose(0, 1).contiguous())
 
         graph.save(tmp)
         target_entries = _targets.build(job.target, _targets.TargetContext(
@@ -166,16 +234,24 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
             "target": job.target,
             "command": " ".join(sys.argv),
             "options": {"weight_bits": job.weight_bits, "clips": job.clips,
+                        "data": None if job.data is None else str(job.data),
                         "calibrate": job.calibrate, "seed": job.seed,
                         "overrides": job.overrides, "compile": options.describe()},
             "model": {"source": str(model_path), "sha256": _sha256(model_path),
                       "config": cfg.to_dict(),
+                      "attention": published_att_mode(cfg.attention) or cfg.attention,
+                      "input_normalization": cfg.normalization, "kd_head_folded": bool(cfg.kd),
                       "recorded_float_accuracy": ckpt.get("val_accuracy")},
-            "validation": {"clips": int(clips.shape[0]), "source": clip_source},
+            "validation": {**clips.describe(), "clips": len(clips), "input_range": in_range,
+                           "energy_clips": n_energy},
+            "warnings": warnings_,
             "fidelity": fid.to_dict(),
             "energy": {"snn_mJ_per_clip": energy.snn_mj, "ann_mJ_per_clip": energy.ann_mj,
                        "sops_per_clip": energy.total_sops, "layers": energy.table()},
             "passes": pass_recs,
+            "T": int(graph.meta["T"]),
+            "precision_warnings": list(graph.meta.get("precision_warnings", [])),
+            "exactness": graph.meta.get("exactness", {}),
             **target_entries,
         }
         from .report import write_report
@@ -191,37 +267,119 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def verify_outdir(outdir: Path) -> int:
-    """Re-run the reference on ``golden.npz``'s clip; raise GraphError on any difference.
+def _first_difference(got: np.ndarray, want: np.ndarray) -> tuple[int, tuple, object, object]:
+    """``(count, index, got, want)`` of the values that differ (count 0: none)."""
+    diff = got != want
+    n = int(diff.sum())
+    if not n:
+        return 0, (), None, None
+    idx = tuple(int(i) for i in np.argwhere(diff)[0])
+    return n, idx, got[idx].item(), want[idx].item()
 
-    Returns the number of tensors compared.
+
+def verify_outdir(outdir: Path) -> dict:
+    """Check a compiled OUTDIR bit for bit; returns a summary dict.
+
+    In order: (1) every file the manifest lists has its recorded sha256, none is missing
+    and no unlisted file sits beside them; (2) the graph loads and every declared width
+    (``acc_bits`` / ``mem_bits``) equals the one proved from the graph's own bounds for
+    its ``meta["T"]``; (3) ``golden.npz`` holds the clip and *every* graph output and spike
+    tensor (an empty or cut-down record is refused); (4) the golden reference, re-run on
+    the stored clip, reproduces every stored value.
+
+    Raises
+    ------
+    OutputError
+        ``outdir`` is not a directory.
+    IntegrityError
+        (1)-(3) fail: a corrupt or tampered file (exit code 20).
+    VerifyMismatchError
+        (4) fails: the message says how many values differ and where the first is (21).
     """
     from .compiler.ir import Graph
+    from .compiler.passes.bitwidths import ACC_OPS, MEM_OPS, signed_bits
+    from .models.errors import IntegrityError, VerifyMismatchError
 
     outdir = Path(outdir)
     if not outdir.is_dir():
         raise OutputError(f"{outdir} is not a directory written by svf-compile")
+    try:
+        manifest = json.loads((outdir / "manifest.json").read_text())
+        files = manifest["files"]
+        if not isinstance(files, dict) or not files:
+            raise KeyError("files")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise IntegrityError(f"{outdir / 'manifest.json'} is missing or unreadable ({type(e).__name__}); "
+                             "re-run svf-compile") from None
+    for name, digest in files.items():
+        p = outdir / name
+        if Path(name).name != name or not p.is_file():
+            raise IntegrityError(f"{name}, listed in the manifest, is missing from {outdir}")
+        got = _sha256(p)
+        if got != digest:
+            raise IntegrityError(f"{name}: sha256 {got[:16]}... differs from the manifest's "
+                                 f"{str(digest)[:16]}...; the file changed after svf-compile")
+    extra = sorted(p.name for p in outdir.iterdir()
+                   if p.is_file() and p.name != "manifest.json" and p.name not in files)
+    if extra:
+        raise IntegrityError(f"{extra[0]} in {outdir} is not listed in the manifest")
+
     graph = Graph.load(outdir)
+    T = graph.meta.get("T")
+    if not isinstance(T, int) or T < 1:
+        raise IntegrityError("graph.json's meta records no clip length T its widths were proved for")
+    proof = reference.register_bounds(graph, T)
+    for n in graph.nodes:
+        if isinstance(n, ACC_OPS + MEM_OPS):
+            field_ = "acc_bits" if isinstance(n, ACC_OPS) else "mem_bits"
+            want = signed_bits(proof[n.name])
+            if getattr(n, field_) != want:
+                raise IntegrityError(f"{n.op} {n.name!r}: {field_}={getattr(n, field_)} differs from "
+                                     f"the {want} bits proved for T={T}")
     try:
         with np.load(outdir / "golden.npz", allow_pickle=False) as z:
             stored = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise GraphError(f"cannot read {outdir / 'golden.npz'}: {e}") from None
-    if "frames" not in stored:
-        raise GraphError("golden.npz lacks the recorded input clip 'frames'")
-    res = reference.run(graph, torch.from_numpy(stored["frames"]), record=True)
-    n = 0
-    for key, want in stored.items():
+    except (OSError, ValueError, EOFError) as e:
+        raise IntegrityError(f"cannot read {outdir / 'golden.npz'}: {e}") from None
+    need = {f"out/{o}" for o in graph.outputs} | {
+        f"spikes/{n.name}" for n in graph.nodes if graph.types[n.name].kind == "spike"}
+    missing = sorted(need - set(stored))
+    if "frames" not in stored or missing:
+        raise IntegrityError(f"golden.npz is incomplete: it lacks {len(missing) + ('frames' not in stored)} "
+                             f"of {len(need) + 1} recorded tensors (first: "
+                             f"{'frames' if 'frames' not in stored else missing[0]}); re-run svf-compile")
+    unknown = sorted(set(stored) - need - {"frames"})
+    if unknown:
+        raise IntegrityError(f"golden.npz holds {unknown[0]!r}, which the graph does not produce")
+    frames = stored["frames"]
+    if frames.ndim != 5 or frames.shape[0] != T:
+        raise IntegrityError(f"golden.npz's clip has shape {frames.shape}; the graph was proved for "
+                             f"T={T} steps")
+    res = reference.run(graph, torch.from_numpy(frames), record=True)
+    n_diff = n_values = 0
+    first = None
+    order = [f"spikes/{n.name}" for n in graph.nodes if f"spikes/{n.name}" in need]
+    for key in order + [f"out/{o}" for o in graph.outputs]:  # graph order: the first is the source
         kind, _, name = key.partition("/")
+        want = stored[key]
         if kind == "out":
-            got = res.outputs.get(name)
-        elif kind == "spikes":
-            got = res.values.get(name)
+            got = res.outputs[name].numpy()
         else:
-            continue
-        if got is None:
-            raise GraphError(f"golden.npz names {name!r}, which the graph does not produce")
-        if not np.array_equal(got.numpy().astype(want.dtype), want):
-            raise GraphError(f"{key} differs from the recorded golden values")
-        n += 1
-    return n
+            levels = graph.types[name].levels
+            if not np.can_cast(_spike_dtype(levels), want.dtype):
+                raise IntegrityError(f"golden.npz stores {key} as {want.dtype}, which cannot hold "
+                                     f"spike levels 0..{levels}")
+            got, want = res.values[name].numpy(), want.astype(np.int64)
+        if got.shape != want.shape:
+            raise IntegrityError(f"golden.npz's {key} has shape {want.shape}, the graph produces {got.shape}")
+        n, idx, g, w = _first_difference(got, want)
+        n_values += want.size
+        if n:
+            n_diff += n
+            first = first or (key, idx, g, w)
+    if n_diff:
+        key, idx, g, w = first
+        raise VerifyMismatchError(f"{n_diff} of {n_values} stored values differ; first: {key}"
+                                  f"[{', '.join(map(str, idx))}] = {g!r}, stored {w!r}")
+    return {"outdir": str(outdir), "files": len(files), "tensors": len(need), "values": n_values,
+            "T": T, "widths_checked": sum(isinstance(n, ACC_OPS + MEM_OPS) for n in graph.nodes)}

@@ -36,9 +36,10 @@ def test_report_has_tables_plot_and_figures(compiled):
 
 
 def test_integer_semantics_are_exact_given_enough_bits():
-    """At 20-bit weights and thresholds, with exact 8-bit input codes, the integer graph
-    reproduces every float spike: the remaining default-mode disagreement is quantisation,
-    not a semantic mismatch."""
+    """At 24-bit weights and 20-bit thresholds, with exact 8-bit input codes, the integer
+    graph reproduces every float spike of the float32 torch model on 100 clips (measured:
+    20-bit weights still leave 2e-5 of spikes to weight rounding): the default-mode
+    disagreement is quantisation, not a semantic mismatch (ir.IntLIF states the proof)."""
     from svf_deploy.compiler.fidelity import measure_fidelity
     from svf_deploy.compiler.pipeline import CompileOptions, compile_model
     from svf_deploy.models import data as mdata
@@ -46,8 +47,10 @@ def test_integer_semantics_are_exact_given_enough_bits():
 
     model, ck = load_checkpoint(BUNDLED_MODEL)
     x, y = mdata.make_split(mdata.MovingDigitsConfig.from_dict(ck["data"]), "val")
-    opts = CompileOptions(weight_bits=20, min_theta_bits=20, stream_slack_bits=0,
+    opts = CompileOptions(weight_bits=24, min_theta_bits=20, stream_slack_bits=0,
                           calibration=x[:8].transpose(0, 1))
     graph, _ = compile_model(model, opts)
+    assert graph.input.scale == 1 / 240  # the data's sixteenths, exactly
     f = measure_fidelity(model, graph, x[:100], y[:100])
-    assert f.mean_agreement >= 0.9999 and f.prediction_agreement == 1.0
+    assert [(l.name, l.agreement) for l in f.layers if l.agreement < 1.0] == []
+    assert f.prediction_agreement == 1.0
