@@ -17,7 +17,7 @@ import torch
 from ..models.neurons import SpikingNeuron
 from . import ir, reference
 
-__all__ = ["LayerFidelity", "FidelityReport", "measure_fidelity"]
+__all__ = ["LayerFidelity", "FidelityReport", "measure_fidelity", "default_batch"]
 
 
 @dataclass(frozen=True)
@@ -59,45 +59,71 @@ class FidelityReport:
 
 _NEURON_OPS = ("IntLIF", "LIF")
 
+#: default batch: about this many frame pixels (T * H * W * clips) per step
+_BATCH_PIXELS = 32 * 4 * 32 * 32
+
+
+def default_batch(clip_shape: tuple[int, ...]) -> int:
+    """Clips per step for clips ``[T, C, H, W]``: 32 tiny clips, one real-size clip."""
+    t, _, h, w = clip_shape
+    return max(1, min(32, _BATCH_PIXELS // (t * h * w)))
+
 
 @torch.no_grad()
-def measure_fidelity(model: torch.nn.Module, graph: ir.Graph, clips: torch.Tensor,
-                     labels: torch.Tensor | None = None, batch: int = 32,
-                     progress=None) -> FidelityReport:
+def measure_fidelity(model: torch.nn.Module, graph: ir.Graph, clips, labels: torch.Tensor | None = None,
+                     batch: int | None = None, progress=None) -> FidelityReport:
     """Compare ``model`` (float) and ``graph`` (integer) on ``clips`` ``[N, T, C, H, W]``.
 
+    ``clips``: a tensor, or anything with ``len()`` whose slices are such tensors (a
+    :class:`svf_deploy.clips.ClipSet`, which materialises only the slice asked for).
+    Memory is bounded by one batch (``batch`` clips; default :func:`default_batch`: one
+    clip at real frame sizes): the float model's spikes are captured as ``uint8`` by hooks;
+    the reference then runs without ``record`` and each of its neuron outputs is compared
+    (``reference.run(observe=...)``) the moment it is computed, after which both copies are
+    dropped, as is every other tensor after its last reader.
     ``progress``: optional callable ``(done, total)`` for progress bars.
     """
     neuron_nodes = [n.name for n in graph.nodes if n.op in _NEURON_OPS]
+    wanted = set(neuron_nodes)
     modules = dict(model.named_modules())
     missing = [n for n in neuron_nodes if not isinstance(modules.get(n), SpikingNeuron)]
     if missing:
         raise ValueError(f"graph neuron {missing[0]!r} has no matching neuron module in the model")
-    agree = {n: 0.0 for n in neuron_nodes}
-    f_sum = {n: 0.0 for n in neuron_nodes}
-    i_sum = {n: 0.0 for n in neuron_nodes}
+    agree = {n: 0 for n in neuron_nodes}
+    f_sum = {n: 0 for n in neuron_nodes}
+    i_sum = {n: 0 for n in neuron_nodes}
     count = {n: 0 for n in neuron_nodes}
     captured: dict[str, torch.Tensor] = {}
+
+    def capture(name: str, out: torch.Tensor) -> None:
+        captured[name] = out.detach().to(torch.uint8)
+
+    def compare(name: str, value: torch.Tensor) -> None:
+        if name not in wanted:
+            return
+        fs = captured.pop(name)
+        is_ = value.reshape(fs.shape)
+        agree[name] += int((fs == is_).sum())
+        f_sum[name] += int(fs.sum(dtype=torch.int64))
+        i_sum[name] += int(is_.sum(dtype=torch.int64))
+        count[name] += fs.numel()
+
     hooks = [modules[n].register_forward_hook(
-        lambda mod, inp, out, name=n: captured.__setitem__(name, out.detach()))
-        for n in neuron_nodes]
+        lambda mod, inp, out, name=n: capture(name, out)) for n in neuron_nodes]
     f_correct = i_correct = same_pred = 0
     out_name = graph.outputs[0]
+    n_total = len(clips)
+    batch = batch or (default_batch(tuple(clips.shape[1:])) if n_total else 1)
     try:
+        was = model.training
         model.eval()
-        n_total = clips.shape[0]
         for start in range(0, n_total, batch):
             x = clips[start:start + batch].transpose(0, 1).contiguous()  # [T, B, C, H, W]
             captured.clear()
             y_float = model(x)
-            res = reference.run(graph, x, record=True)
-            for n in neuron_nodes:
-                fs = captured[n].to(torch.int64)
-                is_ = res.values[n].reshape(fs.shape)
-                agree[n] += float((fs == is_).double().sum())
-                f_sum[n] += float(fs.double().sum())
-                i_sum[n] += float(is_.double().sum())
-                count[n] += fs.numel()
+            res = reference.run(graph, x, observe=compare)
+            if captured:
+                raise ValueError(f"the integer graph produced no value for neuron {next(iter(captured))!r}")
             if labels is not None and isinstance(y_float, torch.Tensor):
                 y_int = res.outputs[out_name]
                 lab = labels[start:start + batch]
@@ -105,11 +131,14 @@ def measure_fidelity(model: torch.nn.Module, graph: ir.Graph, clips: torch.Tenso
                 f_correct += int((pf == lab).sum())
                 i_correct += int((pi == lab).sum())
                 same_pred += int((pf == pi).sum())
+            del x, y_float, res
             if progress is not None:
                 progress(min(start + batch, n_total), n_total)
+        model.train(was)
     finally:
         for h in hooks:
             h.remove()
+        captured.clear()
     layers = []
     seen_div = False
     for n in neuron_nodes:
@@ -117,7 +146,7 @@ def measure_fidelity(model: torch.nn.Module, graph: ir.Graph, clips: torch.Tenso
         first = (not seen_div) and a < 1.0
         seen_div = seen_div or a < 1.0
         layers.append(LayerFidelity(n, a, f_sum[n] / count[n], i_sum[n] / count[n], first))
-    n = clips.shape[0]
+    n = n_total
     acc = (lambda k: k / n) if labels is not None else (lambda k: None)
     return FidelityReport(tuple(layers), n, acc(f_correct), acc(i_correct),
                           acc(same_pred) if labels is not None else None)

@@ -76,6 +76,11 @@ def write_report(outdir: Path, manifest: dict, fid, energy, graph, passes) -> li
         ["target", manifest["target"]],
         ["graph nodes", len(graph.nodes)],
         ["validation clips", fid.n_clips],
+        ["validation data", manifest.get("validation", {}).get("source", "?")],
+        ["attention", manifest["model"].get("attention", manifest["model"]["config"].get("attention"))],
+        ["input normalisation", manifest["model"].get("input_normalization", "none")
+         + (" (folded into the first layer)" if manifest["model"].get("input_normalization", "none") != "none" else "")],
+        *[["WARNING", w] for w in manifest.get("warnings", [])],
         ["float accuracy", _pct(fid.float_accuracy)],
         ["integer accuracy", _pct(fid.int_accuracy)],
         ["prediction agreement", _pct(fid.prediction_agreement)],
