@@ -21,7 +21,7 @@ from ..compiler.reference import (ref_add, ref_attention_head, ref_gated_accumul
 from .check import compare
 from .payload import pack
 
-__all__ = ["Case", "run_case", "pe_case", "bitplane_case", "lif_case", "requant_case",
+__all__ = ["Case", "run_case", "concat", "pe_case", "bitplane_case", "lif_case", "requant_case",
            "add_case", "pool_case", "attention_case", "MODES", "mutate"]
 
 MODES = ("random", "max", "min", "zeros", "ones")
@@ -46,6 +46,21 @@ def run_case(dut, case: Case, runner, **kw) -> None:
     for k, exp in case.expected.items():
         layout = getattr(dut, "out_layout") if k == "o" else None
         compare(layout, got[k], exp, case.coords[k], who=f"{type(dut).__name__}[{case.name}]")
+
+
+def concat(cases: list[Case]) -> Case:
+    """One case running ``cases`` back to back (one simulator launch for many vectors);
+    coordinates keep the name of the case each beat came from."""
+    ins: dict[str, list[int]] = {}
+    exp: dict[str, list] = {}
+    crd: dict[str, list[str]] = {}
+    for c in cases:
+        for k, v in c.inputs.items():
+            ins.setdefault(k, []).extend(v)
+        for k, v in c.expected.items():
+            exp.setdefault(k, []).extend(v)
+            crd.setdefault(k, []).extend(f"{c.name}: {x}" for x in c.coords[k])
+    return Case("+".join(c.name for c in cases), ins, exp, crd)
 
 
 def mutate(case: Case, stream: str, beat: int, bit: int) -> Case:

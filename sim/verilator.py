@@ -29,7 +29,7 @@ from .pysim import handshake_pattern, stream_ports
 __all__ = ["VerilatorBuild", "build", "verilator_env", "BUILD_ROOT", "BUILD_ARGS"]
 
 BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "sim"
-BUILD_ARGS = ("-Wno-fatal", "-O2")
+BUILD_ARGS = ("-Wno-fatal", "-O2", "--output-split", "0")
 TIMESCALE = ("1ns", "1ps")
 TOPLEVEL = "top"
 
