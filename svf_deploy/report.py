@@ -61,6 +61,12 @@ def _html_table(header: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
+def _exact_rows(manifest: dict) -> list[list]:
+    rows = [["precision", w] for w in manifest.get("precision_warnings", [])]
+    rows += [["inexact neuron", n] for n in manifest.get("exactness", {}).get("inexact_neurons", [])]
+    return rows or [["none", "every neuron exact given exact weights and input codes"]]
+
+
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f} %"
 
@@ -114,6 +120,10 @@ def write_report(outdir: Path, manifest: dict, fid, energy, graph, passes) -> li
           _md_table(fid_head, fid_rows), "",
           "## Energy (SpikeVideoFormer Appendix E: E_MAC 4.6 pJ, E_AC 0.9 pJ)", "",
           _md_table(en_head, en_rows), "",
+          "## Exactness and precision warnings", "",
+          manifest.get("exactness", {}).get("condition", ""), "",
+          f"Clip length the widths and fraction bits are proved for: T = {graph.meta.get('T')}.", "",
+          _md_table(["kind", "detail"], _exact_rows(manifest)), "",
           "## Derived bit-widths (overflow impossible by the proved bounds)", "",
           _md_table(bits_head, bits_rows), "",
           "## Compiler passes", "", _md_table(pass_head, pass_rows), ""]
@@ -128,6 +138,8 @@ th{{background:#eee}}img{{max-width:100%}}</style></head><body>
 <img alt="per-layer plots" src="data:image/png;base64,{img}">
 <h2>Float vs integer fidelity, per neuron layer</h2>{_html_table(fid_head, fid_rows)}
 <h2>Energy (Appendix E model)</h2>{_html_table(en_head, en_rows)}
+<h2>Exactness and precision warnings</h2><p>{html.escape(manifest.get("exactness", {}).get("condition", ""))}
+ (T = {graph.meta.get("T")})</p>{_html_table(["kind", "detail"], _exact_rows(manifest))}
 <h2>Derived bit-widths</h2>{_html_table(bits_head, bits_rows)}
 <h2>Compiler passes</h2>{_html_table(pass_head, pass_rows)}
 </body></html>"""
