@@ -1,0 +1,71 @@
+"""core_for: each integer IR node gets its core, and what no core implements is refused by name."""
+
+import numpy as np
+import pytest
+
+from svf_deploy.compiler import ir
+from svf_deploy.hw.cores import (AttentionUnit, BitPlaneAccumulator, GatedAccumulator, IntLIFLane,
+                                 core_for)
+from svf_deploy.models.errors import HardwareError
+
+
+def _graph(conv_w=None, acc_bits=12, mem_bits=16, levels=1, extra=()):
+    w = np.ones((4, 2, 1, 1), np.int64) if conv_w is None else conv_w
+    nodes = [
+        ir.Input("x", (), shape=(2, 2, 2), bits=8),
+        ir.Conv("c0", ("x",), weight=np.ones((2, 2, 1, 1), np.int64), out_scale=np.ones(2), acc_bits=12),
+        ir.IntLIF("l0", ("c0",), theta=np.full(2, 3), bias=np.zeros(2, np.int64),
+                  polarity=np.ones(2, np.int64), mem_bits=mem_bits, levels=levels,
+                  reset="soft" if levels > 1 else "hard"),
+        ir.Conv("c1", ("l0",), weight=w, out_scale=np.ones(w.shape[0]), acc_bits=acc_bits),
+        *extra,
+    ]
+    return ir.Graph(tuple(nodes), (nodes[-1].name,), "integer", {"T": 2})
+
+
+def _bounds(g):
+    from svf_deploy.compiler.reference import bounds
+    return bounds(g, 2)
+
+
+def test_cores_for_nodes():
+    g = _graph()
+    b = _bounds(g)
+    assert isinstance(core_for(g.node("c0"), g, b), BitPlaneAccumulator)  # analog codes: 8 planes
+    assert isinstance(core_for(g.node("c1"), g, b, form="dsp", lanes=4), GatedAccumulator)
+    lane = core_for(g.node("l0"), g, b)
+    assert isinstance(lane, IntLIFLane) and lane.mem_bits == 16
+    g2 = _graph(levels=3)
+    assert isinstance(core_for(g2.node("c1"), g2, _bounds(g2)), BitPlaneAccumulator)  # I-LIF 0..3
+
+
+def test_attention_core_from_node():
+    att = ir.Attention("a", ("l0", "l0", "l0"), heads=1, tokens="joint", factor=0.25, acc_bits=7)
+    g = _graph(extra=(att,))
+    u = core_for(att, g, _bounds(g))
+    assert isinstance(u, AttentionUnit) and u.d == 2 and u.y_bits == 7
+    assert u.kv_bits == 5  # 2 steps x 4 tokens = 8 -> signed 5 bits
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+@pytest.mark.parametrize("make, msg", [
+    (lambda: _graph(acc_bits=0), r"Conv 'c1'.*acc_bits is 0 \(not derived\)"),
+    (lambda: _graph(mem_bits=0), r"IntLIF 'l0'.*mem_bits is 0"),
+    (lambda: _graph(conv_w=np.full((4, 2, 1, 1), 300, np.int64), acc_bits=14), r"Conv 'c1'.*weights reach \|300\|"),
+])
+def test_refusals_name_the_node(make, msg):
+    g = make()
+    node = g.nodes[3] if "c1" in msg else g.node("l0")
+    with pytest.raises(HardwareError, match=msg):
+        core_for(node, g, _bounds(g))
+
+
+def test_sssa_is_refused_with_the_reason():
+    s = ir.SSSA("s", ("l0", "l0", "l0"), heads=1, gain=np.ones(2, np.int64), sal_theta=4)
+    g = _graph(extra=(s,))
+    with pytest.raises(HardwareError, match=r"SSSA 's'.*Qc\*alpha multiplies two run-time"):
+        core_for(s, g, {})
+
+
+def test_hardware_error_exit_code():
+    assert HardwareError.exit_code == 14

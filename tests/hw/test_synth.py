@@ -1,0 +1,74 @@
+"""Yosys synthesis (synth_xilinx -family xcup): cell counting, zero multipliers, zero-init stripping."""
+
+import pytest
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from svf_deploy.hw.production import PRODUCTION, SMALL
+from svf_deploy.hw.synth import strip_zero_init, synthesize, to_verilog
+
+
+class _Multiplier(wiring.Component):
+    """Negative control: a real multiplier must be counted."""
+
+    a: In(signed(8))
+    b: In(signed(8))
+    y: Out(signed(16))
+
+    def elaborate(self, platform):
+        m = Module()
+        r = Signal(signed(16))
+        m.d.sync += r.eq(self.a * self.b)
+        m.d.comb += self.y.eq(r)
+        return m
+
+
+class _Mem(wiring.Component):
+    addr: In(4)
+    data: Out(8)
+
+    def __init__(self, init):
+        self._init = init
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem = mem = Memory(shape=8, depth=16, init=self._init)
+        rp = mem.read_port()
+        m.d.comb += [rp.addr.eq(self.addr), self.data.eq(rp.data)]
+        return m
+
+
+def test_dsp_form_uses_dsps_as_adders_only():
+    r = synthesize(SMALL["pe-dsp small"](), "test-pe-dsp-small")
+    assert r.dsp == 4  # 2 lane groups x 2 slices (4 terms, 2 per slice)
+    assert r.mul_cells == 0 and r.dsp_mult == 0 and r.multipliers == 0
+    assert r.ff >= 2 * 8 * 14  # accumulator + output register
+
+
+def test_lif_lane_has_no_multiplier():
+    r = synthesize(SMALL["intlif small"](), "test-intlif-small")
+    assert r.multipliers == 0 and r.dsp == 0 and r.lut > 0 and r.carry > 0
+
+
+def test_a_multiplier_is_counted():
+    r = synthesize(_Multiplier(), "test-multiplier")
+    assert r.mul_cells == 1 and r.multipliers >= 1
+
+
+def test_strip_zero_init_keeps_nonzero_memories():
+    zero = to_verilog(_Mem([0] * 16))
+    assert "initial" in zero and "initial" not in strip_zero_init(zero)
+    ones = to_verilog(_Mem([1] * 16))
+    assert strip_zero_init(ones) == ones
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PRODUCTION))
+def test_production_core_has_no_multiplier(name):
+    r = synthesize(PRODUCTION[name][1](), name.split(" ")[0] + "-prod")
+    assert r.multipliers == 0
+    if name.startswith("pe-dsp"):
+        assert r.dsp == 16 * 8  # 64 lanes / 4 x 16 terms / 2
