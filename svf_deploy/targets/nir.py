@@ -36,9 +36,11 @@ def build(ctx) -> dict:
     T = _T(ctx)
     exp = export_nir(ctx.graph, T)
     if ctx.options.get("strict") and exp.skipped:
-        names = ", ".join(f"{s.name} ({s.op})" for s in exp.skipped[:4])
-        more = f" and {len(exp.skipped) - 4} more" if len(exp.skipped) > 4 else ""
-        raise ExportError(f"--strict: NIR cannot represent {len(exp.skipped)} node(s): {names}{more}; "
+        ops: dict[str, list[str]] = {}
+        for s in exp.skipped:
+            ops.setdefault(s.op, []).append(s.name)
+        what = ", ".join(f"{len(v)} {op} (e.g. {v[0]})" for op, v in sorted(ops.items()))
+        raise ExportError(f"--strict: NIR cannot represent {len(exp.skipped)} node(s): {what}; "
                           "drop --strict to export the rest with nir-report.md listing them")
     path = ctx.tmpdir / "model.nir"
     nir.write(path, exp.graph)

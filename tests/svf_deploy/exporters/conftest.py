@@ -1,0 +1,31 @@
+"""The bundled model compiled once per session for each interchange target (subprocesses,
+as a user runs them); tests read the OUTDIRs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def svf_compile(*args):
+    return subprocess.run([str(BIN / "svf-compile"), *map(str, args)], capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.fixture(scope="session")
+def nir_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nir") / "out"
+    r = svf_compile("--target", "nir", "-o", out, "--clips", "16", "--quiet")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def onnx_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "out"
+    r = svf_compile("--target", "onnx", "-o", out, "--clips", "16", "--quiet")
+    assert r.returncode == 0, r.stderr
+    return out
