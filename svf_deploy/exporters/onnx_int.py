@@ -25,7 +25,8 @@ Per op (all integer arithmetic is ``int64`` and exact; ``>>`` below is a floor s
   ``Div(Sub(a, Mod(a, 2**k)), 2**k)`` (``Mod`` with ``fmod=0`` is the floor modulus, so the
   numerator is an exact multiple and ``Div``'s truncation is exact); fire
   ``GreaterOrEqual``; hard reset ``Where``; soft ``Sub(H, S*theta)``; I-LIF
-  ``Clip(floor((2H + theta) / (2 theta)), 0, D)`` with the same floor division.
+  ``round_half_even(H / theta)``: ``q = floor((2H + theta) / (2 theta))`` with the same
+  floor division, minus 1 where ``2H + theta == 2 q theta`` and ``q`` is odd, then ``Clip``.
 * ``Requant``: ``(x + (2**s >> 1)) >> s`` per channel, as above.
 * ``Add``: ``int64`` ``Add``. ``GlobalPool``: ``ReduceSum`` over ``H, W``.
   ``TimeMean``: ``ReduceSum`` over ``T``.
@@ -184,6 +185,7 @@ def export_int_onnx(graph: ir.Graph, T: int, conv_path: str = "auto") -> IntOnnx
         bi = None if bias is None or not bool(np.any(np.asarray(bias) != 0)) else \
             b.const(_chan(np.broadcast_to(bias, (shape[0],)), nd))
         th = b.const(_chan(np.broadcast_to(theta, (shape[0],)), nd))
+        two_th = b.const(_chan(2 * np.broadcast_to(np.asarray(theta, np.int64), (shape[0],)), nd))
         two_k = b.const(2 ** k)
         zero = b.const(0)
         v = None
@@ -205,9 +207,12 @@ def export_int_onnx(graph: ir.Graph, T: int, conv_path: str = "auto") -> IntOnnx
                     v = b.op("Where", [fired, zero, H], who)
                 else:
                     v = b.op("Sub", [H, b.op("Mul", [s, th], who)], who)
-            else:  # S = clamp(floor((2H + theta) / (2 theta)), 0, D); V = H - S theta
+            else:  # S = clamp(round_half_even(H / theta), 0, D); V = H - S theta
                 num = b.op("Add", [b.op("Mul", [H, b.const(2)], who), th], who)
-                q = b.floor_div(num, b.op("Mul", [th, b.const(2)], who), who)
+                q = b.floor_div(num, two_th, who)  # round half up
+                tie = b.op("And", [b.op("Equal", [num, b.op("Mul", [q, two_th], who)], who),
+                                   b.op("Equal", [b.op("Mod", [q, b.const(2)], who, fmod=0), b.const(1)], who)], who)
+                q = b.op("Sub", [q, b.op("Cast", [tie], who, to=TP.INT64)], who)  # ties to even
                 s = b.op("Clip", [q, b.const(0), b.const(levels)], who)
                 v = b.op("Sub", [H, b.op("Mul", [s, th], who)], who)
             outs.append(s)

@@ -10,15 +10,21 @@ import pytest
 BIN = Path(sys.executable).parent
 
 
-def svf_compile(*args):
+def _svf_compile(*args):
     return subprocess.run([str(BIN / "svf-compile"), *map(str, args)], capture_output=True, text=True,
                           timeout=900)
 
 
 @pytest.fixture(scope="session")
+def svf_compile():
+    """Run ``svf-compile ARGS`` as a subprocess; returns the CompletedProcess."""
+    return _svf_compile
+
+
+@pytest.fixture(scope="session")
 def nir_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("nir") / "out"
-    r = svf_compile("--target", "nir", "-o", out, "--clips", "16", "--quiet")
+    r = _svf_compile("--target", "nir", "-o", out, "--clips", "16", "--quiet")
     assert r.returncode == 0, r.stderr
     return out
 
@@ -26,6 +32,6 @@ def nir_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def onnx_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "out"
-    r = svf_compile("--target", "onnx", "-o", out, "--clips", "16", "--quiet")
+    r = _svf_compile("--target", "onnx", "-o", out, "--clips", "16", "--quiet")
     assert r.returncode == 0, r.stderr
     return out

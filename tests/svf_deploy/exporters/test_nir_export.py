@@ -17,8 +17,6 @@ from svf_deploy.exporters.nir_import import graph_from_nir, load_nir
 from svf_deploy.exporters.nir_judges import run_importer, segments
 from svf_deploy.models.errors import GraphError
 
-from conftest import svf_compile
-
 
 def int_lif(xs, theta):
     """ir.IntLIF with F = 0, k = 1, decay_input, hard reset, on one neuron."""
@@ -172,7 +170,7 @@ def test_round_trip_and_edited_file(bundled, tmp_path):
         graph_from_nir(ng2)
 
 
-def test_foreign_nir_refused(tmp_path):
+def test_foreign_nir_refused(tmp_path, svf_compile):
     g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([2])}),
                             "fc": nir.Affine(weight=np.ones((2, 2)), bias=np.zeros(2)),
                             "output": nir.Output(output_type={"output": np.array([2])})},
@@ -184,7 +182,7 @@ def test_foreign_nir_refused(tmp_path):
     assert r.returncode == 6 and len(errors) == 1 and "svf-deploy metadata" in errors[0] and not (tmp_path / "o").exists()
 
 
-def test_nir_model_compiles_to_the_same_graph(nir_dir, tmp_path):
+def test_nir_model_compiles_to_the_same_graph(nir_dir, tmp_path, svf_compile):
     out = tmp_path / "again"
     r = svf_compile(nir_dir / "model.nir", "--target", "reference", "-o", out, "--quiet")
     assert r.returncode == 0, r.stderr
@@ -195,9 +193,9 @@ def test_nir_model_compiles_to_the_same_graph(nir_dir, tmp_path):
     assert v.returncode == 0, v.stderr
 
 
-def test_strict_refuses_attention_and_writes_nothing(tmp_path):
+def test_strict_refuses_attention_and_writes_nothing(tmp_path, svf_compile):
     out = tmp_path / "strict"
-    r = svf_compile("--target", "nir", "--strict", "-o", out, "--clips", "2", "--quiet")
+    r = svf_compile("--target", "nir", "--strict", "-o", out, "--clips", "1", "--quiet")
     assert r.returncode == 15, r.stderr
     errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
     assert len(errors) == 1 and errors[0].startswith("svf-compile: error: --strict: NIR cannot represent")

@@ -169,6 +169,24 @@ def test_small_graphs_equal_reference(case, conv_path):
         assert exp.conv_paths["wide"] == "im2col int64 MatMul" and exp.conv_paths["c1"] == "ConvInteger u8xu8"
 
 
+def test_ilif_ties_round_half_even():
+    """H exactly half-way between two multiples of theta: the reference rounds to even
+    (issue 8); the ONNX compare-and-correct must agree on every tie."""
+    theta = 4
+    nodes = [ir.Input(name="in", inputs=(), shape=(1, 1, 8), scale=1 / 255, bits=8),
+             ir.Conv(name="id", inputs=("in",), weight=np.ones((1, 1, 1, 1), np.int64), bias=None,
+                     out_scale=np.ones(1) / 255),
+             ir.IntLIF(name="ilif", inputs=("id",), theta=np.array([theta]), bias=np.zeros(1, np.int64),
+                       polarity=np.ones(1, np.int64), reset="soft", levels=4)]
+    g = ir.Graph(tuple(nodes), ("ilif",), "integer", {})
+    codes = np.array([4, 12, 20, 28, 5, 13, 36, 44], np.float32)  # first step H = code // 2: 2, 6, 10, 14 tie
+    frames = torch.from_numpy(np.tile(codes / 255, (3, 1, 1, 1, 1)).astype(np.float32))
+    res = reference.run(g, frames, record=True)
+    assert res.values["ilif"][0, 0, 0, 0, :4].tolist() == [0, 2, 2, 4]  # 0.5->0, 1.5->2, 2.5->2, 3.5->4
+    outs = run_int_onnx(export_int_onnx(g, 3).model, frames.numpy())
+    assert np.array_equal(outs["spikes/ilif"].astype(np.int64), res.values["ilif"].numpy())
+
+
 def test_refuses_non_integer_graph():
     g = small_graph("sdha-joint")
     with pytest.raises(ExportError, match="needs an integer graph"):
