@@ -67,7 +67,7 @@ def sim_top(cfg: AccelConfig, ddr_bytes: int = DDR_BYTES):
                         m.d.comb += getattr(eng, k).eq(getattr(self, k))
                     else:
                         m.d.comb += getattr(self, k).eq(getattr(eng, k))
-            m.d.comb += self.irq.eq(eng.irq)
+            m.d.comb += [self.irq.eq(eng.irq), self.status.eq(eng.status)]
             ports = {}
             for k, member in axi_signature(cfg).items():
                 if not k.startswith("m_axi_"):
@@ -110,10 +110,10 @@ def build(cfg: AccelConfig, *, build_root: Path | None = None, log=lambda s: Non
     """Verilator build of the engine + RAM model, reused when the Verilog is unchanged."""
     from cocotb_tools.runner import get_runner
 
-    from ..hw.synth import strip_zero_init, to_verilog
+    from ..hw.accel.verilog import to_verilog
 
     _, version = verilator_env()
-    text = strip_zero_init(to_verilog(sim_top(cfg), TOP))
+    text = to_verilog(sim_top(cfg), TOP)
     ram = RAM_V.read_text()
     key = hashlib.sha256("\0".join([text, ram, " ".join(BUILD_ARGS), version]).encode()).hexdigest()[:16]
     bdir = (build_root or BUILD_ROOT) / f"{cfg.name}-{key}"

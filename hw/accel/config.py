@@ -72,6 +72,6 @@ class AccelConfig:
 CI = AccelConfig(name="ci", p_o=16, p_t=4, act_depth=131072, wbuf_depth=8192, axi_data_width=64,
                  clock_mhz=100.0)
 #: production configuration for the XCZU7EV (URAM activation buffer, BRAM weight buffer)
-PRODUCTION = AccelConfig(name="zcu104", p_o=128, p_t=8, act_depth=262144, wbuf_depth=2048,
+PRODUCTION = AccelConfig(name="zcu104", p_o=128, p_t=8, act_depth=131072, wbuf_depth=4096,
                          axi_data_width=128, burst=16, clock_mhz=250.0, act_ram_style="ultra",
                          wbuf_ram_style="block")

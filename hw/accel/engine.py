@@ -56,6 +56,7 @@ def axi_signature(cfg: AccelConfig) -> dict:
         "s_axil_araddr": In(8), "s_axil_arvalid": In(1), "s_axil_arready": Out(1),
         "s_axil_rdata": Out(32), "s_axil_rresp": Out(2), "s_axil_rvalid": Out(1), "s_axil_rready": In(1),
         "irq": Out(1),
+        "status": Out(4),
     }
 
 
@@ -75,6 +76,7 @@ class Engine(wiring.Component):
     m_axi_* : AXI4 master to DDR (32-bit addresses, ``cfg.axi_data_width`` data).
     s_axil_* : AXI4-Lite control/status slave (:mod:`.isa` register map).
     irq : level interrupt, ``done & IRQ_EN``.
+    status : ``busy, done, error, interrupt pending`` (the board's user LEDs).
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -114,7 +116,7 @@ class Engine(wiring.Component):
         irq_pend = Signal()
         cycles = Signal(32)
         pc = Signal(32)
-        m.d.comb += self.irq.eq(irq_pend & irq_en)
+        m.d.comb += [self.irq.eq(irq_pend & irq_en), self.status.eq(Cat(busy, done, error, irq_pend))]
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
 

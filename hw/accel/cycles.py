@@ -1,0 +1,227 @@
+"""Analytic cycle model of the engine, and latency predictions at the target clock.
+
+:func:`program_cycles` counts the cycles of every descriptor of an emitted
+:class:`~.program.Program` from the engine's state machine (:mod:`.engine`), with a DDR
+that accepts an address in one cycle and returns one beat per cycle (the simulation's RAM
+model; a real DDR adds latency per burst, parameter ``ddr_latency``). It is checked against
+the ``CYCLES`` register of the Verilator run (tests/hw/accel).
+
+Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
+
+* fetch: ``3 + read(32 units)``; ``read(N)`` = per burst ``u*(B-1) + r + 4`` (``r`` units in
+  its last beat); ``write(N)`` = per burst ``3 + B*(u+2)``.
+* CONV: per ``P_o`` tile ``2 + P_o`` (bias), per output pixel and ``P_t`` chunk
+  ``3 + terms + P_o*t_n`` with ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``), then ``+1``.
+* LIF: per channel ``HW*T + 6``; EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
+  SDHA: per head ``d*d*HW + d*d*HW*T + 6``, then ``+1``.
+
+:func:`predict` estimates whole-model latency for graphs too large for the v1 on-chip
+plan (svf-small/large): the same per-term costs per layer, weights streamed once per clip
+at the DMA rate and overlapped with compute where the program would double-buffer, and
+the *ideal* bound ``adds / (P_o * P_t) / f`` beside it, so adder utilisation is visible.
+Sparsity: ``skip`` is the fraction of all-zero T-bundles whose terms a bundle-skipping
+engine elides (measured per layer by :func:`bundle_sparsity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import isa
+from .config import AccelConfig
+
+__all__ = ["dma_read", "dma_write", "descriptor_cycles", "program_cycles", "LayerCycles",
+           "bundle_sparsity", "predict", "Prediction"]
+
+FETCH_OVERHEAD = 3  # FETCH, DECODE, NEXT
+
+
+def _bursts(beats: int, burst: int) -> list[int]:
+    out = []
+    while beats > 0:
+        b = min(burst, beats)
+        out.append(b)
+        beats -= b
+    return out
+
+
+def dma_read(units: int, cfg: AccelConfig, ddr_latency: int = 0) -> int:
+    """Cycles of a DMA read of ``units`` 32-bit units (RD_AR .. RD_DRAIN)."""
+    u = cfg.units_per_beat
+    beats = -(-units // u)
+    total = 0
+    left = units
+    for b in _bursts(beats, cfg.burst):
+        take = min(left, b * u)
+        r = take - u * (b - 1)
+        total += u * (b - 1) + r + 4 + ddr_latency
+        left -= take
+    return total
+
+
+def dma_write(units: int, cfg: AccelConfig, ddr_latency: int = 0) -> int:
+    """Cycles of a DMA write of ``units`` 32-bit units (WR_AW .. WR_B)."""
+    u = cfg.units_per_beat
+    beats = -(-units // u)
+    return sum(3 + b * (u + 2) + ddr_latency for b in _bursts(beats, cfg.burst))
+
+
+def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0) -> int:
+    """Cycles of one descriptor, fetch included."""
+    fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
+    P, PT = cfg.p_o, cfg.p_t
+    if op in (isa.OP_END, isa.OP_HEADER):
+        return fetch - (1 if op == isa.OP_END else 0)
+    if op == isa.OP_LOAD:
+        return fetch + dma_read(f["count"], cfg, ddr_latency)
+    if op == isa.OP_LOADW:
+        return fetch + dma_read(f["count"] * (P // 4), cfg, ddr_latency)
+    if op == isa.OP_STORE:
+        return fetch + dma_write(f["count"], cfg, ddr_latency)
+    if op == isa.OP_CONV:
+        tiles = -(-(f["oc_end"] - f["oc_start"]) // P)
+        terms = f["cin"] * f["kk"]
+        per_pix = 0
+        for c in range(f["tchunks"]):
+            tn = min(PT, f["t"] - c * PT)
+            per_pix += 3 + terms + P * tn
+        return fetch + 1 + tiles * (2 + P + f["hout"] * f["wout"] * per_pix)
+    if op == isa.OP_LIF:
+        return fetch + f["c"] * (f["hw"] * f["t"] + 6)
+    if op == isa.OP_EW:
+        return fetch + f["n"] + 2
+    if op == isa.OP_REDUCE:
+        return fetch + f["n0"] * f["n1"] * f["n2"] + 2
+    if op == isa.OP_SDHA:
+        d2hw = f["d"] * f["d"] * f["hw"]
+        return fetch + f["heads"] * (d2hw + d2hw * f["t"] + 6) + 1
+    raise ValueError(f"unknown opcode {op}")
+
+
+@dataclass(frozen=True)
+class LayerCycles:
+    name: str
+    unit: str
+    cycles: int
+    compute: int      # cycles in the unit itself (no descriptor fetch / DMA)
+    dma: int
+
+
+def program_cycles(prog, ddr_latency: int = 0) -> tuple[int, list[LayerCycles]]:
+    """Total cycles of ``prog`` and per-node cycles (descriptors grouped by their node)."""
+    cfg = prog.cfg
+    fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
+    per: dict[str, list[int]] = {}
+    order: list[str] = []
+    total = 0
+    for op, f, node in prog.descriptors:
+        c = descriptor_cycles(op, f, cfg, ddr_latency)
+        total += c
+        key = node or isa.OPNAMES[op].lower()
+        if key not in per:
+            per[key] = [0, 0, 0]
+            order.append(key)
+        per[key][0] += c
+        if op in (isa.OP_LOAD, isa.OP_LOADW, isa.OP_STORE):
+            per[key][2] += c - fetch
+        elif op not in (isa.OP_END, isa.OP_HEADER):
+            per[key][1] += c - fetch
+    units = {s.name: s.unit for s in prog.stats}
+    return total, [LayerCycles(k, units.get(k, k.upper()), *per[k]) for k in order]
+
+
+# ----------------------------------------------------------------------------- sparsity
+
+
+def bundle_sparsity(values: dict, graph) -> dict[str, float]:
+    """Per spike node: fraction of ``(c, y, x)`` whose T-step bundle is all zero.
+
+    ``values``: ``reference.run(record=True).values`` (``[T, B, *shape]``); averaged over
+    the batch. These are the terms a bundle-skipping CONV unit does not spend a cycle on.
+    """
+    out = {}
+    for name, v in values.items():
+        t = graph.types.get(name)
+        if t is None or t.kind != "spike":
+            continue
+        a = np.asarray(v)
+        out[name] = float((a.reshape(a.shape[0], a.shape[1], -1) == 0).all(0).mean())
+    return out
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model: str
+    T: int
+    size: int
+    clock_mhz: float
+    adds: int
+    cycles: int
+    ideal_cycles: int
+    weight_bytes: int
+    skip: float
+
+    @property
+    def ms(self) -> float:
+        return self.cycles / (self.clock_mhz * 1e3)
+
+    @property
+    def ideal_ms(self) -> float:
+        return self.ideal_cycles / (self.clock_mhz * 1e3)
+
+    @property
+    def utilisation(self) -> float:
+        return self.ideal_cycles / self.cycles if self.cycles else 0.0
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "T": self.T, "size": self.size, "clock_mhz": self.clock_mhz,
+                "adds": self.adds, "cycles": self.cycles, "ms": round(self.ms, 3),
+                "ideal_cycles": self.ideal_cycles, "ideal_ms": round(self.ideal_ms, 3),
+                "utilisation": round(self.utilisation, 4), "weight_bytes": self.weight_bytes,
+                "bundle_skip": self.skip}
+
+
+def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: int,
+            skip: float = 0.0) -> Prediction:
+    """Latency of a layer list on ``cfg`` (see the module docstring).
+
+    ``layers``: dicts with ``op`` (``conv``/``lif``/``ew``/``reduce``/``sdha``) and the
+    descriptor fields of :func:`descriptor_cycles` (``cin, kk, hout, wout, cout`` for a conv;
+    ``c, hw`` for a LIF; ``n`` for EW; ``heads, d, hw`` for SDHA). Conv terms shrink by
+    ``1 - skip`` (empty bundles skipped); weights stream at ``u`` units per
+    ``u`` cycles, hidden behind compute when a layer computes longer than it loads.
+    """
+    P, PT = cfg.p_o, cfg.p_t
+    tch = -(-T // PT)
+    cycles = ideal = adds = wbytes = 0
+    for L in layers:
+        op = L["op"]
+        if op == "conv":
+            tiles = -(-L["cout"] // P)
+            terms = L["cin"] * L["kk"]
+            eff = max(1, int(round(terms * (1 - skip))))
+            hw = L["hout"] * L["wout"]
+            comp = tiles * (2 + P + hw * sum(3 + eff + P * min(PT, T - c * PT) for c in range(tch)))
+            wb = tiles * terms * P
+            load = dma_read(wb // 4, cfg)
+            cycles += max(comp, load) + 40
+            a = L["cout"] * hw * terms * T
+            adds += a
+            ideal += -(-a // (P * PT))
+            wbytes += wb
+        elif op == "lif":
+            cycles += L["c"] * (L["hw"] * T + 6) + 40
+        elif op == "ew":
+            cycles += L["n"] + 42
+        elif op == "reduce":
+            cycles += L["n"] + 42
+        elif op == "sdha":
+            d2hw = L["d"] * L["d"] * L["hw"]
+            cycles += L["heads"] * (d2hw + d2hw * T + 6) + 41
+            adds += 2 * L["heads"] * d2hw * T
+    return Prediction(model, T, size, cfg.clock_mhz, int(adds), int(cycles), int(ideal), int(wbytes), skip)

@@ -1,0 +1,296 @@
+"""``svf-compile --target zcu104``: the compiled model on the ZCU104's layer-sequential engine.
+
+Writes, next to the reference outputs (all inside the atomic temporary directory):
+
+* ``rtl/svf_accel.v`` - the engine's Verilog (production configuration), and
+  ``rtl/accel_config.json``;
+* ``program/`` - descriptors (``program.bin``, ``program.lst``), the DDR image with weights
+  and parameters (``ddr_image.bin``) and the memory map (``program.json``), versioned;
+* ``vivado/`` - ``build.tcl`` (block design: Zynq US+ PS, DDR via HP0, PL clock, the engine),
+  ``svf_accel.xdc``, the RTL; ``vivado -mode batch -source build.tcl``;
+* ``driver/`` - the PYNQ-style host driver and its register map;
+* ``zcu104.md`` / ``zcu104.html`` / ``zcu104_layers.png`` - per-layer adds, cycles, DDR
+  traffic, on-chip memory, T-bundle sparsity, predicted latency and resources vs the device.
+
+With ``--verify rtl`` the engine (small CI configuration) runs the golden clip under cocotb +
+Verilator and every stored tensor (each spike map and the output) is compared with the
+golden reference; any difference fails the command naming ``(layer, t, c, y, x)``.
+
+Manifest entries: ``zcu104`` (configuration, program), ``latency``, ``resources`` and, when
+verified, ``rtl_verification: {"compared": N, "mismatches": 0, ...}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..hw.accel import CI, PRODUCTION, XCZU7EV, AccelConfig
+from ..hw.accel.cycles import bundle_sparsity, program_cycles
+from ..hw.accel.engine import Engine
+from ..hw.accel.program import emit
+from ..models.errors import HardwareError
+
+__all__ = ["build", "estimate_resources", "RTL_NAME"]
+
+RTL_NAME = "svf_accel"
+
+
+# ----------------------------------------------------------------------------- resources
+
+
+def estimate_resources(cfg: AccelConfig) -> dict:
+    """Analytic resource estimate (used when no Yosys result is cached for this RTL).
+
+    Memories are counted exactly from their shapes (URAM288 4k x 72; RAMB36 512 x 72; the
+    activation buffer has two read ports and one write port, so it is built twice). Logic:
+    per gated adder (32-bit accumulate + select) ~40 LUT / 32 FF, plus the write-back
+    multiplexer and a fixed control/DMA/LIF/SDHA block.
+    """
+    def bram36(width: int, depth: int) -> int:
+        return -(-width // 72) * -(-depth // 512)
+
+    def uram(width: int, depth: int) -> int:
+        return -(-width // 72) * -(-depth // 4096)
+
+    act_u = uram(32, cfg.act_depth) * 2 if cfg.act_ram_style == "ultra" else 0
+    act_b = bram36(32, cfg.act_depth) * 2 if cfg.act_ram_style != "ultra" else 0
+    wb_b = bram36(cfg.p_o * 8, cfg.wbuf_depth)
+    adders = cfg.adders
+    lut = adders * 40 + adders * 32 // 4 + 9000
+    ff = adders * 32 + cfg.p_o * 32 + 6000
+    return {"source": "estimate", "lut": lut, "ff": ff, "dsp": 0, "bram36": act_b + wb_b,
+            "uram": act_u, "multipliers": 0}
+
+
+def _cached_yosys(cfg: AccelConfig, verilog_top: str) -> dict | None:
+    """A Yosys result for exactly this RTL, if ``benchmarks/accel_latency.py --synth`` (or the
+    slow test) produced one: ``hw.synth`` caches by the Verilog's hash."""
+    import hashlib
+
+    from ..hw.synth import BUILD_ROOT, strip_zero_init
+
+    h = hashlib.sha256((strip_zero_init(verilog_top) + "uram=False").encode()).hexdigest()[:16]
+    p = BUILD_ROOT / "synth" / f"accel-{cfg.name}-{h}" / "resources.json"
+    if not p.exists():
+        return None
+    r = json.loads(p.read_text())
+    r["multipliers"] = r.get("mul_cells", 0) + r.get("dsp_mult", 0)
+    r["source"] = "yosys synth_xilinx -family xcup"
+    return r
+
+
+def resources(cfg: AccelConfig) -> tuple[dict, str]:
+    """``(resources, verilog)`` of the engine under ``cfg`` (Yosys if cached, else estimate)."""
+    from ..hw.accel.verilog import to_verilog
+
+    verilog = to_verilog(Engine(cfg), RTL_NAME)
+    r = _cached_yosys(cfg, verilog.replace(f"module {RTL_NAME}(", "module top(", 1)) or estimate_resources(cfg)
+    r["device"] = "xczu7ev-ffvc1156-2-e"
+    r["capacity"] = dict(XCZU7EV)
+    r["utilisation"] = {k: round(float(r.get(k, 0)) / v, 4) for k, v in XCZU7EV.items()}
+    return r, verilog
+
+
+def check_fits(r: dict) -> None:
+    over = [f"{k} {r.get(k, 0):,.0f} > {v:,}" for k, v in XCZU7EV.items() if float(r.get(k, 0)) > v]
+    if over:
+        raise HardwareError("the engine configuration does not fit the XCZU7EV (" + ", ".join(over)
+                            + "): lower p_o/p_t or the buffer depths")
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _plot(rows: list[dict]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["layer"] for r in rows]
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(8, 0.22 * len(names)), 7), sharex=True)
+    x = np.arange(len(names))
+    a1.bar(x, [r["cycles"] for r in rows], color="#3b6ea5", label="cycles (production)")
+    a1.bar(x, [r["ideal"] for r in rows], color="#e39b3b", width=0.4, label="ideal adds/adders")
+    a1.set_yscale("log")
+    a1.set_ylabel("cycles")
+    a1.legend(fontsize=8)
+    a2.bar(x, [100 * r["skip"] if r["skip"] is not None else 0 for r in rows], color="#5a9e5a")
+    a2.set_ylabel("all-zero T-bundles (%)")
+    a2.set_xticks(x, names, rotation=90, fontsize=6)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _table_md(head, rows) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def _table_html(head, rows) -> str:
+    h = "".join(f"<th>{html.escape(str(c))}</th>" for c in head)
+    b = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
+
+
+def write_report(d: Path, summary: list, layer_rows: list[dict], res: dict, png: bytes) -> None:
+    lhead = ["layer", "unit", "dense adds", "cycles", "ideal cycles", "DDR bytes", "on-chip words",
+             "zero bundles"]
+    lrows = [[r["layer"], r["unit"], f"{r['adds']:,}", f"{r['cycles']:,}", f"{r['ideal']:,}",
+              f"{r['ddr']:,}", f"{r['words']:,}", "" if r["skip"] is None else f"{100 * r['skip']:.1f} %"]
+             for r in layer_rows]
+    rhead = ["resource", "used", "XCZU7EV", "utilisation"]
+    rrows = [[k, f"{float(res.get(k, 0)):,.0f}", f"{v:,}", f"{100 * res['utilisation'][k]:.1f} %"]
+             for k, v in XCZU7EV.items()]
+    md = ["# ZCU104 deployment", "", *_table_md(["", ""], summary), "",
+          f"## Resources ({res['source']})", "", *_table_md(rhead, rrows), "",
+          f"Multiplier cells: {res.get('multipliers', 0)}", "",
+          "## Per layer (production configuration)", "", "![layers](zcu104_layers.png)", "",
+          *_table_md(lhead, lrows), ""]
+    (d / "zcu104.md").write_text("\n".join(md))
+    img = base64.b64encode(png).decode()
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>ZCU104 deployment</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}</style></head><body>"
+            f"<h1>ZCU104 deployment</h1>{_table_html(['', ''], summary)}"
+            f"<h2>Resources ({html.escape(res['source'])})</h2>{_table_html(rhead, rrows)}"
+            f"<h2>Per layer</h2><img src='data:image/png;base64,{img}'>{_table_html(lhead, lrows)}"
+            "</body></html>")
+    (d / "zcu104.html").write_text(page)
+    (d / "zcu104_layers.png").write_bytes(png)
+
+
+# ----------------------------------------------------------------------------- build
+
+
+def verify_rtl(graph, golden, cfg: AccelConfig = CI, progress=None, log=lambda s: None,
+               image_hook=None) -> dict:
+    """Run the golden clip on the engine under Verilator and compare every stored tensor.
+
+    ``image_hook(program, image) -> image`` may alter the DDR image (mutation tests).
+    Raises :class:`HardwareError` on any mismatch, naming the first one.
+    """
+    from ..sim import accel as simaccel
+
+    prog = emit(graph, cfg)
+    values = {k: v.numpy() for k, v in golden.values.items()}
+    codes = values[graph.input.name][:, 0]
+    if progress:
+        progress("verilator", 0, 2)
+    sb = simaccel.build(cfg, log=log)
+    if progress:
+        progress("verilator", 1, 2)
+    image = prog.ddr_image(codes)
+    if image_hook is not None:
+        image = image_hook(prog, image)
+    run = simaccel.run(prog, codes, sb, image=image)
+    if progress:
+        progress("verilator", 2, 2)
+    cmp = simaccel.compare(prog, run.tensors, values)
+    predicted, _ = program_cycles(prog)
+    out = cmp.as_dict() | {"config": cfg.name, "cycles": run.cycles, "predicted_cycles": predicted,
+                           "cycle_model_error": round(predicted / run.cycles - 1, 6) if run.cycles else None,
+                           "verilator_cycles_per_s": round(run.cycles_per_second),
+                           "build_cached": sb.cached, "build_seconds": round(sb.seconds, 1),
+                           "run_seconds": round(run.wall_seconds, 2)}
+    if cmp.mismatches:
+        raise HardwareError(f"RTL verification failed: {cmp.mismatches} of {cmp.compared} tensors differ "
+                            f"from the golden reference; first {cmp.first}")
+    return out
+
+
+def build(ctx) -> dict:
+    cfg = PRODUCTION
+    graph = ctx.graph
+    T = int(graph.meta.get("T", ctx.golden_frames.shape[0]))
+    progress = ctx.progress or (lambda *a: None)
+    progress("rtl", 0, 3)
+    prog = emit(graph, cfg, T)          # rejects unsupported nodes before anything is written
+    res, verilog = resources(cfg)
+    check_fits(res)
+    progress("rtl", 1, 3)
+
+    d = Path(ctx.tmpdir)
+    (d / "rtl").mkdir()
+    (d / "rtl" / f"{RTL_NAME}.v").write_text(verilog)
+    (d / "rtl" / "accel_config.json").write_text(json.dumps(cfg.as_dict(), indent=1))
+    (d / "program").mkdir()
+    prog.save(d / "program")
+    from ..hw.board import write_project
+
+    write_project(d / "vivado", cfg, verilog)
+    drv = d / "driver"
+    drv.mkdir()
+    from ..hw import driver as _drv
+    from ..hw.accel import isa as _isa
+
+    shutil.copy(_drv.__file__, drv / "driver.py")
+    shutil.copy(_isa.__file__, drv / "isa.py")
+    progress("rtl", 2, 3)
+
+    total, per = program_cycles(prog)
+    sparsity = bundle_sparsity({k: v.numpy() for k, v in ctx.golden.values.items()}, graph)
+    stats = {s.name: s for s in prog.stats}
+    rows = []
+    for lc in per:
+        s = stats.get(lc.name)
+        node_in = None
+        if s is not None and lc.name in graph.types:
+            n = graph.node(lc.name)
+            node_in = n.inputs[0] if n.inputs else None
+        rows.append({"layer": lc.name, "unit": lc.unit, "adds": s.dense_adds if s else 0,
+                     "cycles": lc.cycles,
+                     "ideal": -(-(s.dense_adds if s else 0) // cfg.adders) if s and s.unit == "CONV" else 0,
+                     "ddr": s.ddr_bytes if s else 0, "words": s.act_words if s else 0,
+                     "skip": sparsity.get(node_in) if s and s.unit == "CONV" else None})
+    ms = total / (cfg.clock_mhz * 1e3)
+    conv_adds = sum(s.dense_adds for s in prog.stats if s.unit == "CONV")
+    ideal = -(-conv_adds // cfg.adders)
+    latency = {"config": cfg.name, "clock_mhz": cfg.clock_mhz, "cycles": total, "ms_per_clip": round(ms, 4),
+               "ideal_cycles": ideal, "ideal_ms": round(ideal / (cfg.clock_mhz * 1e3), 4),
+               "adder_utilisation": round(ideal / total, 4) if total else 0.0,
+               "model": "exact cycle model of the engine (hw/accel/cycles.py); DDR at 1 beat/cycle",
+               "T": T}
+    traffic = int(sum(s.ddr_bytes for s in prog.stats))
+    entries = {
+        "zcu104": {"config": cfg.as_dict(), "isa_version": prog.manifest()["isa_version"],
+                   "descriptors": len(prog.descriptors), "ddr_image_bytes": int(prog.image.size),
+                   "act_peak_words": prog.act_peak, "ddr_traffic_bytes": traffic,
+                   "bundle_sparsity": {k: round(v, 4) for k, v in sparsity.items()},
+                   "files": ["rtl/", "program/", "vivado/", "driver/", "zcu104.md", "zcu104.html"]},
+        "latency": latency,
+        "resources": {k: v for k, v in res.items()},
+    }
+    if ctx.options.get("verify") == "rtl":
+        ctx.log(f"verifying the RTL under Verilator ({CI.name} configuration)")
+        entries["rtl_verification"] = verify_rtl(graph, ctx.golden, CI, progress, ctx.log)
+    summary = [["configuration", f"{cfg.name}: P_o={cfg.p_o}, P_t={cfg.p_t}, {cfg.clock_mhz:g} MHz"],
+               ["gated adders", f"{cfg.adders:,}"],
+               ["descriptors", len(prog.descriptors)],
+               ["DDR image", f"{prog.image.size:,} bytes"],
+               ["DDR traffic per clip", f"{traffic:,} bytes"],
+               ["on-chip activation peak", f"{prog.act_peak:,} of {cfg.act_depth:,} words"],
+               ["predicted latency", f"{ms:.3f} ms per clip ({total:,} cycles)"],
+               ["ideal bound (adds/adders)", f"{latency['ideal_ms']:.3f} ms ({ideal:,} cycles)"],
+               ["adder utilisation", f"{100 * latency['adder_utilisation']:.1f} %"],
+               ["all-zero T-bundles (mean over spike maps)",
+                f"{100 * float(np.mean(list(sparsity.values()))):.1f} %" if sparsity else "-"]]
+    if "rtl_verification" in entries:
+        v = entries["rtl_verification"]
+        summary.append(["RTL verification (Verilator, CI config)",
+                        f"{v['compared']} tensors, {v['mismatches']} mismatches, {v['cycles']:,} cycles "
+                        f"(model {v['predicted_cycles']:,})"])
+    progress("rtl", 3, 3)
+    write_report(d, summary, rows, res, _plot(rows))
+    return entries
