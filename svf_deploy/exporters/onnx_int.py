@@ -185,7 +185,8 @@ def export_int_onnx(graph: ir.Graph, T: int, conv_path: str = "auto") -> IntOnnx
         bi = None if bias is None or not bool(np.any(np.asarray(bias) != 0)) else \
             b.const(_chan(np.broadcast_to(bias, (shape[0],)), nd))
         th = b.const(_chan(np.broadcast_to(theta, (shape[0],)), nd))
-        two_th = b.const(_chan(2 * np.broadcast_to(np.asarray(theta, np.int64), (shape[0],)), nd))
+        two_th = None if levels == 1 else \
+            b.const(_chan(2 * np.broadcast_to(np.asarray(theta, np.int64), (shape[0],)), nd))
         two_k = b.const(2 ** k)
         zero = b.const(0)
         v = None
@@ -394,6 +395,7 @@ def run_int_onnx(model_or_path, frames: np.ndarray, threads: int = 1) -> dict[st
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    so.log_severity_level = 3  # errors only
     src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
     sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
