@@ -14,9 +14,13 @@ Importer conventions (see the report for what each one printed):
 * snnTorch: fixed ``dt = 1e-4``; ``w_scale = r dt / tau = 1/2`` is moved into the threshold
   (``U = U/2 + I`` stores ``2H``, threshold ``2 v_th``, an exact power-of-two rescale); its
   spikes are always ``float32``, so it runs in float32.
+* snnTorch's float32 leaves a smaller margin than the exactness argument assumes
+  (``2**-(T+1) / max(theta)`` against float32 rounding of the normalised membrane); its
+  rows report what it computed.
 * Norse: ``v += dt/tau (v_leak - v + I)`` (our operation order), fires on ``>``; run in
-  float64. Its importer uses nirtorch's older graph executor; graphs where a node sums
-  several edges (residual adds) are reported as it runs them.
+  float64. Its importer runs nirtorch's legacy GraphExecutor, which returns the last node
+  of its execution order instead of the graph's ``Output``: on a segment with a fan-in
+  (a residual add) that is another tensor, and the row says so (wrong shape / differs).
 """
 
 from __future__ import annotations

@@ -129,6 +129,9 @@ def _write_report(path, exp, info, rows, summary, T) -> None:
     L += ["", "</details>", "",
           "Importer conventions: SpikingJelly 2.0 runs with `dtype=float64`; snnTorch 1.0 fixes "
           "`dt = 1e-4`, moves `r dt/tau = 1/2` into its threshold (an exact factor 2) and computes "
-          "spikes in float32; Norse 1.1 runs in float64 (its importer uses nirtorch's older graph "
-          "executor). A row that is not `equal` is reported as the simulator ran it, never adjusted.", ""]
+          "spikes in float32 (our exactness margin `2**-(T+1)/max(theta)` is then not guaranteed for "
+          "large thresholds; the table says what it did); Norse 1.1 runs in float64 through nirtorch's "
+          "legacy GraphExecutor, which returns the last node of its execution order rather than the "
+          "graph's Output node: on segments with a fan-in (residual add) that is another tensor. A row "
+          "that is not `equal` is reported as the simulator ran it, never adjusted.", ""]
     path.write_text("\n".join(L))

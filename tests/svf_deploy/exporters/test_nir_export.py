@@ -119,7 +119,12 @@ def residual_graph() -> ir.Graph:
     return ir.Graph(tuple(nodes), ("l2",), "integer", {"T": 4})
 
 
-@pytest.mark.parametrize("importer", ["spikingjelly", "snntorch"])
+NORSE_FAN_IN = pytest.mark.xfail(
+    strict=True, reason="norse 1.1 runs NIR through nirtorch's legacy GraphExecutor, which returns the "
+    "last node of its execution order instead of the graph's Output node; with a fan-in that is another tensor")
+
+
+@pytest.mark.parametrize("importer", ["spikingjelly", "snntorch", pytest.param("norse", marks=NORSE_FAN_IN)])
 def test_residual_add_as_summed_edges(importer):
     from svf_deploy.compiler import reference
 
