@@ -967,3 +967,28 @@ def ref_attention_head(q, k, v, kind: str = "sdha") -> tuple[np.ndarray, np.ndar
         sel = kv[q[t] == 1].sum(0)
         y[t] = 2 * sel - colsum if kind == "sdha" else sel
     return y, kv
+
+
+def ref_sssa_head(q, k, v, gain, *, theta: int, frac_bits: int, leak_shift: int,
+                  decay_input: bool, reset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One SSSA head as the ``SaccadeUnit`` adds it; ``q, k, v`` binary ``[T, N, d]``.
+
+    ``alpha[t] = sum_{n, c} K[t, n, c]``; ``sal[t, n] = sum_{c : Q[t, n, c] = 1} alpha[t]``
+    (``= Qc * alpha``); ``X = (gain[t] * sal) << F`` with ``gain[t] * sal`` a sum of
+    ``sal << j`` over the set bits ``j`` of ``|gain[t]|`` (negated for a negative gain);
+    the saccade neuron is :func:`ref_intlif_lane` (polarity +1, bias 0). Returns
+    ``(y = S * V, S, H)``, ``S``/``H`` ``[T, N]``; equals the executor's SSSA per head.
+    """
+    q, k, v = (np.asarray(z, dtype=np.int64) for z in (q, k, v))
+    T = q.shape[0]
+    alpha = k.reshape(T, -1).sum(1)
+    sal = np.where(q == 1, alpha[:, None, None], 0).sum(-1)  # [T, N]
+    X = np.zeros_like(sal)
+    for t in range(T):
+        g = int(gain[t])
+        acc = sum((sal[t] << j for j in range(abs(g).bit_length()) if (abs(g) >> j) & 1),
+                  np.zeros_like(sal[t]))
+        X[t] = -acc if g < 0 else acc
+    S, H = ref_intlif_lane(X, theta, 0, 1, frac_bits=frac_bits, leak_shift=leak_shift,
+                           decay_input=decay_input, reset=reset, levels=1)
+    return S[..., None] * v, S, H

@@ -12,7 +12,7 @@ from __future__ import annotations
 from amaranth.utils import bits_for
 
 from .cores import (AttentionUnit, BitPlaneAccumulator, GatedAccumulator, IntLIFLane, Requant,
-                    StreamAdd, SumPool)
+                    SaccadeUnit, StreamAdd, SumPool)
 
 __all__ = ["PRODUCTION", "SMALL"]
 
@@ -48,6 +48,10 @@ PRODUCTION = {
         "SDHA head: up/down counters kv (64 x 64), signed row additions",
         lambda: AttentionUnit(d=_D, kv_bits=bits_for(_TOKENS, True),
                               y_bits=bits_for(_D * _TOKENS, True), kind="sdha")),
+    "sssa unit (d=64, 196 tokens, T=8)": (
+        "SSSA head: alpha gated by Q spikes, per-step constant shift-add gains, saccade neuron",
+        lambda: SaccadeUnit(d=_D, tokens=196, gains=(37, 41, 45, 49, 53, 57, 61, 65), theta=1 << 20,
+                            mem_bits=30, frac_bits=4, leak_shift=1, decay_input=True, reset="hard")),
 }
 
 #: small parameter sets for the fast synthesis test in ``make test``

@@ -22,7 +22,7 @@ from .check import compare
 from .payload import pack
 
 __all__ = ["Case", "run_case", "concat", "pe_case", "bitplane_case", "lif_case", "requant_case",
-           "add_case", "pool_case", "attention_case", "MODES", "mutate"]
+           "add_case", "pool_case", "attention_case", "sssa_case", "MODES", "mutate"]
 
 MODES = ("random", "max", "min", "zeros", "ones")
 
@@ -281,3 +281,29 @@ def attention_case(dut, rng, mode="random", tokens=10, sets=2, q=None, k=None, v
             exp.append({"y": y[n].tolist()})
             coords.append(f"set {s} token {n}")
     return Case(f"attention-{mode}", {"i": beats}, {"o": exp}, {"o": coords})
+
+
+def sssa_case(dut, rng, mode="random", q=None, k=None, v=None) -> Case:
+    """``SaccadeUnit``: K counts of every step, then each token's ``T`` steps back to back.
+    Explicit binary ``q, k, v`` ``[T, N, d]`` (a real head) override the generator."""
+    from ..compiler.reference import ref_sssa_head
+    from ..hw.cores.sssa import OP_ALPHA, OP_TOKEN
+
+    T, N, d = dut.T, dut.tokens, dut.d
+    if q is None:
+        q, k, v = (_spikes(rng, (T, N, d), mode, p=0.4) for _ in range(3))
+    y, S, H = ref_sssa_head(q, k, v, dut.gains, theta=dut.theta, frac_bits=dut.frac_bits,
+                            leak_shift=dut.leak_shift, decay_input=dut.decay_input, reset=dut.reset)
+    if np.abs(H).max() >= 1 << (dut.mem_bits - 1):
+        raise ValueError(f"sssa_case: |H| exceeds mem_bits={dut.mem_bits}")
+    beats, exp, coords = [], [], []
+    for t in range(T):
+        for n in range(N):
+            beats.append(pack(dut.in_layout, dict(op=OP_ALPHA, t=t, first=int(n == 0), kq=_bits(k[t, n]), v=0)))
+    for n in range(N):
+        for t in range(T):
+            beats.append(pack(dut.in_layout, dict(op=OP_TOKEN, t=t, first=int(t == 0),
+                                                  kq=_bits(q[t, n]), v=_bits(v[t, n]))))
+            exp.append({"s": int(S[t, n]), "h": int(H[t, n]), "y": _bits(y[t, n])})
+            coords.append(f"token {n} t={t}")
+    return Case(f"sssa-{mode}", {"i": beats}, {"o": exp}, {"o": coords}, {"S": S, "H": H})

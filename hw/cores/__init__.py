@@ -36,11 +36,16 @@ core                        ports (payload fields)                           ref
 :class:`AttentionUnit`      ``i``: op (KV / QUERY), clear, kq[d], v[d];      ``ref_attention_head``
 (:mod:`.sdha`)              ``o``: y[d] per query. SDHA and SDSA, joint or
                             spatial token sets; d cycles per active token
+:class:`SaccadeUnit`        ``i``: op (ALPHA / TOKEN), t, first, kq[d], v[d]; ``ref_sssa_head``
+(:mod:`.sssa`)              ``o``: s, h, y[d] = s ? v : 0 per token. SSSA:
+                            Qc*alpha as alpha gated by each Q spike, gain[t]
+                            as a constant shift-add
 =========================== ================================================ ==========================
 
 :func:`core_for` (:mod:`.select`) configures the core for an IR node from its proved
 widths and refuses, as :class:`~models.errors.HardwareError`, what no core implements
-(SSSA: :func:`refuse_sssa` explains why; widths not derived; weights beyond int8).
+(widths not derived, weights beyond int8, an SSSA whose gain or leak the saccade unit
+cannot take, ops without a core).
 """
 
 from .add import StreamAdd
@@ -51,8 +56,9 @@ from .pool import SumPool
 from .requant import Requant
 from .sdha import OP_KV, OP_QUERY, AttentionUnit
 from .select import W_BITS, core_for
-from .sssa import refuse_sssa
+from .sssa import OP_ALPHA, OP_TOKEN, SaccadeUnit, refuse_sssa
 
 __all__ = ["GatedAccumulator", "DSPAdderChain", "BitPlaneAccumulator", "IntLIFLane", "Requant",
-           "StreamAdd", "SumPool", "AttentionUnit", "core_for", "refuse_sssa", "OP_KV", "OP_QUERY",
+           "StreamAdd", "SumPool", "AttentionUnit", "SaccadeUnit", "core_for", "refuse_sssa", "OP_KV",
+           "OP_QUERY", "OP_ALPHA", "OP_TOKEN",
            "MAX_LEVELS", "DSP_LANES", "DSP_LANE_BITS", "W_BITS"]

@@ -20,7 +20,7 @@ from .pe import GatedAccumulator
 from .pool import SumPool
 from .requant import Requant
 from .sdha import AttentionUnit
-from .sssa import refuse_sssa
+from .sssa import SaccadeUnit
 
 __all__ = ["core_for", "W_BITS"]
 
@@ -41,7 +41,7 @@ def core_for(node, graph, bounds: dict, *, lanes: int = 8, terms: int = 16, form
     Raises
     ------
     HardwareError
-        The node's op has no core (``SSSA``; float-stage ops), a width is not derived
+        The node's op has no core (float-stage ops), a width is not derived
         (``acc_bits``/``mem_bits`` = 0), weights exceed int8, an I-LIF has more than
         :data:`MAX_LEVELS` levels, or the inputs are of a kind the core does not take.
     """
@@ -87,7 +87,7 @@ def core_for(node, graph, bounds: dict, *, lanes: int = 8, terms: int = 16, form
     if op == "Attention":
         return AttentionUnit.for_node(node, graph, int(graph.meta.get("T", 0)) or _need_T(who))
     if op == "SSSA":
-        refuse_sssa(node)
+        return SaccadeUnit.for_node(node, graph, int(graph.meta.get("T", 0)) or _need_T(who))
     raise HardwareError(f"{who}: no hardware core for op {op!r}")
 
 

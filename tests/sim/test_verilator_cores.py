@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from svf_deploy.hw.cores import (AttentionUnit, BitPlaneAccumulator, GatedAccumulator,
-                                 IntLIFLane, Requant, StreamAdd, SumPool)
+                                 IntLIFLane, Requant, SaccadeUnit, StreamAdd, SumPool)
 from svf_deploy.sim import cases as C
 from svf_deploy.sim.check import Mismatch
 from svf_deploy.sim.verilator import build
@@ -31,6 +31,9 @@ CORES = {
              ("i", "x", 2)),
     "sdha": (lambda: AttentionUnit(d=6, kv_bits=7, y_bits=10, kind="sdha"), C.attention_case,
              C.MODES, ("i", "v", 2)),
+    "sssa": (lambda: SaccadeUnit(d=4, tokens=5, gains=(3, -5, 0, 6), theta=30, mem_bits=16,
+                                 frac_bits=1, leak_shift=1, decay_input=True, reset="soft"),
+             C.sssa_case, C.MODES, ("i", "kq", 1)),
 }
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from svf_deploy.compiler import ir
 from svf_deploy.hw.cores import (AttentionUnit, BitPlaneAccumulator, GatedAccumulator, IntLIFLane,
-                                 core_for)
+                                 SaccadeUnit, core_for)
 from svf_deploy.models.errors import HardwareError
 
 
@@ -60,11 +60,17 @@ def test_refusals_name_the_node(make, msg):
         core_for(node, g, _bounds(g))
 
 
-def test_sssa_is_refused_with_the_reason():
-    s = ir.SSSA("s", ("l0", "l0", "l0"), heads=1, gain=np.ones(2, np.int64), sal_theta=4)
+def test_sssa_gets_the_saccade_unit_or_a_named_refusal():
+    s = ir.SSSA("s", ("l0", "l0", "l0"), heads=1, gain=np.array([3, -1], np.int64), sal_theta=4,
+                mem_bits=18)
     g = _graph(extra=(s,))
-    with pytest.raises(HardwareError, match=r"SSSA 's'.*Qc\*alpha multiplies two run-time"):
-        core_for(s, g, {})
+    u = core_for(s, g, {})
+    assert isinstance(u, SaccadeUnit) and u.gains == (3, -1) and u.d == 2
+    short = ir.SSSA("s", ("l0", "l0", "l0"), heads=1, gain=np.array([3], np.int64), sal_theta=4,
+                    mem_bits=18)
+    g1 = _graph(extra=(short,))
+    with pytest.raises(HardwareError, match=r"SSSA 's': gain has 1 steps, the bounds were proved for T=2"):
+        core_for(short, g1, {})
 
 
 def test_hardware_error_exit_code():
