@@ -24,6 +24,13 @@ SDHA / SDSA         ``head_lif``; ``q_conv`` (RepConv) ``-> q_conv.1`` (BatchNor
                     (``3D_ham``) and SDSA joint (``3D_dot``), ``spatial`` per frame
                     (``2D``)); ``attn_bn`` (SDHA only); ``attn_lif`` (its own threshold:
                     1.0 after Hamming, 0.5 after dot product); ``proj_conv -> proj_conv.1``
+hierarchical SDHA   ``attn.spatial`` (an SDHA, tokens ``spatial``) whose proj output feeds
+                    ``attn.temporal`` (an SDHA, tokens ``temporal``: the T steps of each
+                    location); the temporal proj output is the branch
+factorized SDHA     shared ``q_lif``; ``Slice`` nodes ``<lif>.s`` / ``<lif>.t`` take channel
+                    halves; ``Attention attn.spatial`` (q, k, v, spatial) and
+                    ``attn.temporal`` (q, kt, vt, temporal), half the heads each; ``Concat
+                    attn`` -> ``attn_bn`` -> ``attn_lif`` -> ``proj_conv``
 SSSA                as SDHA, but the core is ``SSSA attn`` with ``gain[t] =
                     saccade_gain[t] / (d*d*N)`` and the saccade neuron ``sal_lif``
 classification      ``GlobalPool pool -> LIF lif -> Linear head -> TimeMean time_mean``; with
@@ -48,8 +55,7 @@ map accounts for position by position, so the graph input stays the raw frame in
 
 BatchNorms are translated with their *running* statistics, i.e. inference semantics,
 as ``y = a x + b`` with ``a = gamma / sqrt(var + eps)``, ``b = beta - mean * a``
-(computed in float64). Not supported (loud errors): the hierarchical and factorized
-SDHA variants, the segmentation head, hard reset to ``v_reset != 0``, BatchNorms
+(computed in float64). Not supported (loud errors): the segmentation head, hard reset to ``v_reset != 0``, BatchNorms
 without running statistics, convolutions with dilation, non-zero padding modes or
 non-square strides/paddings, and any module of an unexpected type.
 """
@@ -72,7 +78,8 @@ __all__ = ["from_torch", "SUPPORTED"]
 
 #: what the frontend translates, for error messages
 SUPPORTED = ("SpikeVideoFormer with classification or pose head; CNN blocks (SepConv + "
-             "ChannelConv), transformer blocks with SDHA (joint or spatial tokens), SDSA or "
+             "ChannelConv), transformer blocks with SDHA (joint, spatial, hierarchical or "
+             "factorized), SDSA or "
              "SSSA attention and ChannelMLP; LIF / I-LIF neurons with v_reset = 0")
 
 
@@ -240,7 +247,12 @@ class _Builder:
         y = self.bn(f"{path}.bn2", m.bn2, y)
         return self.emit(ir.Add(f"{path}.add2", (x, y)))
 
-    def attention(self, path: str, m: nn.Module, x: str, frame_hw: tuple[int, int]) -> str:
+    def attention(self, path: str, m: nn.Module, x: str, frame_hw: tuple[int, int],
+                  tokens: str | None = None) -> str:
+        if type(m) is attn_mod.HierarchicalSDHA:
+            return self.hierarchical(path, m, x, frame_hw)
+        if type(m) is attn_mod.FactorizedSDHA:
+            return self.factorized(path, m, x)
         kinds = (attn_mod.SDHA, attn_mod.SDSA, attn_mod.SSSA)
         if type(m) not in kinds:
             raise _unsupported(path, m, "this attention variant has no exact integer translation "
@@ -275,12 +287,53 @@ class _Builder:
                                   sal_threshold=float(c.v_threshold), sal_reset=c.reset))
         elif type(m) is attn_mod.SDHA:
             y = self.emit(ir.Attention(path, tuple(qkv), kind="sdha", heads=int(m.num_heads),
-                                       tokens=m.mode, factor=1.0 / (2 * m.dim)))
+                                       tokens=tokens or m.mode, factor=1.0 / (2 * m.dim)))
         else:  # SDSA: per frame (2D) or joint T*H*W tokens (3D_dot)
             y = self.emit(ir.Attention(path, tuple(qkv), kind="sdsa", heads=int(m.num_heads),
                                        tokens=m.mode, factor=float(m.scale)))
         if m.has_attn_bn:
             y = self.bn(f"{path}.attn_bn", m.attn_bn, y)
+        y = self.neuron(f"{path}.attn_lif", m.attn_lif, y)
+        return self.repconv(f"{path}.proj_conv", m.proj_conv, y)
+
+    def hierarchical(self, path: str, m: nn.Module, x: str, frame_hw: tuple[int, int]) -> str:
+        """``HierarchicalSDHA``: a spatial SDHA (per frame), then an SDHA whose tokens are the
+        ``T`` steps of each location, reading the spatial branch's output."""
+        self.expect_children(path, m, {"spatial", "temporal"})
+        for part in ("spatial", "temporal"):
+            self.expect(f"{path}.{part}", getattr(m, part), (attn_mod.SDHA,))
+        y = self.attention(f"{path}.spatial", m.spatial, x, frame_hw, tokens="spatial")
+        return self.attention(f"{path}.temporal", m.temporal, y, frame_hw, tokens="temporal")
+
+    def factorized(self, path: str, m: nn.Module, x: str) -> str:
+        """``FactorizedSDHA``: shared Q; channels ``[0, C/2)`` attend per frame with K, V,
+        channels ``[C/2, C)`` over the ``T`` steps of each location with Kt, Vt (``Slice``
+        nodes), each with half the heads; ``Concat`` -> attn_bn -> attn_lif -> proj."""
+        self.expect_children(path, m, {"head_lif", "q_conv", "k_conv", "v_conv", "q_lif", "k_lif",
+                                       "v_lif", "kt_conv", "vt_conv", "kt_lif", "vt_lif",
+                                       "attn_bn", "attn_lif", "proj_conv"})
+        h = self.neuron(f"{path}.head_lif", m.head_lif, x)
+        s = {}
+        for z in ("q", "k", "v", "kt", "vt"):
+            y = self.repconv(f"{path}.{z}_conv", getattr(m, f"{z}_conv"), h)
+            lif = f"{path}.{z}_lif"
+            s[z] = self.neuron(lif, getattr(m, f"{z}_lif"), y)
+            if self.neuron_levels[lif] != 1:
+                raise _unsupported(lif, getattr(m, f"{z}_lif"), "attention needs binary Q, K, V "
+                                                                "(levels = 1)")
+        c, half, hh = m.dim, m.dim // 2, m.num_heads // 2
+
+        def part(z: str, lo: int, hi: int) -> str:
+            return self.emit(ir.Slice(f"{s[z]}.{'s' if lo == 0 else 't'}", (s[z],), start=lo, stop=hi))
+        f = 1.0 / (2 * c)
+        ys = self.emit(ir.Attention(f"{path}.spatial", (part("q", 0, half), part("k", 0, half),
+                                                          part("v", 0, half)),
+                                    kind="sdha", heads=hh, tokens="spatial", factor=f))
+        yt = self.emit(ir.Attention(f"{path}.temporal", (part("q", half, c), part("kt", half, c),
+                                                           part("vt", half, c)),
+                                    kind="sdha", heads=hh, tokens="temporal", factor=f))
+        y = self.emit(ir.Concat(path, (ys, yt)))
+        y = self.bn(f"{path}.attn_bn", m.attn_bn, y)
         y = self.neuron(f"{path}.attn_lif", m.attn_lif, y)
         return self.repconv(f"{path}.proj_conv", m.proj_conv, y)
 

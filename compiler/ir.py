@@ -42,7 +42,8 @@ from ..models.errors import GraphError
 
 __all__ = [
     "SCHEMA_VERSION", "TensorType", "Node", "Input", "Conv", "BatchNorm", "RepConv", "LIF",
-    "IntLIF", "Add", "Requant", "Attention", "SSSA", "GlobalPool", "Linear", "TimeMean", "Graph",
+    "IntLIF", "Add", "Requant", "Attention", "SSSA", "GlobalPool", "Linear", "TimeMean", "Slice",
+    "Concat", "Graph",
     "NODE_TYPES", "STAGES", "FORBIDDEN",
 ]
 
@@ -490,7 +491,9 @@ class Attention(Node):
 
     Heads split the channels into ``heads`` groups of ``d = C / heads``. Tokens:
     ``joint`` = all ``T*H*W`` tokens of the clip (needs the whole clip first),
-    ``spatial`` = the ``H*W`` tokens of each step. Per head, with integer results:
+    ``spatial`` = the ``H*W`` tokens of each step, ``temporal`` = the ``T`` steps of each
+    location (hierarchical / factorized SDHA; needs the whole clip). Per head, with
+    integer results:
 
     * ``kind="sdha"``: ``y = (2Q - 1) ((2K - 1)^T V)``
     * ``kind="sdsa"``: ``y = Q (K^T V)``
@@ -510,7 +513,8 @@ class Attention(Node):
 
     def check(self) -> None:
         _need(self.kind in ("sdha", "sdsa"), f"Attention {self.name!r}: kind {self.kind!r} not sdha/sdsa")
-        _need(self.tokens in ("joint", "spatial"), f"Attention {self.name!r}: tokens {self.tokens!r}")
+        _need(self.tokens in ("joint", "spatial", "temporal"),
+              f"Attention {self.name!r}: tokens {self.tokens!r} not joint/spatial/temporal")
         _need(self.heads >= 1 and self.factor > 0, f"Attention {self.name!r}: bad heads/factor")
 
     def infer(self, ins, stage):
@@ -566,6 +570,45 @@ class SSSA(Node):
 
 
 @dataclass(frozen=True, eq=False)
+class Slice(Node):
+    """Channels ``start:stop`` of a ``(C, H, W)`` tensor, any kind (scale and levels kept).
+    No arithmetic: a wiring choice (factorized SDHA's channel halves)."""
+
+    start: int = 0
+    stop: int = 1
+
+    op: ClassVar[str] = "Slice"
+
+    def check(self) -> None:
+        _need(0 <= self.start < self.stop, f"Slice {self.name!r}: need 0 <= start < stop, got "
+              f"{self.start}:{self.stop}")
+
+    def infer(self, ins, stage):
+        (x,) = ins
+        _need(self.stop <= x.shape[0], f"Slice {self.name!r}: {self.start}:{self.stop} exceeds "
+              f"{x.shape[0]} channels")
+        scale = None if x.scale is None else x.scale[self.start:self.stop]
+        return TensorType((self.stop - self.start,) + x.shape[1:], x.kind, x.levels, scale)
+
+
+@dataclass(frozen=True, eq=False)
+class Concat(Node):
+    """Channel concatenation ``[a; b]`` of two tensors of one kind and spatial shape; the
+    per-channel scales concatenate too. No arithmetic."""
+
+    op: ClassVar[str] = "Concat"
+    arity: ClassVar[int] = 2
+
+    def infer(self, ins, stage):
+        a, b = ins
+        _same_spatial(a, b, f"Concat {self.name!r}")
+        _need(a.kind == b.kind and a.levels == b.levels,
+              f"Concat {self.name!r}: operands are {a.kind}/{a.levels} and {b.kind}/{b.levels}")
+        scale = None if a.scale is None or b.scale is None else a.scale + b.scale
+        return TensorType((a.shape[0] + b.shape[0],) + a.shape[1:], a.kind, a.levels, scale)
+
+
+@dataclass(frozen=True, eq=False)
 class GlobalPool(Node):
     """Spatial pooling ``(C, H, W) -> (C,)``. Float: mean. Integer: sum, with the output
     scale ``in_scale / (H*W)``, so the real value is still the mean."""
@@ -603,7 +646,7 @@ class TimeMean(Node):
 
 NODE_TYPES: dict[str, type[Node]] = {c.op: c for c in (
     Input, Conv, Linear, BatchNorm, RepConv, LIF, IntLIF, Add, Requant, Attention, SSSA, GlobalPool,
-    TimeMean)}
+    TimeMean, Slice, Concat)}
 STAGES = ("float", "quantized", "integer")
 #: ops that may not appear at a stage
 FORBIDDEN = {"float": frozenset({"IntLIF", "Requant"}),

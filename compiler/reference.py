@@ -178,7 +178,9 @@ def bounds(graph: ir.Graph, T: int) -> dict[str, int]:
                else ``max_c 2**k * (A_c + theta_c)``
     Add        ``B_a + B_b``
     Requant    ``(B_in + 2**s >> 1) >> s`` with ``s`` the smallest shift
-    Attention  ``d * tokens`` (``d = C / heads``; tokens ``T*H*W`` joint, ``H*W`` spatial)
+    Attention  ``d * tokens`` (``d = C / heads``; tokens ``T*H*W`` joint, ``H*W`` spatial,
+               ``T`` temporal)
+    Slice      ``B_in``; Concat ``max(B_a, B_b)``
     SSSA       the saccade membrane, as IntLIF with ``A = max|gain[:T]| * d * d*H*W * 2**F``
     GlobalPool ``H * W * B_in``
     TimeMean   ``T * B_in``
@@ -230,8 +232,12 @@ def bounds(graph: ir.Graph, T: int) -> dict[str, int]:
             b = (vb(n.inputs[0]) + ((1 << s_min) >> 1)) >> s_min
         elif isinstance(n, ir.Attention):
             c, h, w = graph.types[n.inputs[0]].shape
-            tokens = h * w * (T if n.tokens == "joint" else 1)
+            tokens = {"joint": T * h * w, "spatial": h * w, "temporal": T}[n.tokens]
             b = (c // n.heads) * tokens
+        elif isinstance(n, ir.Slice):
+            b = vb(n.inputs[0])
+        elif isinstance(n, ir.Concat):
+            b = max(vb(n.inputs[0]), vb(n.inputs[1]))
         elif isinstance(n, ir.SSSA):
             _sssa_check(graph, n, T)
             c, h, w = graph.types[n.inputs[0]].shape
@@ -444,11 +450,21 @@ def _unheads(y: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return y.transpose(-1, -2).reshape(t, b, *shape)
 
 
-def _attention_core(q, k, v, kind: str, heads: int, joint: bool) -> torch.Tensor:
-    """Integer-valued attention in the dtype of ``q`` (sums of 0/+-1 products)."""
+def _attention_core(q, k, v, kind: str, heads: int, joint: bool | str) -> torch.Tensor:
+    """Integer-valued attention in the dtype of ``q`` (sums of 0/+-1 products).
+
+    ``joint``: True / ``"joint"`` (all ``T*N`` tokens), False / ``"spatial"`` (per step) or
+    ``"temporal"`` (the ``T`` steps of each location)."""
+    tokens = {True: "joint", False: "spatial"}.get(joint, joint)
+    joint = tokens == "joint"
     t, b = q.shape[:2]
     shape = tuple(q.shape[2:])
     qh, kh, vh = (_heads(z, heads) for z in (q, k, v))  # [T, B, h, N, d]
+    if tokens == "temporal":  # tokens = the T steps, batch over (B, h, N): [B, h, N, T, d]
+        qh, kh, vh = (z.permute(1, 2, 3, 0, 4) for z in (qh, kh, vh))
+        y = (2 * qh - 1) @ ((2 * kh - 1).transpose(-1, -2) @ vh) if kind == "sdha" else \
+            qh @ (kh.transpose(-1, -2) @ vh)
+        return _unheads(y.permute(3, 0, 1, 2, 4), shape)
     if joint:  # tokens = all T*N of the clip: [B, h, T*N, d]
         qh, kh, vh = (z.permute(1, 2, 0, 3, 4).reshape(b, heads, -1, z.shape[-1]) for z in (qh, kh, vh))
     if kind == "sdha":
@@ -713,8 +729,14 @@ class _Run:
         self.check_int(y, n, n.acc_bits)
         return y
 
+    def Slice(self, n: ir.Slice) -> torch.Tensor:
+        return self.values[n.inputs[0]][:, :, n.start:n.stop]
+
+    def Concat(self, n: ir.Concat) -> torch.Tensor:
+        return torch.cat([self.values[n.inputs[0]], self.values[n.inputs[1]]], dim=2)
+
     def Attention(self, n: ir.Attention) -> torch.Tensor:
-        joint = n.tokens == "joint"
+        joint = n.tokens
         if not self.integer:
             q, k, v = (self.values[s] for s in n.inputs)
             y = _attention_core(q, k, v, n.kind, n.heads, joint)

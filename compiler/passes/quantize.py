@@ -179,6 +179,10 @@ def tensor_scales(graph: ir.Graph, input_scale: float = 1 / 255, bits: int = 8,
             s = None if ins[0] is None else ins[0] / float(np.prod(hw))
         elif isinstance(n, ir.TimeMean):
             s = ins[0]
+        elif isinstance(n, ir.Slice):
+            s = None if ins[0] is None else ins[0][n.start:n.stop]
+        elif isinstance(n, ir.Concat):
+            s = None if ins[0] is None or ins[1] is None else np.concatenate(ins)
         elif isinstance(n, ir.BatchNorm):
             s = None
         else:

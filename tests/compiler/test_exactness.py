@@ -151,3 +151,38 @@ def test_counter_example_bn_bias_exactly_two_thresholds_on_silent_input():
     rf, ri = reference.run(g, x), reference.run(gi, x)
     assert rf.outputs["n"][0].sum() == 8  # fires everywhere at t = 0
     assert torch.equal(ri.outputs["n"].to(torch.int64), rf.outputs["n"].to(torch.int64))
+
+
+def _zoo_model(name, **kw):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _helpers import randomize_bn
+    from svf_deploy.models import build_model
+
+    torch.manual_seed(0)
+    return randomize_bn(build_model(name, **kw), 0).eval().double()
+
+
+@pytest.mark.parametrize("name,kw", [
+    ("svf-tiny", dict(attention="sdha")), ("svf-tiny", dict(attention="sdha_spatial")),
+    ("svf-tiny", dict(attention="sdha_hierarchical")), ("svf-tiny", dict(attention="sdha_factorized")),
+    ("svf-tiny", dict(attention="sdsa")), ("svf-tiny", dict(attention="sssa")),
+    ("svf-tiny-pose", {})], ids=lambda v: v if isinstance(v, str) else v.get("attention", ""))
+def test_zoo_variants_exact_at_high_precision(name, kw):
+    """Every supported zoo kind, compiled at 24-bit weights: the integer graph reproduces
+    the float graph (= the torch model) spike for spike, and the outputs to weight rounding."""
+    m = _zoo_model(name, **kw)
+    from svf_deploy.compiler import frontend
+
+    g = frontend.from_torch(m)
+    gi, _ = pipeline.compile_graph(g, pipeline.CompileOptions(weight_bits=24, min_theta_bits=20))
+    x = torch.round(torch.rand(4, 2, 1, 32, 32, dtype=torch.float64,
+                               generator=torch.Generator().manual_seed(3)) * 255) / 255
+    rf, ri = reference.run(g, x, record=True), reference.run(gi, x, record=True)
+    spikes = [n.name for n in gi.nodes if gi.types[n.name].kind == "spike"]
+    assert [s for s in spikes if not torch.equal(ri.values[s], rf.values[s].to(torch.int64))] == []
+    assert 0.01 < float(np.mean([float(rf.values[s].double().mean()) for s in spikes])) < 0.9
+    for o in g.outputs:
+        torch.testing.assert_close(ri.outputs[o], rf.outputs[o], rtol=0, atol=1e-4)

@@ -191,11 +191,21 @@ def test_unsupported_module_is_named():
         frontend.from_torch(m)
 
 
-@pytest.mark.parametrize("attention,cls", [("sdha_hierarchical", "HierarchicalSDHA"),
-                                           ("sdha_factorized", "FactorizedSDHA")])
-def test_hierarchical_and_factorized_attention_rejected_loudly(attention, cls):
-    with pytest.raises(UnsupportedModelError, match=rf"'block3\.0\.attn' of type {cls}.*no exact integer"):
-        frontend.from_torch(build_model("svf-tiny", attention=attention))
+@pytest.mark.parametrize("attention", ["sdha_hierarchical", "sdha_factorized"])
+def test_hierarchical_and_factorized_attention_translate_exactly(attention):
+    m = tiny(attention=attention)
+    g = frontend.from_torch(m)
+    ops = Counter(n.op for n in g.nodes)
+    if attention == "sdha_hierarchical":  # two SDHAs per block: spatial, then temporal tokens
+        assert [g.node(f"block3.0.attn.{p}").tokens for p in ("spatial", "temporal")] == ["spatial", "temporal"]
+        assert ops["Attention"] == 4 and ops["Slice"] == 0
+    else:  # shared Q, channel halves: 6 Slices and 1 Concat per block
+        assert ops["Slice"] == 12 and ops["Concat"] == 2 and ops["Attention"] == 4
+        assert g.node("block3.0.attn.temporal").heads == m.block3[0].attn.num_heads // 2
+    x = torch.round(torch.rand(4, 2, 1, 32, 32, dtype=torch.float64) * 255) / 255
+    want = m(x)
+    got = reference.run(g, x).outputs["time_mean"]
+    assert torch.equal(got, want)  # float64, same operation order: identical
 
 
 def test_segmentation_head_rejected():

@@ -475,8 +475,11 @@ def test_variants_compile_and_run(kw):
     torch.manual_seed(0)
     m = randomize_bn(build_model(name, **kw)).eval().double()
     gi, _ = pipeline.compile_model(m)
-    r = reference.run(gi, clip(seed=8))
-    assert all(torch.isfinite(v).all() for v in r.outputs.values())
+    x = clip(seed=8)
+    ri, rf = reference.run(gi, x, record=True), reference.run(frontend.from_torch(m), x, record=True)
+    # 8-bit weights track the float model (the 100 % check at 24 bits: test_exactness.py)
+    agree = [float((ri.values[n] == rf.values[n].to(torch.int64)).double().mean()) for n in neurons(gi)]
+    assert min(agree[:4]) > 0.99 and np.mean(agree) > 0.9, agree
     if name == "svf-tiny-pose":
         assert len(set(gi.node("head_pose").out_scale)) > 1  # regression heads per channel
 
