@@ -10,8 +10,9 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 
 * fetch: ``3 + read(32 units)``; ``read(N)`` = per burst ``u*(B-1) + r + 4`` (``r`` units in
   its last beat); ``write(N)`` = per burst ``3 + B*(u+2)``.
-* CONV: per ``P_o`` tile ``2 + P_o`` (bias), per output pixel and ``P_t`` chunk
-  ``3 + terms + P_o*t_n`` with ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``), then ``+1``.
+* CONV: :func:`conv_cycles`: per output pixel and ``P_t`` chunk ``max(terms + 3, L + 1)``
+  with ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``) and ``L = lanes * t_n`` the
+  overlapped write-back of the previous chunk; per ``P_o`` tile bias loading and a drain.
 * LIF: per channel ``HW*T + 6``; EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
   SDHA: per head ``d*d*HW + d*d*HW*T + 6``, then ``+1``.
 
@@ -32,7 +33,7 @@ import numpy as np
 from . import isa
 from .config import AccelConfig
 
-__all__ = ["dma_read", "dma_write", "descriptor_cycles", "program_cycles", "LayerCycles",
+__all__ = ["dma_read", "dma_write", "conv_cycles", "descriptor_cycles", "program_cycles", "LayerCycles",
            "bundle_sparsity", "predict", "Prediction"]
 
 FETCH_OVERHEAD = 3  # FETCH, DECODE, NEXT
@@ -71,23 +72,17 @@ def dma_write(units: int, cfg: AccelConfig, ddr_latency: int = 0) -> int:
 def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0) -> int:
     """Cycles of one descriptor, fetch included."""
     fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
-    P, PT = cfg.p_o, cfg.p_t
     if op in (isa.OP_END, isa.OP_HEADER):
         return fetch - (1 if op == isa.OP_END else 0)
     if op == isa.OP_LOAD:
         return fetch + dma_read(f["count"], cfg, ddr_latency)
     if op == isa.OP_LOADW:
-        return fetch + dma_read(f["count"] * (P // 4), cfg, ddr_latency)
+        return fetch + dma_read(f["count"] * (cfg.p_o // 4), cfg, ddr_latency)
     if op == isa.OP_STORE:
         return fetch + dma_write(f["count"], cfg, ddr_latency)
     if op == isa.OP_CONV:
-        tiles = -(-(f["oc_end"] - f["oc_start"]) // P)
-        terms = f["cin"] * f["kk"]
-        per_pix = 0
-        for c in range(f["tchunks"]):
-            tn = min(PT, f["t"] - c * PT)
-            per_pix += 3 + terms + P * tn
-        return fetch + 1 + tiles * (2 + P + f["hout"] * f["wout"] * per_pix)
+        return fetch + conv_cycles(cfg, terms=f["cin"] * f["kk"], hw=f["hout"] * f["wout"], T=f["t"],
+                                   cout=f["cout"], oc_start=f["oc_start"], oc_end=f["oc_end"])
     if op == isa.OP_LIF:
         return fetch + f["c"] * (f["hw"] * f["t"] + 6)
     if op == isa.OP_EW:
@@ -98,6 +93,31 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0) 
         d2hw = f["d"] * f["d"] * f["hw"]
         return fetch + f["heads"] * (d2hw + d2hw * f["t"] + 6) + 1
     raise ValueError(f"unknown opcode {op}")
+
+
+def conv_cycles(cfg: AccelConfig, *, terms: int, hw: int, T: int, cout: int, oc_start: int = 0,
+                oc_end: int | None = None) -> int:
+    """Cycles of the CONV unit (no fetch) for output channels ``[oc_start, oc_end)``.
+
+    Per ``P_o`` tile: ``1 + L`` to enter (waiting for the previous tile's last write-back of
+    ``L`` cycles; ``L = 0`` for the first), ``P_o + 1`` to load biases, then per output pixel
+    and ``P_t`` chunk ``max(terms + 3, L_prev + 1)`` (``terms + 3`` for the tile's first):
+    the write-back of ``lanes * t_n`` sums overlaps the next chunk's terms. Then ``1 + L``.
+    """
+    P, PT = cfg.p_o, cfg.p_t
+    oc_end = cout if oc_end is None else oc_end
+    chunks = [min(PT, T - c * PT) for c in range(-(-T // PT))]
+    total = 0
+    last = 0
+    for oc0 in range(oc_start, oc_end, P):
+        lanes = min(P, cout - oc0)
+        Ls = [lanes * tn for tn in chunks]
+        total += 1 + last + P + 1
+        first = terms + 3 + sum(max(terms + 3, Ls[c - 1] + 1) for c in range(1, len(Ls)))
+        rest = max(terms + 3, Ls[-1] + 1) + sum(max(terms + 3, Ls[c - 1] + 1) for c in range(1, len(Ls)))
+        total += first + (hw - 1) * rest
+        last = Ls[-1]
+    return total + 1 + last
 
 
 @dataclass(frozen=True)
@@ -206,7 +226,7 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
             terms = L["cin"] * L["kk"]
             eff = max(1, int(round(terms * (1 - skip))))
             hw = L["hout"] * L["wout"]
-            comp = tiles * (2 + P + hw * sum(3 + eff + P * min(PT, T - c * PT) for c in range(tch)))
+            comp = conv_cycles(cfg, terms=eff, hw=hw, T=T, cout=L["cout"])
             wb = tiles * terms * P
             load = dma_read(wb // 4, cfg)
             cycles += max(comp, load) + 40

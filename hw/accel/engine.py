@@ -244,6 +244,9 @@ class Engine(wiring.Component):
         wb_addr = Signal(32)
         wb_base = Signal(32)
         wb_tn = Signal(8)
+        wb_on = Signal(range(PO + 1))
+        wbb = Signal()      # write-back engine busy
+        shd = [[Signal(signed(32), name=f"shd_t{t}_o{o}") for o in range(PO)] for t in range(PT)]
 
         K = f(isa.OP_CONV, "k")
         stride = f(isa.OP_CONV, "stride")
@@ -471,7 +474,9 @@ class Engine(wiring.Component):
 
             # ---------------------------------------------------------- CONV
             with m.State("C_TILE"):
-                with m.If(oc0 >= f(isa.OP_CONV, "oc_end")):
+                with m.If(wbb):
+                    pass  # the previous tile's last pixel is still being written back
+                with m.Elif(oc0 >= f(isa.OP_CONV, "oc_end")):
                     m.next = "NEXT"
                 with m.Else():
                     m.d.sync += bi.eq(0)
@@ -520,26 +525,23 @@ class Engine(wiring.Component):
                         with m.If(lastci):
                             m.next = "C_DRAIN"
             with m.State("C_DRAIN"):
-                m.d.sync += [b_vld.eq(0), wb_o.eq(0), wb_t.eq(0), wb_base.eq(outp + tsh),
-                             wb_addr.eq(outp + tsh)]
-                tl = f(isa.OP_CONV, "t") - tsh
-                m.d.sync += wb_tn.eq(Mux(tl > PT, PT, tl))
-                m.next = "C_WB"
-            with m.State("C_WB"):
-                accs = Array(Array(acc[t][o] for t in range(PT)) for o in range(PO))
-                with m.If(oc0 + wb_o < f(isa.OP_CONV, "cout")):
-                    m.d.comb += [wp.addr.eq(wb_addr), wp.data.eq(accs[wb_o][wb_t]), wp.en.eq(1)]
-                with m.If(wb_t == wb_tn - 1):
-                    m.d.sync += [wb_t.eq(0), wb_o.eq(wb_o + 1),
-                                 wb_base.eq(wb_base + f(isa.OP_CONV, "hwout_t")),
-                                 wb_addr.eq(wb_base + f(isa.OP_CONV, "hwout_t"))]
-                    with m.If(wb_o == PO - 1):
-                        m.next = "C_ADV"
-                with m.Else():
-                    m.d.sync += [wb_t.eq(wb_t + 1), wb_addr.eq(wb_addr + 1)]
+                m.d.sync += b_vld.eq(0)
+                m.next = "C_ADV"
             with m.State("C_ADV"):
-                m.next = "C_PIX"
-                with m.If(tci + 1 < f(isa.OP_CONV, "tchunks")):
+                # hand the sums to the write-back engine (waits while it is busy), go on
+                tl = f(isa.OP_CONV, "t") - tsh
+                lanes = f(isa.OP_CONV, "cout") - oc0
+                with m.If(~wbb):
+                    for t in range(PT):
+                        for o in range(PO):
+                            m.d.sync += shd[t][o].eq(acc[t][o])
+                    m.d.sync += [wbb.eq(1), wb_o.eq(0), wb_t.eq(0), wb_base.eq(outp + tsh),
+                                 wb_addr.eq(outp + tsh), wb_tn.eq(Mux(tl > PT, PT, tl)),
+                                 wb_on.eq(Mux(lanes > PO, PO, lanes))]
+                    m.next = "C_PIX"
+                with m.If(wbb):
+                    pass
+                with m.Elif(tci + 1 < f(isa.OP_CONV, "tchunks")):
                     m.d.sync += [tci.eq(tci + 1), tsh.eq(tsh + PT)]
                 with m.Else():
                     m.d.sync += [tci.eq(0), tsh.eq(0), outp.eq(outp + f(isa.OP_CONV, "t"))]
@@ -747,6 +749,20 @@ class Engine(wiring.Component):
                 m.d.sync += [hb.eq(hb + f(isa.OP_SDHA, "hwd")), cnt3.eq(cnt3 + f(isa.OP_SDHA, "hwdt")),
                              ch.eq(ch + 1)]
                 m.next = "S_HEAD"
+
+        # ------------------------------------------------------------------ CONV write-back engine
+        # writes the p_o x t_n sums of the previous pixel while the next one accumulates
+        shds = Array(Array(shd[t][o] for t in range(PT)) for o in range(PO))
+        with m.If(wbb):
+            m.d.comb += [wp.addr.eq(wb_addr), wp.data.eq(shds[wb_o][wb_t]), wp.en.eq(1)]
+            with m.If(wb_t == wb_tn - 1):
+                m.d.sync += [wb_t.eq(0), wb_o.eq(wb_o + 1),
+                             wb_base.eq(wb_base + f(isa.OP_CONV, "hwout_t")),
+                             wb_addr.eq(wb_base + f(isa.OP_CONV, "hwout_t"))]
+                with m.If(wb_o == wb_on - 1):
+                    m.d.sync += wbb.eq(0)
+            with m.Else():
+                m.d.sync += [wb_t.eq(wb_t + 1), wb_addr.eq(wb_addr + 1)]
 
         # ------------------------------------------------------------------ CONV stage B (gated adds)
         with m.If(b_vld):
