@@ -100,18 +100,18 @@ def test_norse_runs_chain_segments(nir_dir):
     assert rows and all(r["status"] == "equal" for r in rows), rows
 
 
-def residual_graph() -> ir.Graph:
+def residual_graph(seed: int = 7, theta_hi: int = 3000) -> ir.Graph:
     """conv -> LIF -> two convs summed (a residual add) -> LIF -> conv -> LIF, thresholds
-    and gains as the compiler makes them (F > 0, per-channel theta)."""
-    rng = np.random.default_rng(7)
+    and gains as the compiler makes them (F > 0, per-channel theta, polarity +-1)."""
+    rng = np.random.default_rng(seed)
 
     def conv(name, src, o, i, k=3):
         return ir.Conv(name=name, inputs=(src,), weight=rng.integers(-90, 91, (o, i, k, k)),
                        bias=rng.integers(-300, 300, o), padding=k // 2, out_scale=np.full(o, 0.01))
 
     def lif(name, src, c, f):
-        return ir.IntLIF(name=name, inputs=(src,), theta=rng.integers(200, 3000, c), bias=np.zeros(c, np.int64),
-                         polarity=np.ones(c, np.int64), frac_bits=f)
+        return ir.IntLIF(name=name, inputs=(src,), theta=rng.integers(1, theta_hi, c), bias=rng.integers(-50, 50, c),
+                         polarity=rng.choice([-1, 1], c), frac_bits=f)
 
     nodes = [ir.Input(name="in", inputs=(), shape=(2, 8, 8)), conv("c0", "in", 8, 2), lif("s", "c0", 8, 0),
              conv("ca", "s", 8, 8), conv("cb", "s", 8, 8, k=1), ir.Add(name="add", inputs=("ca", "cb")),
@@ -137,6 +137,21 @@ def test_residual_add_as_summed_edges(importer):
     y = run_importer(importer, ng, res.values["s"].double()).numpy()
     want = res.values["l2"].numpy()
     assert 0 < want.sum() < want.size and np.array_equal(y, want)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(0, 2 ** 20), st.integers(2, 20000))
+def test_random_segments_in_spikingjelly(seed, theta_hi):
+    """Random weights, thresholds (1 .. 20000), fraction bits, neuron biases and
+    polarities: SpikingJelly (float64) reproduces every spike of the integer reference."""
+    from svf_deploy.compiler import reference
+
+    g = residual_graph(seed, theta_hi)
+    res = reference.run(g, torch.rand((4, 2, 2, 8, 8), generator=torch.Generator().manual_seed(seed)), record=True)
+    (seg,) = segments(g)
+    ng = export_nir(g, 4, only=set(seg.nodes), outputs=[seg.output]).graph
+    y = run_importer("spikingjelly", ng, res.values["s"].double()).numpy()
+    assert np.array_equal(y, res.values["l2"].numpy())
 
 
 @pytest.mark.parametrize("importer", ["spikingjelly", "snntorch"])

@@ -6,6 +6,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from svf_deploy.compiler import ir, reference
 from svf_deploy.exporters.onnx_int import OPSET, export_int_onnx, run_int_onnx
@@ -191,3 +193,26 @@ def test_refuses_non_integer_graph():
     g = small_graph("sdha-joint")
     with pytest.raises(ExportError, match="needs an integer graph"):
         export_int_onnx(ir.Graph(g.nodes[:1], ("in",), "float", {}), 4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 6), st.integers(1, 3), st.booleans(), st.sampled_from(["hard", "soft"]),
+       st.integers(1, 4), st.integers(1, 400), st.integers(0, 2 ** 16))
+def test_random_neurons_equal_reference(frac, k, decay, reset, levels, theta_hi, seed):
+    """Any IntLIF parameters (fraction bits, leak, decay_input, reset, levels, polarity,
+    bias): onnxruntime's spikes equal the reference's."""
+    rng = np.random.default_rng(seed)
+    if levels > 1:
+        reset = "soft"
+    c = 3
+    nodes = [ir.Input(name="in", inputs=(), shape=(1, 5, 5)),
+             ir.Conv(name="c", inputs=("in",), weight=rng.integers(-127, 128, (c, 1, 3, 3)),
+                     bias=rng.integers(-500, 500, c), padding=1, out_scale=np.full(c, 0.01)),
+             ir.IntLIF(name="n", inputs=("c",), theta=rng.integers(1, theta_hi + 1, c) * 2 ** frac,
+                       bias=rng.integers(-300, 300, c), polarity=rng.choice([-1, 1], c), frac_bits=frac,
+                       leak_shift=k, decay_input=decay, reset=reset, levels=levels)]
+    g = ir.Graph(tuple(nodes), ("n",), "integer", {})
+    frames = torch.from_numpy(rng.random((5, 2, 1, 5, 5)).astype(np.float32))
+    want = reference.run(g, frames, record=True).values["n"].numpy()
+    got = run_int_onnx(export_int_onnx(g, 5).model, frames.numpy())["spikes/n"]
+    assert np.array_equal(got.astype(np.int64), want)
