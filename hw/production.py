@@ -29,7 +29,7 @@ PRODUCTION = {
         lambda: GatedAccumulator(64, 16, 8, 23, form="lut")),
     "bitplane-dsp (64 x 16, 8-bit codes)": (
         "analog first layer: 8 bit-planes shifted into the accumulator, DSP adders",
-        lambda: BitPlaneAccumulator(64, 16, 8, 8, 23, form="dsp", dsp_instance=True)),
+        lambda: BitPlaneAccumulator(64, 16, 8, 8, 23, form="dsp", dsp_instance=True, w_abs_max=127)),
     "intlif lane (binary, 30 b)": (
         "IntLIF lane: polarity, bias, shift leak, hard reset; membrane 30 b",
         lambda: IntLIFLane(in_bits=24, mem_bits=30, theta_bits=29, bias_bits=29, frac_bits=4,

@@ -21,7 +21,7 @@ from ..compiler.reference import (ref_add, ref_attention_head, ref_gated_accumul
 from .check import compare
 from .payload import pack
 
-__all__ = ["Case", "run_case", "concat", "pe_case", "bitplane_case", "lif_case", "requant_case",
+__all__ = ["Case", "run_case", "concat", "rename", "pe_case", "bitplane_case", "lif_case", "requant_case",
            "add_case", "pool_case", "attention_case", "sssa_case", "MODES", "mutate"]
 
 MODES = ("random", "max", "min", "zeros", "ones")
@@ -44,8 +44,16 @@ def run_case(dut, case: Case, runner, **kw) -> None:
     """Run ``case`` with ``runner(dut_inputs, counts, **kw)`` and compare every output beat."""
     got = runner(case.inputs, case.counts, **kw)
     for k, exp in case.expected.items():
-        layout = getattr(dut, "out_layout") if k == "o" else None
+        layout = dut.signature.members[k].signature.members["payload"].shape
         compare(layout, got[k], exp, case.coords[k], who=f"{type(dut).__name__}[{case.name}]")
+
+
+def rename(case: Case, ports: dict[str, str]) -> Case:
+    """``case`` with its stream names mapped through ``ports`` (to drive a core inside a
+    wrapper whose ports are named differently)."""
+    return Case(case.name, {ports[k]: v for k, v in case.inputs.items()},
+                {ports[k]: v for k, v in case.expected.items()},
+                {ports[k]: v for k, v in case.coords.items()}, case.meta)
 
 
 def concat(cases: list[Case]) -> Case:

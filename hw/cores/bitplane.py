@@ -39,10 +39,10 @@ class BitPlaneAccumulator(wiring.Component):
 
     @refusing
     def __init__(self, lanes: int, terms: int, in_bits: int, w_bits: int, acc_bits: int, *,
-                 form: str = "lut", dsp_instance: bool = False):
+                 form: str = "lut", dsp_instance: bool = False, w_abs_max: int | None = None):
         self.in_bits = check_int("BitPlaneAccumulator", "in_bits", in_bits, 1, 16)
         self.pe = GatedAccumulator(lanes, terms, w_bits, acc_bits, planes=in_bits, form=form,
-                                   dsp_instance=dsp_instance)
+                                   dsp_instance=dsp_instance, w_abs_max=w_abs_max)
         self.lanes, self.terms = lanes, terms
         self.in_layout = data.StructLayout({
             "x": data.ArrayLayout(unsigned(in_bits), terms),

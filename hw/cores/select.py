@@ -63,7 +63,7 @@ def core_for(node, graph, bounds: dict, *, lanes: int = 8, terms: int = 16, form
         if src.kind in ("spike", "analog"):
             in_bits = bits_for(int(src.levels if src.kind == "spike" else bounds[node.inputs[0]]))
             return BitPlaneAccumulator(lanes, terms, in_bits, W_BITS, acc, form=form,
-                                       dsp_instance=dsp_instance)
+                                       dsp_instance=dsp_instance, w_abs_max=max(wmax, 1))
         raise HardwareError(f"{who}: reads an {src.kind!r} tensor; the PE array takes binary or "
                             "multi-bit spikes and analog codes only (integer-input convs are not "
                             "addition-only)")

@@ -7,6 +7,9 @@ mutation run (one flipped weight/parameter bit must be caught).
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from svf_deploy.hw.cores import (AttentionUnit, BitPlaneAccumulator, GatedAccumulator,
                                  IntLIFLane, Requant, SaccadeUnit, StreamAdd, SumPool)
@@ -23,18 +26,52 @@ CORES = {
     "ilif": (lambda: IntLIFLane(in_bits=9, mem_bits=24, theta_bits=10, bias_bits=12, frac_bits=1,
                                 leak_shift=2, decay_input=False, reset="soft", levels=4),
              C.lif_case, ("random", "max", "min", "zeros", "boundary"), ("i", "bias", 1)),
-    "requant": (lambda: Requant(in_bits=20, out_bits=20, max_shift=9), C.requant_case,
-                ("random", "max", "min", "boundary"), ("i", "x", 5)),
-    "add": (lambda: StreamAdd(a_bits=17, b_bits=15, out_bits=18, lanes=3), C.add_case,
-            ("random", "max", "min"), ("b", "v", 3)),
-    "pool": (lambda: SumPool(in_bits=12, out_bits=16, lanes=2), C.pool_case, ("random", "max", "min"),
-             ("i", "x", 2)),
     "sdha": (lambda: AttentionUnit(d=6, kv_bits=7, y_bits=10, kind="sdha"), C.attention_case,
              C.MODES, ("i", "v", 2)),
     "sssa": (lambda: SaccadeUnit(d=4, tokens=5, gains=(3, -5, 0, 6), theta=30, mem_bits=16,
                                  frac_bits=1, leak_shift=1, decay_input=True, reset="soft"),
              C.sssa_case, C.MODES, ("i", "kq", 1)),
 }
+
+
+class StreamOps(wiring.Component):
+    """Requant, StreamAdd and SumPool side by side in one Verilator build (three small cores,
+    one C++ compile): each keeps its own streams, renamed ``<core>_<port>``."""
+
+    def __init__(self):
+        self.cores = {"rq": Requant(in_bits=20, out_bits=20, max_shift=9),
+                      "add": StreamAdd(a_bits=17, b_bits=15, out_bits=18, lanes=3),
+                      "pool": SumPool(in_bits=12, out_bits=16, lanes=2)}
+        members = {}
+        for p, core in self.cores.items():
+            for k, mem in core.signature.members.items():
+                members[f"{p}_{k}"] = mem
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        for p, core in self.cores.items():
+            m.submodules[p] = core
+            for k, mem in core.signature.members.items():
+                outer = getattr(self, f"{p}_{k}")
+                if mem.flow == In:
+                    wiring.connect(m, wiring.flipped(outer), getattr(core, k))
+                else:
+                    wiring.connect(m, getattr(core, k), wiring.flipped(outer))
+        return m
+
+
+def _stream_ops_case(core, rng, mode):
+    parts = [C.rename(fn(core.cores[p], rng, m), {k: f"{p}_{k}" for k in ports})
+             for p, fn, ports in (("rq", C.requant_case, ("i", "o")), ("add", C.add_case, ("a", "b", "o")),
+                                  ("pool", C.pool_case, ("i", "o")))
+             for m in [mode]]
+    return C.Case(mode, {k: v for c in parts for k, v in c.inputs.items()},
+                  {k: v for c in parts for k, v in c.expected.items()},
+                  {k: v for c in parts for k, v in c.coords.items()})
+
+
+CORES["stream-ops"] = (StreamOps, _stream_ops_case, ("random", "max", "min", "boundary"), ("add_b", "v", 3))
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +105,13 @@ def test_core_mutation_on_verilator(builds, name):
     core, vb = _get(builds, name)
     case = _case(name, core, seed=1)
     stream, fld, bit = CORES[name][3]
-    layout = {"a": getattr(core, "a_layout", None), "b": getattr(core, "b_layout", None)}.get(
-        stream) or core.in_layout
+    layout = core.signature.members[stream].signature.members["payload"].shape
     bad = C.mutate(case, stream, beat=0, bit=layout[fld].offset + bit)
     with pytest.raises(Mismatch, match="first mismatch at beat"):
         C.run_case(core, bad, vb.run)
 
 
 def test_build_cache_is_reused(builds):
-    core, vb = _get(builds, "pool")
-    again = build(SumPool(in_bits=12, out_bits=16, lanes=2), "pool")
+    core, vb = _get(builds, "stream-ops")
+    again = build(StreamOps(), "stream-ops")
     assert again.cached and again.build_dir == vb.build_dir

@@ -8,6 +8,8 @@ from svf_deploy.hw.cores import (AttentionUnit, BitPlaneAccumulator, GatedAccumu
                                  SaccadeUnit, core_for)
 from svf_deploy.models.errors import HardwareError
 
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
 
 def _graph(conv_w=None, acc_bits=12, mem_bits=16, levels=1, extra=()):
     w = np.ones((4, 2, 1, 1), np.int64) if conv_w is None else conv_w
