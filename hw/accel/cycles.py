@@ -33,7 +33,7 @@ import numpy as np
 from . import isa
 from .config import AccelConfig
 
-__all__ = ["dma_read", "dma_write", "conv_cycles", "descriptor_cycles", "program_cycles", "LayerCycles",
+__all__ = ["layers_from_graph", "dma_read", "dma_write", "conv_cycles", "descriptor_cycles", "program_cycles", "LayerCycles",
            "bundle_sparsity", "predict", "Prediction"]
 
 FETCH_OVERHEAD = 3  # FETCH, DECODE, NEXT
@@ -206,42 +206,78 @@ class Prediction:
                 "bundle_skip": self.skip}
 
 
-def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: int,
-            skip: float = 0.0) -> Prediction:
-    """Latency of a layer list on ``cfg`` (see the module docstring).
+def layers_from_graph(graph) -> list[dict]:
+    """T-independent layer list of an integer graph for :func:`predict` (EW/REDUCE sizes
+    are per time step; LIF/SDHA/CONV carry their shapes)."""
+    from ...compiler import ir
 
-    ``layers``: dicts with ``op`` (``conv``/``lif``/``ew``/``reduce``/``sdha``) and the
-    descriptor fields of :func:`descriptor_cycles` (``cin, kk, hout, wout, cout`` for a conv;
-    ``c, hw`` for a LIF; ``n`` for EW; ``heads, d, hw`` for SDHA). Conv terms shrink by
-    ``1 - skip`` (empty bundles skipped); weights stream at ``u`` units per
-    ``u`` cycles, hidden behind compute when a layer computes longer than it loads.
+    out = []
+    for n in graph.nodes:
+        t = graph.types[n.name]
+        shp = tuple(t.shape) if len(t.shape) == 3 else (t.shape[0], 1, 1)
+        if isinstance(n, (ir.Conv, ir.Linear)):
+            src = graph.types[n.inputs[0]]
+            k = int(n.weight.shape[2]) if n.weight.ndim == 4 else 1
+            planes = 8 if src.kind == "analog" else 1
+            out.append({"op": "conv", "name": n.name, "cin": int(n.weight.shape[1]) * planes, "planes": planes,
+                        "kk": k * k, "hout": shp[1], "wout": shp[2], "cout": shp[0]})
+        elif isinstance(n, ir.IntLIF):
+            out.append({"op": "lif", "name": n.name, "c": shp[0], "hw": shp[1] * shp[2]})
+        elif isinstance(n, (ir.Add, ir.Requant)):
+            out.append({"op": "ew", "name": n.name, "n": shp[0] * shp[1] * shp[2]})
+        elif isinstance(n, (ir.GlobalPool, ir.TimeMean)):
+            src = graph.types[n.inputs[0]].shape
+            out.append({"op": "reduce", "name": n.name, "n": int(np.prod(src))})
+        elif isinstance(n, ir.Attention):
+            out.append({"op": "sdha", "name": n.name, "heads": n.heads, "d": shp[0] // n.heads,
+                        "hw": shp[1] * shp[2]})
+    return out
+
+
+def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: int,
+            skip: float = 0.0, stream_weights: bool = False) -> Prediction:
+    """Latency of a layer list (:func:`layers_from_graph`) on ``cfg``.
+
+    Default: the v1 RTL as built - per conv, ``LOADW`` chunks (weight buffer permitting)
+    then ``CONV``, descriptors fetched from DDR, every spike map stored to DDR; the same
+    per-descriptor costs as :func:`descriptor_cycles` (the activation-buffer fit is not
+    checked: large models need row-band tiling, which v1 does not emit).
+
+    Options that model *planned* engine changes (not in the RTL; reported as such):
+    ``stream_weights`` - weights arrive a full AXI beat per cycle into a double-buffered
+    weight buffer, hidden behind the previous chunk's compute; ``skip`` - the fraction of
+    conv terms whose input T-bundle is all zero and is skipped (event lists).
     """
-    P, PT = cfg.p_o, cfg.p_t
-    tch = -(-T // PT)
-    cycles = ideal = adds = wbytes = 0
+    P = cfg.p_o
+    fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg)
+    cycles = 4 * fetch
+    ideal = adds = wbytes = 0
     for L in layers:
         op = L["op"]
         if op == "conv":
-            tiles = -(-L["cout"] // P)
             terms = L["cin"] * L["kk"]
+            tiles = -(-L["cout"] // P)
+            wtile = L["cin"] // L.get("planes", 1) * L["kk"]
+            per_chunk = max(1, cfg.wbuf_depth // wtile)
             eff = max(1, int(round(terms * (1 - skip))))
             hw = L["hout"] * L["wout"]
-            comp = conv_cycles(cfg, terms=eff, hw=hw, T=T, cout=L["cout"])
-            wb = tiles * terms * P
-            load = dma_read(wb // 4, cfg)
-            cycles += max(comp, load) + 40
+            for c0 in range(0, tiles, per_chunk):
+                c1 = min(tiles, c0 + per_chunk)
+                comp = fetch + conv_cycles(cfg, terms=eff, hw=hw, T=T, cout=L["cout"], oc_start=c0 * P,
+                                           oc_end=min(L["cout"], c1 * P))
+                units = (c1 - c0) * wtile * (P // 4)
+                load = fetch + (-(-units // cfg.units_per_beat) if stream_weights else dma_read(units, cfg))
+                cycles += max(comp, load) if stream_weights else comp + load
             a = L["cout"] * hw * terms * T
             adds += a
-            ideal += -(-a // (P * PT))
-            wbytes += wb
+            ideal += -(-a // cfg.adders)
+            wbytes += tiles * wtile * P
         elif op == "lif":
-            cycles += L["c"] * (L["hw"] * T + 6) + 40
-        elif op == "ew":
-            cycles += L["n"] + 42
-        elif op == "reduce":
-            cycles += L["n"] + 42
+            cycles += 2 * fetch + L["c"] * (L["hw"] * T + 6) + dma_write(L["c"] * L["hw"], cfg)
+        elif op in ("ew", "reduce"):
+            cycles += fetch + L["n"] * T + 2
         elif op == "sdha":
             d2hw = L["d"] * L["d"] * L["hw"]
-            cycles += L["heads"] * (d2hw + d2hw * T + 6) + 41
+            cycles += fetch + L["heads"] * (d2hw + d2hw * T + 6) + 1
             adds += 2 * L["heads"] * d2hw * T
     return Prediction(model, T, size, cfg.clock_mhz, int(adds), int(cycles), int(ideal), int(wbytes), skip)

@@ -350,9 +350,10 @@ def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, store_ints:
         elif isinstance(n, ir.Requant):
             put(n.name, "shift", n.shift)
     param_words = np.array(params, np.int64).astype(np.int32).view(np.uint32) if params else np.zeros(0, np.uint32)
-    arena = _Arena(cfg.act_depth, len(param_words))
     if len(param_words) > cfg.act_depth:
-        raise HardwareError(f"{len(param_words)} parameter words exceed the activation buffer ({cfg.act_depth})")
+        raise HardwareError(f"{len(param_words)} parameter words exceed the activation buffer "
+                            f"({cfg.act_depth} words): use a configuration with a larger act_depth")
+    arena = _Arena(cfg.act_depth, len(param_words))
 
     # ---- weights image (per conv, tile-major words)
     wimg: list[np.ndarray] = []

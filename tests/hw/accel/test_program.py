@@ -1,0 +1,96 @@
+"""The program emitter: layouts the hardware reads, versioning, relocation, clear refusals."""
+
+import numpy as np
+import pytest
+
+from svf_deploy.compiler import ir
+from svf_deploy.hw.accel import CI, PRODUCTION, AccelConfig, isa
+from svf_deploy.hw.accel.program import _weight_words, emit
+from svf_deploy.models.errors import HardwareError
+
+
+def test_header_version_and_relocation(bundled):
+    graph, _ = bundled
+    prog = emit(graph, CI)
+    w = prog.words()
+    assert w[0, 0] == isa.OP_HEADER and w[0, 1] == isa.MAGIC and w[0, 2] == isa.VERSION
+    assert w[0, 3] == len(prog.descriptors) and w[-1, 0] == isa.OP_END
+    base = 0x4000_0000
+    wr = prog.words(base)
+    moved = {(i, j) for i, j in prog.relocs}
+    for i, j in moved:  # every DDR address moves by the base, nothing else does
+        assert int(wr[i, j]) == int(w[i, j]) + base
+    mask = np.ones_like(w, bool)
+    for i, j in moved:
+        mask[i, j] = False
+    assert np.array_equal(w[mask], wr[mask])
+    # the image starts with the descriptors and holds them 128-byte aligned
+    assert np.array_equal(prog.image[: w.size * 4].view("<u4").reshape(w.shape), w)
+    assert prog.manifest()["isa_version"] == isa.VERSION
+
+
+def test_weight_image_is_tile_major_lanes(bundled):
+    graph, _ = bundled
+    prog = emit(graph, CI)
+    conv = next(n for n in graph.nodes if isinstance(n, ir.Conv) and n.weight.shape[0] > CI.p_o)
+    ld = next(f for op, f, node in prog.descriptors if op == isa.OP_LOADW and node == conv.name)
+    P = CI.p_o
+    words = prog.image[ld["ddr"]: ld["ddr"] + ld["count"] * P].view(np.int8).reshape(-1, P)
+    o, i, k, _ = conv.weight.shape
+    for oc in (0, P - 1, P, o - 1):          # lane oc % P of tile oc // P
+        for ii, ky, kx in ((0, 0, 0), (i - 1, k - 1, k - 1), (i // 2, k // 2, 0)):
+            word = (oc // P) * i * k * k + (ii * k + ky) * k + kx
+            assert words[word, oc % P] == conv.weight[oc, ii, ky, kx]
+    # padding lanes of a partial tile are zero
+    ww = _weight_words(np.ones((5, 2, 1, 1), np.int64), 4)
+    assert ww.shape == (4, 4) and ww[2:, 1:].sum() == 0 and ww[:2].sum() == 8
+
+
+def test_input_planes_and_tensor_decoding(bundled):
+    graph, golden = bundled
+    prog = emit(graph, CI)
+    codes = golden.values[graph.input.name][:, 0].numpy()
+    planes = prog.input_planes(codes).reshape(codes.shape[1], 8, *codes.shape[2:])
+    rebuilt = sum(((planes[:, j][None] >> np.arange(prog.T)[:, None, None, None]) & 1) << j for j in range(8))
+    assert np.array_equal(rebuilt, codes)
+    # a spike map written in the bundle layout decodes back to [T, C, H, W]
+    name = next(n for n in prog.stored if prog.tensors[n].layout == "bundles")
+    want = golden.values[name][:, 0].numpy()
+    ddr = np.zeros(prog.image.size, np.uint8)
+    bundles = sum(want[t].astype(np.uint32) << t for t in range(prog.T)).ravel()
+    off = prog.tensors[name].ddr
+    ddr[off: off + 4 * bundles.size] = bundles.view(np.uint8)
+    assert np.array_equal(prog.read_tensor(ddr, name), want)
+    with pytest.raises(HardwareError, match="input codes have shape"):
+        prog.input_planes(codes[:, :, :3])
+
+
+def test_every_spike_map_and_the_output_are_stored(bundled):
+    graph, _ = bundled
+    prog = emit(graph, PRODUCTION)
+    spikes = [n.name for n in graph.nodes if graph.types[n.name].kind == "spike"]
+    assert set(prog.stored) == set(spikes) | set(graph.outputs)
+    assert prog.act_peak <= PRODUCTION.act_depth
+
+
+def _swap(graph, name, **kw):
+    nodes = [n.replace(**kw) if n.name == name else n for n in graph.nodes]
+    return graph.replace(nodes=nodes)
+
+
+def test_refuses_what_it_cannot_run_exactly(bundled):
+    graph, _ = bundled
+    lif = next(n for n in graph.nodes if isinstance(n, ir.IntLIF))
+    with pytest.raises(HardwareError, match=rf"IntLIF '{lif.name}'.*levels=2"):
+        emit(_swap(graph, lif.name, levels=2, reset="soft"), CI)
+    att = next(n for n in graph.nodes if isinstance(n, ir.Attention))
+    with pytest.raises(HardwareError, match="joint SDHA only"):
+        emit(_swap(graph, att.name, kind="sdsa"), CI)
+    with pytest.raises(HardwareError, match="activation buffer holds 16384 words"):
+        emit(graph, AccelConfig(name="tiny", act_depth=16384))
+    with pytest.raises(HardwareError, match="parameter words exceed"):
+        emit(graph, AccelConfig(name="tiny", act_depth=4096))
+    with pytest.raises(HardwareError, match="weight buffer holds 64"):
+        emit(graph, AccelConfig(name="tiny", wbuf_depth=64))
+    with pytest.raises(HardwareError, match="p_o must be a multiple of 4"):
+        AccelConfig(name="bad", p_o=6)
