@@ -337,6 +337,51 @@ class _Builder:
         y = self.neuron(f"{path}.attn_lif", m.attn_lif, y)
         return self.repconv(f"{path}.proj_conv", m.proj_conv, y)
 
+    def conv_bn(self, path: str, seq: nn.Module, x: str) -> str:
+        """``Sequential(Conv2d, BatchNorm2d)`` -> ``Conv <path>.0`` + ``BatchNorm <path>.1``."""
+        self.expect(path, seq, (nn.Sequential,))
+        if len(seq) != 2:
+            raise _unsupported(path, seq, "expected Sequential(Conv2d, BatchNorm2d)")
+        return self.bn(f"{path}.1", seq[1], self.conv(f"{path}.0", seq[0], x))
+
+    def segmentation(self, model: nn.Module, stages: list[str], divs: tuple[int, ...]) -> str:
+        """Memory read (the last step's query attends to all tokens of the earlier steps)
+        fused into the last stage, then the spiking FPN on the last step of each stage;
+        returns the logits node (``fpn.cls``, at ``H/4``, one step)."""
+        mem, fpn = model.memory, model.fpn
+        self.expect("memory", mem, (svf.MemoryRead,))
+        self.expect_children("memory", mem, {"q_lif", "kv_lif", "q_conv", "k_conv", "v_conv",
+                                             "q_out", "k_out", "v_out", "attn_bn", "attn_lif", "proj"})
+        s = self.neuron("memory.q_lif", mem.q_lif, stages[3])
+        last = self.emit(ir.TimeSlice("memory.q_lif.last", (s,), start=-1, stop=None))
+        past = self.emit(ir.TimeSlice("memory.q_lif.past", (s,), start=0, stop=-1))
+        q = self.neuron("memory.q_out", mem.q_out, self.conv_bn("memory.q_conv", mem.q_conv, last))
+        k = self.neuron("memory.k_out", mem.k_out, self.conv_bn("memory.k_conv", mem.k_conv, past))
+        v = self.neuron("memory.v_out", mem.v_out, self.conv_bn("memory.v_conv", mem.v_conv, past))
+        y = self.emit(ir.Attention("memory.attn", (q, k, v), kind="sdha", heads=int(mem.num_heads),
+                                   tokens="joint", factor=1.0 / (2 * mem.dim)))
+        y = self.bn("memory.attn_bn", mem.attn_bn, y)
+        y = self.neuron("memory.attn_lif", mem.attn_lif, y)
+        y = self.conv_bn("memory.proj", mem.proj, y)
+        x_last = self.emit(ir.TimeSlice("memory.last", (stages[3],), start=-1, stop=None))
+        feats = [self.emit(ir.TimeSlice(f"fpn.feat{i}", (stages[i],), start=-1, stop=None))
+                 for i in range(3)] + [self.emit(ir.Add("memory.add", (x_last, y)))]
+        self.expect("fpn", fpn, (svf.SpikingFPN,))
+        self.expect_children("fpn", fpn, {"lateral_lif", "lateral", "out_lif", "out_conv",
+                                          "cls_lif", "cls"})
+        y = None
+        for i in reversed(range(len(feats))):
+            z = self.neuron(f"fpn.lateral_lif.{i}", fpn.lateral_lif[i], feats[i])
+            z = self.conv_bn(f"fpn.lateral.{i}", fpn.lateral[i], z)
+            if y is not None:
+                f = divs[i + 1] // divs[i]  # nearest interpolation to an exact multiple
+                up = y if f == 1 else self.emit(ir.Upsample(f"fpn.up.{i}", (y,), factor=f))
+                z = self.emit(ir.Add(f"fpn.add.{i}", (z, up)))
+            y = z
+        o = self.conv_bn("fpn.out_conv", fpn.out_conv, self.neuron("fpn.out_lif", fpn.out_lif, y))
+        y = self.emit(ir.Add("fpn.add_out", (y, o)))
+        return self.conv("fpn.cls", fpn.cls, self.neuron("fpn.cls_lif", fpn.cls_lif, y))
+
     def mlp(self, path: str, m: nn.Module, x: str) -> str:
         self.expect(path, m, (blocks.ChannelMLP,))
         self.expect_children(path, m, {"fc1_conv", "fc1_bn", "fc1_lif", "fc2_conv", "fc2_bn", "fc2_lif"})
@@ -396,6 +441,11 @@ _HEAD_CHILDREN = {"classification": {"lif", "head"}, "classification_kd": {"lif"
                   "pose": {"lif", "head_shape", "head_pose", "head_trans"}}
 
 
+_HEAD_CHILDREN["segmentation"] = {"memory", "fpn"}
+#: the stages whose output streams the segmentation FPN reads
+_SEG_STAGES = ("ConvBlock1_2", "ConvBlock2_2", "block3", "block4")
+
+
 def from_torch(model: nn.Module, frame_shape: tuple[int, int, int] | None = None) -> ir.Graph:
     """Translate a SpikeVideoFormer into a ``float`` IR graph.
 
@@ -431,10 +481,8 @@ def from_torch(model: nn.Module, frame_shape: tuple[int, int, int] | None = None
                                       "(build them with svf_deploy.models.build_model)")
     cfg = model.cfg
     if cfg.head not in _HEAD_CHILDREN:
-        bad = next(((n, c) for n, c in model.named_children() if n in ("memory", "fpn")),
-                   ("", model))
-        raise _unsupported(bad[0], bad[1], f"the {cfg.head} head (memory read + spiking FPN) "
-                                           "is not supported; use the classification or pose head")
+        raise _unsupported("", model, f"the {cfg.head!r} head is not supported; use the "
+                                      "classification, pose or segmentation head")
     head_kids = _HEAD_CHILDREN["classification_kd" if cfg.head == "classification" and cfg.kd
                                else cfg.head]
     _Builder.expect_children("", model, {n for n, _ in _STAGES} | head_kids)
@@ -449,6 +497,7 @@ def from_torch(model: nn.Module, frame_shape: tuple[int, int, int] | None = None
     hw16 = (frame_shape[1] // 16, frame_shape[2] // 16)  # transformer stages' resolution
 
     b = _Builder(model)
+    stage_out: list[str] = []  # the residual stream after each stage (segmentation head)
     x = b.emit(ir.Input("input", (), shape=frame_shape))
     norm = None
     if cfg.input_mean is not None:
@@ -466,13 +515,18 @@ def from_torch(model: nn.Module, frame_shape: tuple[int, int, int] | None = None
         b.expect(name, mod, (nn.ModuleList,))
         for i, blk in enumerate(mod):
             x = handlers[kind](f"{name}.{i}", blk, x)
+        if name in _SEG_STAGES:
+            stage_out.append(x)
 
-    x = b.emit(ir.GlobalPool("pool", (x,)))
-    x = b.neuron("lif", model.lif, x)
+    if cfg.head == "segmentation":  # logits of the last step at H/4 (bilinear x4 is outside)
+        outputs = (b.segmentation(model, stage_out, (4, 8, 16, 16)),)
+    else:
+        x = b.emit(ir.GlobalPool("pool", (x,)))
+        x = b.neuron("lif", model.lif, x)
     if cfg.head == "classification":
         y = b.linear("head", model.head, x, getattr(model, "head_kd", None) if cfg.kd else None)
         outputs: tuple[str, ...] = (b.emit(ir.TimeMean("time_mean", (y,))),)
-    else:
+    elif cfg.head == "pose":
         outputs = tuple(b.linear(h, getattr(model, h), x)
                         for h in ("head_shape", "head_pose", "head_trans"))
     meta = {"model_config": cfg.to_dict(), "T": int(cfg.T), "frontend": "svf_deploy.compiler.frontend",

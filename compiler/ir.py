@@ -43,7 +43,7 @@ from ..models.errors import GraphError
 __all__ = [
     "SCHEMA_VERSION", "TensorType", "Node", "Input", "Conv", "BatchNorm", "RepConv", "LIF",
     "IntLIF", "Add", "Requant", "Attention", "SSSA", "GlobalPool", "Linear", "TimeMean", "Slice",
-    "Concat", "Graph",
+    "Concat", "TimeSlice", "Upsample", "Graph",
     "NODE_TYPES", "STAGES", "FORBIDDEN",
 ]
 
@@ -498,6 +498,11 @@ class Attention(Node):
     * ``kind="sdha"``: ``y = (2Q - 1) ((2K - 1)^T V)``
     * ``kind="sdsa"``: ``y = Q (K^T V)``
 
+    Spikes are binary in the backbone; the segmentation memory read feeds I-LIF counts
+    ``0..D`` (the same formula, as the torch model computes it). ``Q`` may cover fewer
+    steps than ``K``/``V`` (a cross-attention after ``TimeSlice``): with ``joint`` tokens
+    every step of ``Q`` attends to all ``T_kv * H * W`` tokens of ``K``/``V``.
+
     ``factor`` is the real value of one unit of ``y`` (``1/(2C)`` for SDHA, 0.125 for
     SDSA); integer graphs carry it as the output scale, to be absorbed downstream.
     """
@@ -523,7 +528,7 @@ class Attention(Node):
               f"Attention {self.name!r}: Q, K, V must share one (C, H, W) shape")
         _need(q.shape[0] % self.heads == 0, f"Attention {self.name!r}: {q.shape[0]} channels / {self.heads} heads")
         for t in ins:
-            _need(t.kind == "spike" and t.levels == 1, f"Attention {self.name!r}: inputs must be binary spikes")
+            _need(t.kind == "spike", f"Attention {self.name!r}: inputs must be spikes")
         if stage == "float":
             return TensorType(q.shape, "float")
         return TensorType(q.shape, "int", scale=(float(self.factor),) * q.shape[0])
@@ -609,6 +614,47 @@ class Concat(Node):
 
 
 @dataclass(frozen=True, eq=False)
+class TimeSlice(Node):
+    """Steps ``start:stop`` of the clip (Python slice semantics, negative indices count
+    from the end, ``stop=None`` = to the end), any kind: the segmentation head's "last
+    step" (``-1:``) and "memory" (``:-1``). Downstream nodes run on fewer steps; bounds
+    that grow with the clip (joint attention, TimeMean) count the steps they see."""
+
+    start: int = -1
+    stop: int | None = None
+
+    op: ClassVar[str] = "TimeSlice"
+
+    def steps(self, t: int) -> int:
+        """Number of steps out of a ``t``-step input."""
+        return len(range(t)[self.start:self.stop])
+
+    def infer(self, ins, stage):
+        (x,) = ins
+        return x
+
+
+@dataclass(frozen=True, eq=False)
+class Upsample(Node):
+    """Nearest-neighbour upsampling by an integer ``factor``: ``y[c, i, j] = x[c, i // f,
+    j // f]`` (``F.interpolate(mode="nearest")`` to an exact multiple). No arithmetic."""
+
+    factor: int = 2
+
+    op: ClassVar[str] = "Upsample"
+
+    def check(self) -> None:
+        _need(isinstance(self.factor, int) and self.factor >= 1,
+              f"Upsample {self.name!r}: factor must be an int >= 1, got {self.factor!r}")
+
+    def infer(self, ins, stage):
+        (x,) = ins
+        _need(len(x.shape) == 3, f"Upsample {self.name!r}: input must be (C, H, W)")
+        return TensorType((x.shape[0], x.shape[1] * self.factor, x.shape[2] * self.factor),
+                          x.kind, x.levels, x.scale)
+
+
+@dataclass(frozen=True, eq=False)
 class GlobalPool(Node):
     """Spatial pooling ``(C, H, W) -> (C,)``. Float: mean. Integer: sum, with the output
     scale ``in_scale / (H*W)``, so the real value is still the mean."""
@@ -646,7 +692,7 @@ class TimeMean(Node):
 
 NODE_TYPES: dict[str, type[Node]] = {c.op: c for c in (
     Input, Conv, Linear, BatchNorm, RepConv, LIF, IntLIF, Add, Requant, Attention, SSSA, GlobalPool,
-    TimeMean, Slice, Concat)}
+    TimeMean, Slice, Concat, TimeSlice, Upsample)}
 STAGES = ("float", "quantized", "integer")
 #: ops that may not appear at a stage
 FORBIDDEN = {"float": frozenset({"IntLIF", "Requant"}),

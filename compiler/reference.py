@@ -179,7 +179,9 @@ def bounds(graph: ir.Graph, T: int) -> dict[str, int]:
     Add        ``B_a + B_b``
     Requant    ``(B_in + 2**s >> 1) >> s`` with ``s`` the smallest shift
     Attention  ``d * tokens`` (``d = C / heads``; tokens ``T*H*W`` joint, ``H*W`` spatial,
-               ``T`` temporal)
+               ``T`` temporal, ``T`` the steps of K/V), times ``(2Lq-1)(2Lk-1)Lv`` (sdha)
+               or ``Lq Lk Lv`` (sdsa) for spike levels ``L`` (1 when binary)
+    TimeSlice, Upsample  ``B_in`` (TimeMean and attention count the steps they see)
     Slice      ``B_in``; Concat ``max(B_a, B_b)``
     SSSA       the saccade membrane, as IntLIF with ``A = max|gain[:T]| * d * d*H*W * 2**F``
     GlobalPool ``H * W * B_in``
@@ -217,7 +219,9 @@ def bounds(graph: ir.Graph, T: int) -> dict[str, int]:
         t = graph.types[name]
         return int(t.levels) if t.kind == "spike" else out[name]
 
+    steps = node_steps(graph, T)
     for n in graph.nodes:
+        T_n = steps[n.inputs[-1]] if n.inputs else T  # K/V's steps for an attention
         if isinstance(n, ir.Input):
             b = 2 ** n.bits - 1
         elif isinstance(n, (ir.Conv, ir.Linear)):
@@ -232,8 +236,12 @@ def bounds(graph: ir.Graph, T: int) -> dict[str, int]:
             b = (vb(n.inputs[0]) + ((1 << s_min) >> 1)) >> s_min
         elif isinstance(n, ir.Attention):
             c, h, w = graph.types[n.inputs[0]].shape
-            tokens = {"joint": T * h * w, "spatial": h * w, "temporal": T}[n.tokens]
-            b = (c // n.heads) * tokens
+            tokens = {"joint": T_n * h * w, "spatial": h * w, "temporal": T_n}[n.tokens]
+            lq, lk, lv = (int(graph.types[i].levels) for i in n.inputs)
+            b = (c // n.heads) * tokens * ((2 * lq - 1) * (2 * lk - 1) * lv if n.kind == "sdha"
+                                           else lq * lk * lv)
+        elif isinstance(n, (ir.TimeSlice, ir.Upsample)):
+            b = vb(n.inputs[0])
         elif isinstance(n, ir.Slice):
             b = vb(n.inputs[0])
         elif isinstance(n, ir.Concat):
@@ -250,10 +258,22 @@ def bounds(graph: ir.Graph, T: int) -> dict[str, int]:
             _, h, w = graph.types[n.inputs[0]].shape
             b = h * w * vb(n.inputs[0])
         elif isinstance(n, ir.TimeMean):
-            b = T * vb(n.inputs[0])
+            b = T_n * vb(n.inputs[0])
         else:
             raise GraphError(f"bounds(): no integer semantics for {n.op} {n.name!r}")
         out[n.name] = int(b)
+    return out
+
+
+def node_steps(graph: ir.Graph, T: int) -> dict[str, int]:
+    """Number of time steps each node's output covers for a ``T``-step clip (``TimeSlice``
+    shortens it; every other node keeps its last input's)."""
+    out: dict[str, int] = {}
+    for n in graph.nodes:
+        t = out[n.inputs[-1]] if n.inputs else T
+        out[n.name] = n.steps(t) if isinstance(n, ir.TimeSlice) else t
+        if out[n.name] < 1:
+            raise GraphError(f"TimeSlice {n.name!r} leaves no step of a {t}-step clip")
     return out
 
 
@@ -728,6 +748,16 @@ class _Run:
         y = (x + ((1 << sh) >> 1)) >> sh
         self.check_int(y, n, n.acc_bits)
         return y
+
+    def TimeSlice(self, n: ir.TimeSlice) -> torch.Tensor:
+        x = self.values[n.inputs[0]]
+        if n.steps(x.shape[0]) < 1:
+            raise GraphError(f"TimeSlice {n.name!r} leaves no step of a {x.shape[0]}-step clip")
+        return x[n.start:n.stop]
+
+    def Upsample(self, n: ir.Upsample) -> torch.Tensor:
+        f = n.factor
+        return self.values[n.inputs[0]].repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
 
     def Slice(self, n: ir.Slice) -> torch.Tensor:
         return self.values[n.inputs[0]][:, :, n.start:n.stop]

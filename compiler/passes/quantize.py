@@ -115,13 +115,13 @@ def per_tensor(graph: ir.Graph, node: ir.Node) -> bool:
 
 def neuron_threshold(graph: ir.Graph, names) -> float | None:
     """The smallest ``v_threshold`` of the LIF neurons reading any of ``names`` directly or
-    through Adds (a residual stream); None if no neuron reads them."""
+    through Adds, TimeSlices and Upsamples (a residual stream); None if no neuron reads them."""
     todo, seen, ths = list(names), set(names), []
     while todo:
         for r in graph.consumers(todo.pop()):
             if isinstance(r, ir.LIF):
                 ths.append(float(r.v_threshold))
-            elif isinstance(r, ir.Add) and r.name not in seen:
+            elif isinstance(r, (ir.Add, ir.TimeSlice, ir.Upsample)) and r.name not in seen:
                 seen.add(r.name)
                 todo.append(r.name)
     return min(ths) if ths else None
@@ -181,6 +181,8 @@ def tensor_scales(graph: ir.Graph, input_scale: float = 1 / 255, bits: int = 8,
             s = ins[0]
         elif isinstance(n, ir.Slice):
             s = None if ins[0] is None else ins[0][n.start:n.stop]
+        elif isinstance(n, (ir.TimeSlice, ir.Upsample)):
+            s = ins[0]
         elif isinstance(n, ir.Concat):
             s = None if ins[0] is None or ins[1] is None else np.concatenate(ins)
         elif isinstance(n, ir.BatchNorm):

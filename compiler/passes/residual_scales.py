@@ -2,7 +2,8 @@ r"""Give every residual stream one per-channel scale shared by all its writers.
 
 A *residual stream* is a connected component of nodes joined through ``Add`` nodes:
 each Add is joined with both operands and (through later Adds reading it) with its
-readers that are Adds. Its *writers* are the Conv/Linear layers in the component (the
+readers that are Adds; an operand that is a ``TimeSlice`` or ``Upsample`` (the
+segmentation head's last step of a stage, the FPN's upsampled sum) joins its input too. Its *writers* are the Conv/Linear layers in the component (the
 downsample conv that opens a stage and every branch's last layer).
 
 Each writer ``w`` has a *natural* per-channel scale, the one :mod:`quantize` would give
@@ -55,7 +56,10 @@ from .. import ir
 from . import Contract
 from . import quantize
 
-__all__ = ["run", "streams"]
+__all__ = ["run", "streams", "TRANSPARENT"]
+
+#: nodes that pass a stream on unchanged (same scale): the last step, an upsampled copy
+TRANSPARENT = (ir.TimeSlice, ir.Upsample)
 
 CONTRACT = Contract("residual_scales", "float", "float",
                     ("weight_bits", "input_scale", "stream_slack_bits", "threshold_grid"))
@@ -72,12 +76,19 @@ def streams(graph: ir.Graph) -> list[list[str]]:
             a = parent[a]
         return a
 
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+
     for n in graph.nodes:
         if isinstance(n, ir.Add):
             for i in n.inputs:
-                ra, rb = find(n.name), find(i)
-                if ra != rb:
-                    parent[ra] = rb
+                union(n.name, i)
+                src = graph.node(i)
+                while isinstance(src, TRANSPARENT):  # a slice / upsampled copy of a stream
+                    union(src.name, src.inputs[0])
+                    src = graph.node(src.inputs[0])
     comps: dict[str, list[str]] = {}
     for n in graph.nodes:
         if n.name in parent:
@@ -126,7 +137,7 @@ def run(graph: ir.Graph, weight_bits: int = 8, input_scale: float = 1 / 255,
         members = set(comp)
         for m in comp:
             node = g.node(m)
-            if not isinstance(node, (ir.Add, ir.Conv, ir.Linear)):
+            if not isinstance(node, (ir.Add, ir.Conv, ir.Linear) + TRANSPARENT):
                 raise GraphError(f"residual_scales: {node.op} {m!r} is added into a residual "
                                  "stream; only Conv/Linear layers (and Adds) may write a stream")
         writers = [g.node(m) for m in comp if isinstance(g.node(m), (ir.Conv, ir.Linear))]

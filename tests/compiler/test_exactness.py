@@ -169,7 +169,8 @@ def _zoo_model(name, **kw):
     ("svf-tiny", dict(attention="sdha")), ("svf-tiny", dict(attention="sdha_spatial")),
     ("svf-tiny", dict(attention="sdha_hierarchical")), ("svf-tiny", dict(attention="sdha_factorized")),
     ("svf-tiny", dict(attention="sdsa")), ("svf-tiny", dict(attention="sssa")),
-    ("svf-tiny-pose", {})], ids=lambda v: v if isinstance(v, str) else v.get("attention", ""))
+    ("svf-tiny-pose", {}), ("svf-tiny-seg", {})],
+    ids=lambda v: v if isinstance(v, str) else v.get("attention", ""))
 def test_zoo_variants_exact_at_high_precision(name, kw):
     """Every supported zoo kind, compiled at 24-bit weights: the integer graph reproduces
     the float graph (= the torch model) spike for spike, and the outputs to weight rounding."""

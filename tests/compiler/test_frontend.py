@@ -208,9 +208,22 @@ def test_hierarchical_and_factorized_attention_translate_exactly(attention):
     assert torch.equal(got, want)  # float64, same operation order: identical
 
 
-def test_segmentation_head_rejected():
-    with pytest.raises(UnsupportedModelError, match=r"'memory' of type MemoryRead.*segmentation head"):
-        frontend.from_torch(build_model("svf-tiny-seg"))
+def test_segmentation_head_translates_exactly():
+    """Memory read (last step queries the earlier ones, I-LIF counts), FPN with nearest
+    upsampling: the float graph's logits equal the torch FPN output (before the bilinear x4
+    readout, which stays outside the integer graph)."""
+    m = tiny("svf-tiny-seg")
+    g = frontend.from_torch(m)
+    ops = Counter(n.op for n in g.nodes)
+    assert g.outputs == ("fpn.cls",) and ops["TimeSlice"] == 6 and ops["Upsample"] == 2
+    assert g.node("memory.attn").tokens == "joint" and g.types["memory.q_out"].levels == 4
+    x = torch.round(torch.rand(4, 2, 1, 32, 32, dtype=torch.float64) * 255) / 255
+    cap = {}
+    hook = m.fpn.register_forward_hook(lambda mod, i, o: cap.__setitem__("fpn", o))
+    m(x)
+    hook.remove()
+    got = reference.run(g, x).outputs["fpn.cls"]
+    assert got.shape == (1, 2, 5, 8, 8) and torch.equal(got, cap["fpn"])
 
 
 def test_non_spiking_model_rejected():

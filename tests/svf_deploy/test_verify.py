@@ -180,3 +180,26 @@ def test_zeroed_hash_replaced_report_and_extra_files_are_caught(outdir, capsys):
 def test_golden_spikes_hold_ilif_levels():
     assert _spike_dtype(1) == np.uint8 and _spike_dtype(255) == np.uint8
     assert _spike_dtype(300) == np.uint16 and _spike_dtype(70000) == np.uint32
+
+
+def test_segmentation_model_compiles_and_verifies_from_the_command_line(tmp_path):
+    """The segmentation head (I-LIF levels, memory read, FPN) end to end: svf-compile, then
+    svf-verify re-runs the golden record, whose I-LIF spike counts keep their levels."""
+    import torch
+
+    from svf_deploy.models import build_model
+    from svf_deploy.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    ck = save_checkpoint(build_model("svf-tiny-seg"), tmp_path / "seg.pt")
+    out = tmp_path / "out"
+    r = subprocess.run([str(BIN / "svf-compile"), str(ck), "-o", str(out), "--clips", "2", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["T"] == 4 and "memory.attn_lif" in s["inexact_neurons"]  # attn_bn's bias, stated
+    g = json.loads((out / "graph.json").read_text())
+    assert g["outputs"] == ["fpn.cls"] and g["meta"]["T"] == 4
+    with np.load(out / "golden.npz") as z:
+        assert z["spikes/fpn.cls_lif"].dtype == np.uint8 and z["out/fpn.cls"].shape == (1, 1, 5, 8, 8)
+    assert verify_main([str(out)]) == 0
