@@ -49,7 +49,7 @@ and the graph carries the structure (``svf_graph``, JSON), from which
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -49,7 +49,8 @@ import numpy as np
 
 from ..compiler import ir
 from ..compiler.reference import bounds as int_bounds
-from ..models.errors import ExportError, GraphError
+from ..models.errors import ConfigError, ExportError, GraphError
+from ..models.neurons import leak_shift
 
 __all__ = ["OPSET", "IntOnnx", "export_int_onnx", "run_int_onnx"]
 
@@ -324,9 +325,10 @@ def export_int_onnx(graph: ir.Graph, T: int, conv_path: str = "auto") -> IntOnnx
             gain = np.asarray(n.gain, np.int64)[:T].reshape(T, 1, 1, 1)
             sal = b.op("Mul", [sal, b.const(gain)], who)
             steps = [b.op("Gather", [sal, b.const(t)], who, axis=0) for t in range(T)]  # [B, h, N]
-            from ..models.neurons import leak_shift
-
-            k_sal = leak_shift(n.sal_tau, f"SSSA {n.name!r}")
+            try:
+                k_sal = leak_shift(n.sal_tau, f"SSSA {n.name!r}")
+            except ConfigError as e:
+                raise ExportError(str(e)) from None
             hn = hh * ww
             s = lif(steps, (nh, hn), np.full(nh, 2 ** n.sal_frac_bits), None, np.full(nh, n.sal_theta),
                     k_sal, n.sal_decay_input, n.sal_reset, 1, who)  # [T*B, h, N]
