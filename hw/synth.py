@@ -97,8 +97,8 @@ def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = 
     h = hashlib.sha256((text + f"uram={uram}").encode()).hexdigest()[:16]
     work = (build_root or BUILD_ROOT) / "synth" / f"{name}-{h}"
     done = work / "resources.json"
-    if done.exists():
-        return Resources(**json.loads(done.read_text()))
+    if done.exists():  # synthesised before: count again from Yosys' own outputs
+        return _count(name, work, json.loads(done.read_text())["seconds"])
     work.mkdir(parents=True, exist_ok=True)
     (work / "top.v").write_text(text)
     script = "\n".join([
@@ -122,6 +122,13 @@ def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = 
     if r.returncode:
         tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
         raise HardwareError(f"yosys failed on {name} (see {work}): " + " | ".join(tail))
+    res = _count(name, work, round(secs, 2))
+    done.write_text(json.dumps(asdict(res)))
+    return res
+
+
+def _count(name: str, work: Path, seconds: float) -> Resources:
+    """Resources from the files a synthesis run left in ``work``."""
     pre = _cells(json.loads((work / "pre.json").read_text()))
     post = _cells(json.loads((work / "stat.json").read_text()))
     m = re.search(r"(\d+)\s+objects", (work / "dspmul.txt").read_text())
@@ -132,22 +139,22 @@ def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = 
     def n(pred) -> int:
         return sum(v for k, v in post.items() if pred(k))
 
-    res = Resources(
+    return Resources(
         name=name,
-        lut=n(lambda k: re.fullmatch(r"LUT[1-6](_2)?", k) is not None),
+        # LUT1-6 and the INVs Yosys leaves for Vivado to absorb (an upper bound)
+        lut=n(lambda k: re.fullmatch(r"LUT[1-6](_2)?|INV", k) is not None),
         ff=n(lambda k: k in ("FDRE", "FDSE", "FDCE", "FDPE")),
         carry=n(lambda k: k in ("CARRY4", "CARRY8")),
         bram36=n(lambda k: k == "RAMB36E2") + 0.5 * n(lambda k: k == "RAMB18E2"),
         uram=n(lambda k: k == "URAM288"),
         dsp=n(lambda k: k == "DSP48E2"),
-        lutram=n(lambda k: k.startswith("RAM") and "M" in k[3:] and not k.startswith("RAMB")),
+        # distributed RAM cells (RAM64X1S, RAM64M8, RAM32M16, ...), not block RAM
+        lutram=n(lambda k: k.startswith("RAM") and not k.startswith("RAMB")),
         mul_cells=sum(v for k, v in pre.items() if k in _MUL_CELLS),
         dsp_mult=dsp_mult,
         ltp=ltp,
-        seconds=round(secs, 2),
+        seconds=seconds,
     )
-    done.write_text(json.dumps(asdict(res)))
-    return res
 
 
 def _cells(stat: dict) -> dict[str, int]:
