@@ -727,7 +727,8 @@ class Graph:
         _need(len(self.nodes) > 0 and isinstance(self.nodes[0], Input), "graph must start with one Input node")
         types: dict[str, TensorType] = {}
         for n in self.nodes:
-            _need(isinstance(n, Node), f"graph node {n!r} is not an IR node")
+            if not isinstance(n, Node):  # (no eager repr: a node's repr prints its weight arrays)
+                raise GraphError(f"graph node of type {type(n).__name__} is not an IR node")
             _need(n.name not in types, f"duplicate node name {n.name!r}")
             _need(not (isinstance(n, Input) and types), f"Input {n.name!r} must be the first node")
             _need(n.op not in FORBIDDEN[self.stage],

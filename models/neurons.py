@@ -187,6 +187,34 @@ class _MultiStepLIF(torch.autograd.Function):
         return gx, None, None, None, None, None, None
 
 
+def _lif_inference(x: torch.Tensor, tau: float, decay_input: bool, v_th: float, hard: bool,
+                   v_reset: float, keep_h: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The forward of :class:`_MultiStepLIF` without autograd bookkeeping (no grad needed):
+    the same values bit for bit, in-place, ``H`` kept only when asked for.
+
+    ``v + (x - (v - v_reset)) / tau``: with ``v_reset = 0`` the ``v - 0`` is ``v`` exactly,
+    and IEEE addition is commutative, so ``((x - v) / tau) + v`` is the same number. The
+    hard reset ``v (1 - s) + v_reset s`` equals ``masked_fill(s, v_reset)`` (up to the sign
+    of a zero, which no later operation can observe).
+    """
+    vr = v_reset if hard else 0.0
+    v = torch.full_like(x[0], vr)
+    out = torch.empty_like(x)
+    hs = torch.empty_like(x) if keep_h else None
+    for t in range(x.shape[0]):
+        if decay_input:
+            h = torch.sub(x[t], v if vr == 0.0 else v - vr)
+            h.div_(tau).add_(v)
+        else:
+            h = torch.sub(v, (v if vr == 0.0 else v - vr) / tau).add_(x[t])
+        fired = h >= v_th
+        out[t] = fired
+        if keep_h:
+            hs[t] = h
+        v = h.masked_fill_(fired, v_reset) if hard else h.sub_(fired.to(h.dtype) * v_th)
+    return out, hs
+
+
 class LIF(SpikingNeuron):
     """Binary multi-step LIF neuron; see the module docstring for the dynamics.
 
@@ -201,6 +229,12 @@ class LIF(SpikingNeuron):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.cfg
+        if not (torch.is_grad_enabled() and x.requires_grad):  # inference: same values, less work
+            s, h = _lif_inference(x, c.tau, c.decay_input, c.v_threshold, c.reset == "hard",
+                                  c.v_reset, self.record)
+            if self.record:
+                self.last_h = h
+            return s
         s, h = _MultiStepLIF.apply(x, c.tau, c.decay_input, c.v_threshold, c.reset == "hard",
                                    c.v_reset, c.alpha)
         if self.record:

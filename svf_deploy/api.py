@@ -210,11 +210,20 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
                     f"the input codes 0..{in_range['code_range'][1]} (scale {in_node.scale:.6g}) and are "
                     "clamped by the Input node; calibrate on more clips (--calibrate) or check the data range")
         golden_in = clips[:1].transpose(0, 1).contiguous()
-        res = reference.run(graph, golden_in, record=True)
+        # the golden record keeps spikes only, narrowed as they are computed (bounded memory
+        # at real frame sizes: record=True would hold every int64 accumulator and membrane)
+        golden_spikes: dict[str, torch.Tensor] = {}
+
+        def keep_spikes(name: str, value: torch.Tensor) -> None:
+            t = graph.types[name]
+            if t.kind == "spike":
+                golden_spikes[name] = torch.from_numpy(value.numpy().astype(_spike_dtype(t.levels)))
+
+        res = reference.run(graph, golden_in, observe=keep_spikes)
+        res = reference.Result(outputs=res.outputs, values=golden_spikes)
         np.savez_compressed(tmp / "golden.npz", frames=golden_in.numpy(),
                             **{f"out/{k}": v.numpy() for k, v in res.outputs.items()},
-                            **{f"spikes/{k}": v.numpy().astype(_spike_dtype(graph.types[k].levels))
-                               for k, v in res.values.items() if graph.types[k].kind == "spike"})
+                            **{f"spikes/{k}": v.numpy() for k, v in res.values.items()})
         cbf = (lambda done, total: progress("fidelity", done, total)) if progress else None
         fid = measure_fidelity(model, graph, clips, labels, progress=cbf)
         n_energy = min(default_batch(tuple(clips.shape[1:])), len(clips))  # one real-size clip

@@ -42,7 +42,9 @@ class TargetContext:
     golden_frames : torch.Tensor
         The clip ``golden.npz`` stores, ``[T, 1, C, H, W]`` real-valued frames.
     golden : compiler.reference.Result
-        ``reference.run(graph, golden_frames, record=True)``.
+        ``reference.run(graph, golden_frames)`` with ``values`` holding every *spike* node's
+        output only (``[T, 1, *shape]``, narrowed to uint8/uint16 as in ``golden.npz``; no
+        integer accumulators or membranes, so real-size models stay in bounded memory).
     options : dict
         Target options from the command line (``verify``, ``strict``, ...).
     progress, log

@@ -113,3 +113,17 @@ def test_lif_charges_in_spikingjelly_order_bit_for_bit():
         s = h >= 1.0
         v = torch.where(s, torch.zeros_like(h), h)
     assert differs > 100  # the two orders really do round differently on these inputs
+
+
+@pytest.mark.parametrize("decay_input", [True, False])
+@pytest.mark.parametrize("reset,v_reset", [("hard", 0.0), ("hard", -0.25), ("soft", 0.0)])
+def test_inference_path_equals_autograd_path_bit_for_bit(decay_input, reset, v_reset):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(7, 3000, generator=g) * 1.4
+    n = LIF(NeuronConfig(decay_input=decay_input, reset=reset, v_reset=v_reset))
+    n.record = True
+    with torch.no_grad():
+        s_inf = n(x)
+    h_inf = n.last_h
+    s_ag = n(x.clone().requires_grad_(True))  # the fused BPTT Function
+    assert torch.equal(s_inf, s_ag.detach()) and torch.equal(h_inf, n.last_h)
