@@ -22,7 +22,7 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
 Every unit is a 1-result-per-cycle pipeline over synchronous 1-cycle-latency memory
 ports: stage A issues addresses, stage B consumes the data. The cycle counts are exact
 functions of the descriptors (:mod:`.cycles`). All arithmetic is exact for values within
-the bounds the program emitter checks (32-bit stored values, 48-bit membranes).
+the bounds the program emitter checks (32-bit stored values, 64-bit membranes).
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .config import AccelConfig
 
-__all__ = ["Engine", "axi_signature"]
+__all__ = ["Engine", "axi_signature", "MEM_BITS"]
+
+#: width of the LIF lane's membrane datapath (every IntLIF's ``mem_bits`` must fit)
+MEM_BITS = 64
 
 
 def axi_signature(cfg: AccelConfig) -> dict:
@@ -89,6 +92,7 @@ class Engine(wiring.Component):
         cfg = self.cfg
         m = Module()
         PO, PT, UPB = cfg.p_o, cfg.p_t, cfg.units_per_beat
+        MB = MEM_BITS
         DW = cfg.axi_data_width
         WBW = PO * 8
         AW = _log2(cfg.act_depth)
@@ -275,10 +279,10 @@ class Engine(wiring.Component):
         p_ch_last = Signal()
 
         # LIF state
-        theta = Signal(signed(48))
-        lbias = Signal(signed(48))
+        theta = Signal(signed(MB))
+        lbias = Signal(signed(MB))
         lneg = Signal()
-        vmem = Signal(signed(48))
+        vmem = Signal(signed(MB))
         bund = Signal(32)
         pi = Signal(3)
 
@@ -586,16 +590,16 @@ class Engine(wiring.Component):
                         m.d.sync += cnt2.eq(cnt2 + 1)
                 # stage B
                 x = r0.data.as_signed()
-                F_ = f(isa.OP_LIF, "frac")[:5]
-                k_ = f(isa.OP_LIF, "leak")[:5]
-                xs = Signal(signed(48))
+                F_ = f(isa.OP_LIF, "frac")[:6]
+                k_ = f(isa.OP_LIF, "leak")[:6]
+                xs = Signal(signed(MB))
                 m.d.comb += xs.eq(x << F_)
-                X = Signal(signed(48))
+                X = Signal(signed(MB))
                 m.d.comb += X.eq(Mux(lneg, -xs, xs) + lbias)
-                V = Signal(signed(48))
+                V = Signal(signed(MB))
                 m.d.comb += V.eq(Mux(p_t == 0, 0, vmem))
-                H = Signal(signed(48))
-                d = Signal(signed(48))
+                H = Signal(signed(MB))
+                d = Signal(signed(MB))
                 m.d.comb += d.eq(X - V)
                 with m.If(f(isa.OP_LIF, "flags")[0]):
                     m.d.comb += H.eq(V + (d >> k_))
@@ -603,7 +607,7 @@ class Engine(wiring.Component):
                     m.d.comb += H.eq(V - (V >> k_) + X)
                 S = Signal()
                 m.d.comb += S.eq(H >= theta)
-                Vn = Signal(signed(48))
+                Vn = Signal(signed(MB))
                 with m.If(f(isa.OP_LIF, "flags")[1]):
                     m.d.comb += Vn.eq(Mux(S, H - theta, H))
                 with m.Else():

@@ -39,7 +39,7 @@ __all__ = ["Program", "TensorPlacement", "LayerStats", "emit", "FORMAT"]
 FORMAT = "svf-deploy zcu104 program"
 ALIGN = 4096
 PLANES = 8           # analog inputs run as 8 bit-planes (plog2 = 3)
-MEM_BITS = 48        # LIF datapath width
+MEM_BITS = 64        # LIF datapath width (engine.MEM_BITS)
 STORE_BITS = 32      # stored integers
 
 
@@ -232,6 +232,9 @@ def check_supported(graph: ir.Graph, cfg: AccelConfig, T: int) -> dict[str, int]
                 kh, kw = n.weight.shape[2:]
                 if kh != kw:
                     raise _reject(n, f"{kh}x{kw} kernel", "only square kernels are supported")
+                if n.bias_map:
+                    raise _reject(n, "has a per-position bias map (folded input normalisation)",
+                                  "the v1 engine adds one bias per channel: compile without input normalisation")
                 if n.stride > 255 or n.padding > 255:
                     raise _reject(n, "stride/padding above 255", "use smaller strides")
             if not (src.kind == "spike" and src.levels == 1) and not (
@@ -244,13 +247,15 @@ def check_supported(graph: ir.Graph, cfg: AccelConfig, T: int) -> dict[str, int]
         elif isinstance(n, ir.IntLIF):
             if n.levels != 1:
                 raise _reject(n, f"levels={n.levels} (I-LIF)", "the v1 engine runs binary LIF neurons only")
-            if n.frac_bits > 31 or n.leak_shift > 31:
-                raise _reject(n, "frac_bits/leak_shift above 31", "use smaller shifts")
+            if n.frac_bits > 63 or n.leak_shift > 63:
+                raise _reject(n, "frac_bits/leak_shift above 63", "use smaller shifts")
             src = graph.types[n.inputs[0]]
             if src.kind != "int":
                 raise _reject(n, f"input is {src.kind}", "neurons read integer maps")
-            if b[n.name] >= 2 ** (MEM_BITS - 2):
-                raise _reject(n, f"membrane bound {b[n.name]} exceeds the {MEM_BITS}-bit lane", "lower frac_bits")
+            need = max(n.mem_bits, (2 * b[n.name] + 1).bit_length() + 1)
+            if need > MEM_BITS:
+                raise _reject(n, f"membrane needs {need} bits (bound {b[n.name]})",
+                              f"the LIF lane has {MEM_BITS}: lower frac_bits or T")
         elif isinstance(n, ir.Attention):
             if n.kind != "sdha" or n.tokens != "joint":
                 raise _reject(n, f"kind={n.kind}, tokens={n.tokens}", "the engine runs joint SDHA only")

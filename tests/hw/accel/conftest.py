@@ -6,7 +6,8 @@ import torch
 
 @pytest.fixture(scope="session")
 def bundled():
-    """``(graph, golden_result)`` of the bundled model on the first validation clip."""
+    """``(graph, golden, frames)``: the bundled model's integer graph, ``reference.run(record=True)``
+    on the first validation clip, and that clip ``[T, 1, C, H, W]``."""
     from svf_deploy.api import BUNDLED_MODEL
     from svf_deploy.compiler import reference
     from svf_deploy.compiler.pipeline import CompileOptions, compile_model
@@ -19,4 +20,4 @@ def bundled():
     graph, _ = compile_model(model, CompileOptions(), frame_shape=tuple(clips.shape[2:]))
     with torch.no_grad():
         golden = reference.run(graph, frames, record=True)
-    return graph, golden
+    return graph, golden, frames

@@ -73,7 +73,7 @@ class FakeBuffer:
 
 
 def test_driver_relocates_loads_and_starts(bundled, tmp_path):
-    graph, golden = bundled
+    graph, golden, _ = bundled
     prog = emit(graph, CI)
     prog.save(tmp_path)
     loaded = load_program(tmp_path)
@@ -95,7 +95,7 @@ def test_driver_relocates_loads_and_starts(bundled, tmp_path):
 
 
 def test_driver_refuses_wrong_engine_and_reports_errors(bundled):
-    graph, golden = bundled
+    graph, golden, _ = bundled
     prog = emit(graph, CI)
     with pytest.raises(RuntimeError, match="P_o=128"):
         Accelerator(prog, FakeMMIO(PRODUCTION), FakeBuffer(prog.image.size, 0))

@@ -26,7 +26,7 @@ def test_conv_write_back_hides_behind_long_terms():
 
 @pytest.mark.parametrize("cfg", [CI, PRODUCTION], ids=lambda c: c.name)
 def test_layer_prediction_tracks_the_exact_program_model(bundled, cfg):
-    graph, _ = bundled
+    graph, _, _ = bundled
     exact, layers = program_cycles(emit(graph, cfg))
     assert sum(l.cycles for l in layers) == exact
     p = predict(layers_from_graph(graph), cfg, model="svf-tiny", T=4, size=32)

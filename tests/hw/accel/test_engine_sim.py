@@ -15,8 +15,8 @@ from svf_deploy.targets.zcu104 import verify_rtl
 
 
 def test_bundled_model_bit_exact_and_cycle_model_exact(bundled):
-    graph, golden = bundled
-    r = verify_rtl(graph, golden, CI)
+    graph, golden, frames = bundled
+    r = verify_rtl(graph, frames, CI)
     spikes = sum(1 for n in graph.nodes if graph.types[n.name].kind == "spike")
     assert r["compared"] == spikes + 1 and r["mismatches"] == 0 and r["first_mismatch"] is None
     assert r["values"] > 160_000
@@ -25,7 +25,7 @@ def test_bundled_model_bit_exact_and_cycle_model_exact(bundled):
 
 
 def test_one_flipped_weight_bit_is_caught(bundled):
-    graph, golden = bundled
+    graph, golden, frames = bundled
     conv = next(n for n in graph.nodes if isinstance(n, ir.Conv))
 
     def flip(prog, image):
@@ -39,11 +39,11 @@ def test_one_flipped_weight_bit_is_caught(bundled):
         return img
 
     with pytest.raises(HardwareError, match=r"RTL verification failed: \d+ of \d+ tensors differ.*engine"):
-        verify_rtl(graph, golden, CI, image_hook=flip)
+        verify_rtl(graph, frames, CI, image_hook=flip)
 
 
 @pytest.mark.slow
 def test_production_configuration_bit_exact(bundled):
-    graph, golden = bundled
-    r = verify_rtl(graph, golden, PRODUCTION)
+    graph, golden, frames = bundled
+    r = verify_rtl(graph, frames, PRODUCTION)
     assert r["mismatches"] == 0 and r["cycles"] == r["predicted_cycles"]

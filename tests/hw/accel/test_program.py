@@ -10,7 +10,7 @@ from svf_deploy.models.errors import HardwareError
 
 
 def test_header_version_and_relocation(bundled):
-    graph, _ = bundled
+    graph, _, _ = bundled
     prog = emit(graph, CI)
     w = prog.words()
     assert w[0, 0] == isa.OP_HEADER and w[0, 1] == isa.MAGIC and w[0, 2] == isa.VERSION
@@ -30,7 +30,7 @@ def test_header_version_and_relocation(bundled):
 
 
 def test_weight_image_is_tile_major_lanes(bundled):
-    graph, _ = bundled
+    graph, _, _ = bundled
     prog = emit(graph, CI)
     conv = next(n for n in graph.nodes if isinstance(n, ir.Conv) and n.weight.shape[0] > CI.p_o)
     ld = next(f for op, f, node in prog.descriptors if op == isa.OP_LOADW and node == conv.name)
@@ -47,7 +47,7 @@ def test_weight_image_is_tile_major_lanes(bundled):
 
 
 def test_input_planes_and_tensor_decoding(bundled):
-    graph, golden = bundled
+    graph, golden, _ = bundled
     prog = emit(graph, CI)
     codes = golden.values[graph.input.name][:, 0].numpy()
     planes = prog.input_planes(codes).reshape(codes.shape[1], 8, *codes.shape[2:])
@@ -66,7 +66,7 @@ def test_input_planes_and_tensor_decoding(bundled):
 
 
 def test_every_spike_map_and_the_output_are_stored(bundled):
-    graph, _ = bundled
+    graph, _, _ = bundled
     prog = emit(graph, PRODUCTION)
     spikes = [n.name for n in graph.nodes if graph.types[n.name].kind == "spike"]
     assert set(prog.stored) == set(spikes) | set(graph.outputs)
@@ -79,7 +79,7 @@ def _swap(graph, name, **kw):
 
 
 def test_refuses_what_it_cannot_run_exactly(bundled):
-    graph, _ = bundled
+    graph, _, _ = bundled
     lif = next(n for n in graph.nodes if isinstance(n, ir.IntLIF))
     with pytest.raises(HardwareError, match=rf"IntLIF '{lif.name}'.*levels=2"):
         emit(_swap(graph, lif.name, levels=2, reset="soft"), CI)

@@ -1,0 +1,84 @@
+"""``svf-compile --target zcu104`` end to end: files, manifest, RTL verification, refusals."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from svf_deploy.models.errors import HardwareError
+
+EXE = Path(sys.executable).parent / "svf-compile"
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    d = tmp_path_factory.mktemp("zcu") / "out"
+    r = subprocess.run([str(EXE), "--target", "zcu104", "--verify", "rtl", "--clips", "4", "-o", str(d)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return d, json.loads((d / "manifest.json").read_text()), r.stderr
+
+
+def test_verify_rtl_records_a_clean_comparison(out):
+    _, m, err = out
+    v = m["rtl_verification"]
+    assert v["compared"] == 36 and v["mismatches"] == 0 and v["values"] > 160_000
+    assert v["cycles"] == v["predicted_cycles"]
+    assert "verilator" in err  # progress shown
+
+
+def test_files_a_board_needs(out):
+    d, m, _ = out
+    v = (d / "rtl" / "svf_accel.v").read_text()
+    assert "module svf_accel(" in v and "m_axi_araddr" in v and "s_axil_awaddr" in v
+    assert (d / "vivado" / "build.tcl").read_text().count("zynq_ultra_ps_e") >= 1
+    assert (d / "vivado" / "svf_accel.v").read_text() == v
+    prog = json.loads((d / "program" / "program.json").read_text())
+    assert prog["isa_version"] == m["zcu104"]["isa_version"] == 1
+    img = np.fromfile(d / "program" / "ddr_image.bin", np.uint8)
+    assert img.size == prog["image_bytes"] and img[:128].view("<u4")[1] == prog["magic"]
+    assert (d / "driver" / "driver.py").exists() and (d / "driver" / "isa.py").exists()
+    html = (d / "zcu104.html").read_text()
+    assert html.count("<table>") == 3 and "data:image/png;base64," in html
+    assert "| layer | unit | dense adds | cycles |" in (d / "zcu104.md").read_text()
+
+
+def test_latency_and_resources_in_the_manifest(out):
+    _, m, _ = out
+    lat, res = m["latency"], m["resources"]
+    assert lat["cycles"] > lat["ideal_cycles"] > 0 and lat["clock_mhz"] == 250.0
+    assert lat["ms_per_clip"] == pytest.approx(lat["cycles"] / 250e3, rel=1e-3)
+    assert res["multipliers"] == 0 and res["dsp"] == 0
+    assert all(res[k] <= res["capacity"][k] for k in ("lut", "ff", "bram36", "uram", "dsp"))
+    assert 0 < min(m["zcu104"]["bundle_sparsity"].values()) <= max(m["zcu104"]["bundle_sparsity"].values()) < 1
+
+
+def test_unsupported_node_writes_nothing(tmp_path):
+    import torch
+
+    from svf_deploy.compiler import ir
+    from svf_deploy.targets import TargetContext
+    from svf_deploy.targets import zcu104
+
+    x = ir.Input("input", (), shape=(1, 4, 4))
+    c = ir.Conv("c", ("input",), weight=np.ones((4, 1, 1, 1), np.int64), out_scale=np.ones(4))
+    s = ir.IntLIF("s", ("c",), theta=np.full(4, 2), bias=np.zeros(4, np.int64),
+                  polarity=np.ones(4, np.int64), levels=3, reset="soft")
+    g = ir.Graph((x, c, s), ("s",), "integer", {"T": 2})
+    ctx = TargetContext(tmpdir=tmp_path, graph=g, model=None, golden_frames=torch.zeros(2, 1, 1, 4, 4),
+                        golden=None)
+    with pytest.raises(HardwareError, match=r"IntLIF 's': levels=3"):
+        zcu104.build(ctx)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_configuration_that_does_not_fit_is_refused():
+    from svf_deploy.targets.zcu104 import check_fits, estimate_resources
+    from svf_deploy.hw.accel import AccelConfig
+
+    big = estimate_resources(AccelConfig(name="big", p_o=512, p_t=32, act_depth=1 << 20))
+    with pytest.raises(HardwareError, match="does not fit the XCZU7EV.*lut"):
+        check_fits(big | {"capacity": {}})
