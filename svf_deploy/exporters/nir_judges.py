@@ -4,8 +4,9 @@ The exported graph is imported by SpikingJelly 2.0, snnTorch 1.0 and Norse 1.1 (
 its own NIR importer, none written here) and run on the parts they can run: *segments*
 that start at a recorded spike tensor and contain only convolutions, linears, residual
 adds (summed NIR edges) and exactly exportable neurons (hard reset, tau 2, decay_input,
-binary). Each segment is fed the golden reference's spikes and its neurons' output
-spikes are compared with the golden ones, step for step.
+binary). Each segment is fed the golden reference's spikes and its output neuron's
+spikes are compared with the golden ones, step for step; every runnable neuron is the
+output of one segment.
 
 Importer conventions (see the report for what each one printed):
 
@@ -57,7 +58,9 @@ def _runnable(n: ir.Node) -> bool:
 
 
 def segments(graph: ir.Graph) -> list[Segment]:
-    """Maximal runnable segments of ``graph``, one per output neuron (see module doc)."""
+    """Runnable segments of ``graph``: from each recorded spike tensor, the largest part
+    the simulators can run; one segment per neuron in it (that neuron and its ancestors),
+    so every runnable neuron's spikes are compared."""
     lifs = [n for n in graph.nodes if isinstance(n, ir.IntLIF) and n.levels == 1]
     covered: set[str] = set()
     out: list[Segment] = []
@@ -82,11 +85,9 @@ def segments(graph: ir.Graph) -> list[Segment]:
                     todo.extend(graph.node(x).inputs)
             return acc
 
-        anc = {l: ancestors(l) for l in seg_lifs}
-        for l in seg_lifs:
-            if any(l in anc[m] for m in seg_lifs if m != l):
-                continue  # an inner neuron: compared through the maximal one
-            out.append(Segment(start.name, tuple(n.name for n in graph.nodes if n.name in anc[l]), l))
+        for l in seg_lifs:  # every neuron is the output of its own segment: all compared
+            anc = ancestors(l)
+            out.append(Segment(start.name, tuple(n.name for n in graph.nodes if n.name in anc), l))
     return out
 
 

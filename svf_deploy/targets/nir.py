@@ -68,7 +68,7 @@ def build(ctx) -> dict:
             s["equal"] += r["status"] == "equal"
         else:
             s["other"] += 1
-    _write_report(ctx.tmpdir / "nir-report.md", exp, info, rows, summary, T)
+    _write_report(ctx.tmpdir / "nir-report.md", exp, info, rows, summary, T, ctx.graph)
     ctx.log(f"nir: model.nir with {info['nir_nodes']} NIR nodes; {len(exp.skipped)} node(s) not exported "
             "(see nir-report.md)")
     return {"nir": {"file": "model.nir", "report": "nir-report.md", "nir_version": nir.__version__
@@ -80,7 +80,11 @@ def build(ctx) -> dict:
                     "judge_rows": rows}}
 
 
-def _write_report(path, exp, info, rows, summary, T) -> None:
+def _write_report(path, exp, info, rows, summary, T, graph) -> None:
+    from ..compiler import ir
+
+    n_cmp = len({r["output"] for r in rows})
+    n_bin = sum(isinstance(n, ir.IntLIF) and n.levels == 1 for n in graph.nodes)
     L = ["# NIR export", "",
          f"`model.nir`: NIR 1.0 graph, {info['nir_nodes']} nodes, {info['nir_edges']} edges, every LIF "
          f"with `dt = {DT}` (in its metadata) and `tau = 2 dt`, `r = 1`, `v_leak = 0`, `v_reset = 0`.",
@@ -113,8 +117,10 @@ def _write_report(path, exp, info, rows, summary, T) -> None:
           if exp.inexact else ["None."])
     L += ["", "## Third-party simulators on the golden clip", "",
           "Each runnable segment (convs, residual adds and exact neurons from a recorded spike tensor) "
-          "is imported by each simulator and fed the golden spikes; its last neuron's spikes are "
-          "compared with the golden ones at every step.", ""]
+          "is imported by each simulator and fed the golden spikes; its output neuron's spikes are "
+          "compared with the golden ones at every step. Every runnable neuron is the output of one "
+          f"segment: {n_cmp} of {n_bin} binary neurons. The others read a tensor NIR cannot carry "
+          "(a requant or attention output), so no simulator can compute their input.", ""]
     L += _table(sorted(summary.items()), [("simulator", lambda kv: kv[0]),
                                          ("segments", lambda kv: kv[1]["segments"]),
                                          ("equal", lambda kv: kv[1]["equal"]),
