@@ -106,7 +106,8 @@ def compile_main(argv: list[str] | None = None) -> int:
         epilog=COMPILE_EXAMPLES)
     p.add_argument("model", nargs="?", type=Path,
                    help="checkpoint (.pt/.pth): ours, or a SpikeVideoFormer / Meta-SpikeFormer "
-                        "training checkpoint; default: the bundled trained model")
+                        "training checkpoint, or a model.nir written by --target nir; default: the "
+                        "bundled trained model")
     p.add_argument("--target", choices=TARGETS, default="reference", help="what to build (default: reference)")
     p.add_argument("-o", "--outdir", type=Path, default=Path("svf-out"), help="output directory (default: svf-out)")
     p.add_argument("--force", action="store_true", help="replace OUTDIR if it exists")
