@@ -10,6 +10,7 @@ classification accuracy of both is reported too.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -71,7 +72,8 @@ def default_batch(clip_shape: tuple[int, ...]) -> int:
 
 @torch.no_grad()
 def measure_fidelity(model: torch.nn.Module, graph: ir.Graph, clips, labels: torch.Tensor | None = None,
-                     batch: int | None = None, progress=None) -> FidelityReport:
+                     batch: int | None = None, progress=None, first_forward=None,
+                     first_observe=None) -> FidelityReport:
     """Compare ``model`` (float) and ``graph`` (integer) on ``clips`` ``[N, T, C, H, W]``.
 
     ``clips``: a tensor, or anything with ``len()`` whose slices are such tensors (a
@@ -82,6 +84,13 @@ def measure_fidelity(model: torch.nn.Module, graph: ir.Graph, clips, labels: tor
     (``reference.run(observe=...)``) the moment it is computed, after which both copies are
     dropped, as is every other tensor after its last reader.
     ``progress``: optional callable ``(done, total)`` for progress bars.
+
+    Work done anyway, shared instead of repeated at real sizes: ``first_forward``, a
+    context manager put around the float model's first forward (e.g. an energy meter), and
+    ``first_observe(name, value, outputs)``, called for every node of the reference's first
+    batch as it is computed (the golden record; integer results do not depend on the batch,
+    so ``value[:, :1]`` is exactly the first clip's run alone); ``outputs`` is None until the
+    last call, ``(None, None, outputs)``, which passes the run's outputs.
     """
     neuron_nodes = [n.name for n in graph.nodes if n.op in _NEURON_OPS]
     wanted = set(neuron_nodes)
@@ -120,8 +129,18 @@ def measure_fidelity(model: torch.nn.Module, graph: ir.Graph, clips, labels: tor
         for start in range(0, n_total, batch):
             x = clips[start:start + batch].transpose(0, 1).contiguous()  # [T, B, C, H, W]
             captured.clear()
-            y_float = model(x)
-            res = reference.run(graph, x, observe=compare)
+            first = start == 0
+            with (first_forward() if first and first_forward is not None else contextlib.nullcontext()):
+                y_float = model(x)
+            if first and first_observe is not None:
+                def obs(name, value):
+                    first_observe(name, value, None)
+                    compare(name, value)
+            else:
+                obs = compare
+            res = reference.run(graph, x, observe=obs)
+            if first and first_observe is not None:
+                first_observe(None, None, res.outputs)
             if captured:
                 raise ValueError(f"the integer graph produced no value for neuron {next(iter(captured))!r}")
             if labels is not None and isinstance(y_float, torch.Tensor):

@@ -23,7 +23,7 @@ from torch import nn
 
 from .neurons import SpikingNeuron
 
-__all__ = ["E_MAC_PJ", "E_AC_PJ", "LayerEnergy", "EnergyReport", "measure_energy"]
+__all__ = ["E_MAC_PJ", "E_AC_PJ", "LayerEnergy", "EnergyReport", "EnergyMeter", "measure_energy"]
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -85,6 +85,68 @@ def _is_spikes(x: torch.Tensor) -> bool:
     return bool(torch.all(x >= 0) and torch.all(x == torch.round(x)))
 
 
+class EnergyMeter:
+    """Context manager: hooks on ``model`` that count one forward pass's energy.
+
+    ``with EnergyMeter(model) as m: model(x)`` then ``m.report(batch)``; the forward can be
+    one that is run anyway (fidelity's first batch), so no extra pass is needed.
+    """
+
+    def __init__(self, model: nn.Module, e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ):
+        self.model, self.e_mac, self.e_ac = model, e_mac, e_ac
+        self.records: list[LayerEnergy] = []
+        self.hooks: list = []
+
+    def __enter__(self) -> "EnergyMeter":
+        model, e_mac, e_ac = self.model, self.e_mac, self.e_ac
+        names = {m: n for n, m in model.named_modules()}
+        records = self.records
+        state = {"rate": None, "first": True}
+        hooks = self.hooks
+
+        def neuron_hook(mod, inp, out):
+            state["rate"] = float(out.float().mean())
+
+        def syn_hook(mod, inp, out):
+            xin = inp[0]
+            if state["first"]:
+                state["first"] = False
+                fl = _flops(mod, xin, out)
+                records.append(LayerEnergy(names[mod], type(mod).__name__, fl, 1.0, True, fl * e_mac))
+                return
+            rate = float(xin.float().mean()) if _is_spikes(xin) else (state["rate"] or 0.0)
+            fl = _flops(mod, xin, out)
+            records.append(LayerEnergy(names[mod], type(mod).__name__, fl, rate, False, rate * fl * e_ac))
+
+        def attn_hook(mod, inp, out):
+            ops = float(getattr(mod, "last_ops", 0) or 0)
+            if ops:
+                rate = state.get("v_rate", 1.0)
+                records.append(LayerEnergy(names[mod] + ".core", "attention", ops, rate, False, rate * ops * e_ac))
+
+        def v_hook(mod, inp, out):
+            state["v_rate"] = float(out.float().mean())
+
+        for m in model.modules():
+            if isinstance(m, SpikingNeuron):
+                hooks.append(m.register_forward_hook(neuron_hook))
+            elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                hooks.append(m.register_forward_hook(syn_hook))
+            if hasattr(m, "last_ops") and hasattr(m, "v_lif"):
+                hooks.append(m.v_lif.register_forward_hook(v_hook))
+                hooks.append(m.register_forward_hook(attn_hook))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.hooks.clear()
+
+    def report(self, batch: int) -> EnergyReport:
+        """The counted pass as per-sample figures (``batch`` samples in it)."""
+        return EnergyReport(tuple(self.records), batch)
+
+
 @torch.no_grad()
 def measure_energy(model: nn.Module, x: torch.Tensor, e_mac: float = E_MAC_PJ,
                    e_ac: float = E_AC_PJ) -> EnergyReport:
@@ -93,49 +155,12 @@ def measure_energy(model: nn.Module, x: torch.Tensor, e_mac: float = E_MAC_PJ,
     The first synaptic layer to run is the analog one (MAC); every other layer is an
     accumulate layer weighted by its input firing rate (see the module docstring).
     """
-    names = {m: n for n, m in model.named_modules()}
-    records: list[LayerEnergy] = []
-    state = {"rate": None, "first": True}
-    hooks = []
-
-    def neuron_hook(mod, inp, out):
-        state["rate"] = float(out.float().mean())
-
-    def syn_hook(mod, inp, out):
-        xin = inp[0]
-        if state["first"]:
-            state["first"] = False
-            fl = _flops(mod, xin, out)
-            records.append(LayerEnergy(names[mod], type(mod).__name__, fl, 1.0, True, fl * e_mac))
-            return
-        rate = float(xin.float().mean()) if _is_spikes(xin) else (state["rate"] or 0.0)
-        fl = _flops(mod, xin, out)
-        records.append(LayerEnergy(names[mod], type(mod).__name__, fl, rate, False, rate * fl * e_ac))
-
-    def attn_hook(mod, inp, out):
-        ops = float(getattr(mod, "last_ops", 0) or 0)
-        if ops:
-            rate = state.get("v_rate", 1.0)
-            records.append(LayerEnergy(names[mod] + ".core", "attention", ops, rate, False, rate * ops * e_ac))
-
-    def v_hook(mod, inp, out):
-        state["v_rate"] = float(out.float().mean())
-
-    for m in model.modules():
-        if isinstance(m, SpikingNeuron):
-            hooks.append(m.register_forward_hook(neuron_hook))
-        elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-            hooks.append(m.register_forward_hook(syn_hook))
-        if hasattr(m, "last_ops") and hasattr(m, "v_lif"):
-            hooks.append(m.v_lif.register_forward_hook(v_hook))
-            hooks.append(m.register_forward_hook(attn_hook))
+    was = model.training
+    model.eval()
     try:
-        was = model.training
-        model.eval()
-        model(x)
-        model.train(was)
+        with EnergyMeter(model, e_mac, e_ac) as meter:
+            model(x)
     finally:
-        for h in hooks:
-            h.remove()
+        model.train(was)
     batch = x.shape[1] if x.dim() == 5 else x.shape[0]
-    return EnergyReport(tuple(records), batch)
+    return meter.report(batch)

@@ -27,7 +27,7 @@ from . import __version__
 from .models import data as mdata
 from .models.attention import published_att_mode
 from .models.checkpoint import ASSUMPTIONS_KEY, load_checkpoint
-from .models.energy import measure_energy
+from .models.energy import EnergyMeter
 from .models.errors import ConfigError, GraphError, OutputError
 from .compiler import reference
 from .compiler.fidelity import default_batch, measure_fidelity
@@ -210,24 +210,31 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
                     f"the input codes 0..{in_range['code_range'][1]} (scale {in_node.scale:.6g}) and are "
                     "clamped by the Input node; calibrate on more clips (--calibrate) or check the data range")
         golden_in = clips[:1].transpose(0, 1).contiguous()
-        # the golden record keeps spikes only, narrowed as they are computed (bounded memory
-        # at real frame sizes: record=True would hold every int64 accumulator and membrane)
+        # Fidelity's first batch starts with the golden clip: its float forward is also the
+        # energy count, its reference run also the golden record (spikes only, narrowed as
+        # they are computed: record=True would hold every int64 accumulator and membrane).
         golden_spikes: dict[str, torch.Tensor] = {}
+        golden_out: dict[str, torch.Tensor] = {}
 
-        def keep_spikes(name: str, value: torch.Tensor) -> None:
+        def keep_golden(name, value, outputs) -> None:
+            if outputs is not None:
+                golden_out.update({k: (v[:1] if graph.node(k).op == "TimeMean" else v[:, :1]).clone()
+                                   for k, v in outputs.items()})
+                return
             t = graph.types[name]
             if t.kind == "spike":
-                golden_spikes[name] = torch.from_numpy(value.numpy().astype(_spike_dtype(t.levels)))
+                golden_spikes[name] = torch.from_numpy(value[:, :1].numpy().astype(_spike_dtype(t.levels)))
 
-        res = reference.run(graph, golden_in, observe=keep_spikes)
-        res = reference.Result(outputs=res.outputs, values=golden_spikes)
+        n_energy = min(default_batch(tuple(clips.shape[1:])), len(clips))  # the first batch
+        meter = EnergyMeter(model)
+        cbf = (lambda done, total: progress("fidelity", done, total)) if progress else None
+        fid = measure_fidelity(model, graph, clips, labels, batch=n_energy, progress=cbf,
+                               first_forward=lambda: meter, first_observe=keep_golden)
+        energy = meter.report(n_energy)
+        res = reference.Result(outputs=golden_out, values=golden_spikes)
         np.savez_compressed(tmp / "golden.npz", frames=golden_in.numpy(),
                             **{f"out/{k}": v.numpy() for k, v in res.outputs.items()},
                             **{f"spikes/{k}": v.numpy() for k, v in res.values.items()})
-        cbf = (lambda done, total: progress("fidelity", done, total)) if progress else None
-        fid = measure_fidelity(model, graph, clips, labels, progress=cbf)
-        n_energy = min(default_batch(tuple(clips.shape[1:])), len(clips))  # one real-size clip
-        energy = measure_energy(model, clips[:n_energy].transpose(0, 1).contiguous())
 
         graph.save(tmp)
         target_entries = _targets.build(job.target, _targets.TargetContext(
