@@ -120,16 +120,40 @@ def train(tcfg: TrainConfig, dcfg: mdata.MovingDigitsConfig, progress: bool = Tr
     return model.eval(), history
 
 
+def check_args(out: Path, epochs: int, max_steps: int) -> None:
+    """Refuse bad ``svf-train`` arguments before any training (one clear line each)."""
+    import os
+
+    from .errors import ConfigError, OutputError
+
+    if epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+    if max_steps < 0:
+        raise ConfigError(f"--max-steps must be >= 0 (0 = no limit), got {max_steps}")
+    if out.is_dir():
+        raise OutputError(f"--out {out} is a directory; give a file path such as {out / 'model.pt'}")
+    if out.suffix not in (".pt", ".pth"):
+        raise ConfigError(f"--out {out} must end in .pt or .pth (a JSON summary is written beside it)")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise OutputError(f"--out {out}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"--out {out}: directory {parent} is not writable; choose another --out")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="svf-train", description=(
+    p = argparse.ArgumentParser(prog="svf-train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description=(
         "Train the tiny SpikeVideoFormer on the moving-digits video dataset and save a checkpoint "
         "with its config, data recipe and measured accuracy inside."))
-    p.add_argument("--out", type=Path, default=Path("svf-tiny-digits.pt"), help="checkpoint path")
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=0, help="stop after N steps (smoke runs)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("svf-tiny-digits.pt"),
+                   help="checkpoint path (.pt/.pth; a .json summary is written beside it)")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="training epochs")
+    p.add_argument("--seed", type=int, default=0, help="seed of data and initialisation")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N steps (smoke runs; 0 = no limit)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log")
     a = p.parse_args(argv)
+    check_args(a.out, a.epochs, a.max_steps)  # before minutes of training, not after
     tcfg = TrainConfig(epochs=a.epochs, seed=a.seed, max_steps=a.max_steps)
     dcfg = mdata.MovingDigitsConfig(seed=a.seed)
     model, hist = train(tcfg, dcfg, progress=not a.quiet, log=(lambda s: None) if a.quiet else print)

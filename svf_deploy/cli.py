@@ -268,7 +268,9 @@ def verify_main(argv: list[str] | None = None) -> int:
 def train_main(argv: list[str] | None = None) -> int:
     from .models import train
 
-    return train.main(argv)
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    argv = [x for x in (sys.argv[1:] if argv is None else argv) if x != "--debug"]
+    return _run_guarded("svf-train", debug, lambda: train.main(argv))
 
 
 def zoo_main(argv: list[str] | None = None) -> int:

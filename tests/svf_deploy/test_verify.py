@@ -203,3 +203,17 @@ def test_segmentation_model_compiles_and_verifies_from_the_command_line(tmp_path
     with np.load(out / "golden.npz") as z:
         assert z["spikes/fpn.cls_lif"].dtype == np.uint8 and z["out/fpn.cls"].shape == (1, 1, 5, 8, 8)
     assert verify_main([str(out)]) == 0
+
+
+def test_outdir_permissions_follow_the_umask_and_report_states_exactness(compiled):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert compiled.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
+    md = (compiled / "report.md").read_text()
+    assert "## Exactness and precision warnings" in md and "T = 4" in md
+    m = json.loads((compiled / "manifest.json").read_text())
+    assert m["T"] == 4 and m["precision_warnings"] == []  # the first layer's is stale: dropped
+    assert m["exactness"]["inexact_neurons"] == ["block3.0.attn.attn_lif", "block4.0.attn.attn_lif"]
+    assert "inexact neuron | block3.0.attn.attn_lif" in md
