@@ -461,7 +461,19 @@ def test_calibration_sets_the_input_scale(float_graph):
     assert gi.meta["compile_options"]["calibrated"] is True
 
 
-@pytest.mark.parametrize("kw", [dict(weight_bits=1), dict(input_scale=0.0), dict(min_theta_bits=0),
+def test_calibration_finds_the_255_grid_in_float32_frames():
+    # uint8 video as float32 frames x/255 whose brightest pixel is 200: float32 error x 255
+    # is ~1.5e-5, far above the old 1e-6 tolerance (which gave scale 200/255/255 = 1/325.1)
+    codes = torch.randint(0, 201, (2, 3, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    codes.view(-1)[0] = 200
+    frames = codes.float() / 255
+    assert pipeline.effective_input_scale(pipeline.CompileOptions(calibration=frames)) == 1 / 255
+    sixteenths = torch.randint(0, 17, (2, 3, 1, 8, 8)).float() / 16  # a coarser grid: 1/240
+    sixteenths.view(-1)[0] = 1.0
+    assert pipeline.effective_input_scale(pipeline.CompileOptions(calibration=sixteenths)) == 1 / 240
+
+
+@pytest.mark.parametrize("kw", [dict(weight_bits=1), dict(weight_bits=25), dict(input_scale=0.0), dict(min_theta_bits=0),
                                 dict(calibration=torch.zeros(3)), dict(stream_slack_bits=-1)])
 def test_bad_options_rejected(kw):
     with pytest.raises(ConfigError):
@@ -499,6 +511,9 @@ def test_requant_rounds_half_up_per_channel():
     # ch0: (3+1)>>1=2, (4+1)>>1=2, (6+1)>>1=3; ch1: x=-2,-6,-10 -> (x+2)>>2 = 0, -1, -2
     assert y.tolist() == [[[2, 2, 3]], [[0, -1, -2]]]
     assert reference.bounds(g, 1)["r"] == (255 + 1) >> 1
+    # the width covers the rounding increment x + 2**(s-1) of the largest shift, not just x
+    assert reference.register_bounds(g, 1)["r"] == 255 + 2
+    assert bitwidths.run(g, T=1).node("r").acc_bits == bitwidths.signed_bits(257) == 10
 
 
 def test_requant_keeps_first_layer_resolution(folded):

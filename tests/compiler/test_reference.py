@@ -206,9 +206,15 @@ def scalar_intlif(xs, theta, bias=0, polarity=1, frac_bits=0, k=1, decay_input=T
                   reset="hard", levels=1):
     """Plain-Python integer LIF (Python ints, floor shift), one channel."""
     v, out, hs = 0, [], []
+    scalar_intlif.inter = []  # magnitudes of the intermediates the hardware computes
     for x in xs:
         X = polarity * (x * 2 ** frac_bits) + bias
         h = v + ((X - v) >> k) if decay_input else v - (v >> k) + X
+        scalar_intlif.inter += [abs(X), abs(X - v), abs(v - (v >> k)), abs(h)]
+        if reset == "soft" or levels > 1:
+            scalar_intlif.inter += [abs(h - theta)]
+        if levels > 1:
+            scalar_intlif.inter += [abs(2 * h + theta), (2 * levels - 1) * theta, levels * theta]
         if levels == 1:
             s = int(h >= theta)
             v = (0 if s else h) if reset == "hard" else h - s * theta
@@ -233,6 +239,7 @@ def run_intlif(xs, offset=300, bits=10, **lif):
     assert torch.equal(res.values["c"].reshape(t, c).T, torch.tensor(xs))
     s = res.values["n"].reshape(t, c).T.tolist()
     h = res.membranes["n"].reshape(t, c).T.tolist()
+    run_intlif.register = ref.register_bounds(gr, t)["n"]
     return s, h, ref.bounds(gr, t)["n"]
 
 
@@ -283,6 +290,8 @@ def test_intlif_matches_scalar_model(data, c, t, frac_bits, k, decay_input, mode
                                reset, levels)
         assert s[j] == ws and h[j] == wh
         assert max(abs(v) for v in wh) <= bound  # the proved membrane bound holds
+        # the width covers every intermediate (X - V, 2H + theta, compare operands, ...)
+        assert max(scalar_intlif.inter) <= run_intlif.register
 
 
 def test_intlif_membrane_bound_formula():
