@@ -255,7 +255,9 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
                         "overrides": job.overrides, "compile": options.describe()},
             "model": {"source": str(model_path), "sha256": _sha256(model_path),
                       "config": cfg.to_dict(),
-                      "attention": published_att_mode(cfg.attention) or cfg.attention,
+                      "attention": (published_att_mode(cfg.attention) or cfg.attention) + (
+                          "" if cfg.attn_threshold is None else f" (attn_lif threshold {cfg.attn_threshold:g}, "
+                          "not the published one)"),
                       "input_normalization": cfg.normalization, "kd_head_folded": bool(cfg.kd),
                       "recorded_float_accuracy": ckpt.get("val_accuracy")},
             "validation": {**clips.describe(), "clips": len(clips), "input_range": in_range,
