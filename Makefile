@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/svf-compile --target reference -o svf-out --force
+	$(VENV)/bin/svf-compile --target zcu104 --verify rtl -o svf-out --force
 
 test: setup
 	$(VENV)/bin/python -m pytest -q
