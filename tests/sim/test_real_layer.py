@@ -4,8 +4,9 @@
 The spike-gated accumulator computes a conv on spikes (im2col terms, 16 per beat, 8 output
 channels per run), the IntLIF lane the neuron behind it (all T steps of each neuron back
 to back; spikes and pre-reset membranes), the attention unit one joint SDHA layer per
-head; the PE and LIF run under Verilator (the same cached builds as the core suite where
-parameters agree) and in amaranth.sim.
+head. The PE and the LIF lane, configured by ``core_for`` from the nodes, share one
+Verilator build (a :class:`~svf_deploy.sim.bundle.Bundle`); the PE and the attention unit
+also run in amaranth.sim.
 """
 
 import numpy as np
@@ -18,6 +19,7 @@ from svf_deploy.sim.cases import Case, lif_case, mutate, run_case
 from svf_deploy.sim.check import Mismatch
 from svf_deploy.sim.payload import pack
 from svf_deploy.sim.pysim import run_streams
+from svf_deploy.sim.bundle import Bundle
 from svf_deploy.sim.verilator import build
 
 LANES, TERMS = 8, 16
@@ -52,7 +54,11 @@ def layer():
     if not found:
         pytest.fail("the bundled model has no conv on spikes feeding an IntLIF")
     _, _, conv, lif = min(found, key=lambda f: f[:2])
-    return dict(graph=graph, res=res, bounds=bounds, conv=conv, lif=lif, T=T)
+    pe = core_for(conv, graph, bounds, lanes=LANES, terms=TERMS, form="dsp")
+    lane = core_for(lif, graph, bounds)
+    bundle = Bundle({"pe": pe, "lif": lane})
+    return dict(graph=graph, res=res, bounds=bounds, conv=conv, lif=lif, T=T, pe=pe, lane=lane,
+                bundle=bundle, vb=build(bundle, "real-layer"))
 
 
 def conv_case(core, conv, x, y_ref, limit=None) -> Case:
@@ -94,7 +100,7 @@ def conv_case(core, conv, x, y_ref, limit=None) -> Case:
 
 def _pe(layer):
     conv = layer["conv"]
-    core = core_for(conv, layer["graph"], layer["bounds"], lanes=LANES, terms=TERMS, form="dsp")
+    core = layer["pe"]
     assert isinstance(core, GatedAccumulator) and core.acc_bits == conv.acc_bits
     x = layer["res"].values[conv.inputs[0]][:, 0].numpy()
     y = layer["res"].values[conv.name][:, 0].numpy()
@@ -105,8 +111,8 @@ def test_real_conv_on_verilator_and_pysim(layer):
     core, x, y = _pe(layer)
     case = conv_case(core, layer["conv"], x, y)
     assert len(case.expected["o"]) >= 16 and np.abs(y).max() > 0
-    vb = build(core, "pe-dsp")
-    run_case(core, case, lambda i, e: vb.run(i, e, p_valid=0.8, p_ready=0.7, seed=3))
+    b, vb = layer["bundle"], layer["vb"]
+    run_case(b, b.case("pe", case), lambda i, e: vb.run(i, e, p_valid=0.8, p_ready=0.7, seed=3))
     small = conv_case(core, layer["conv"], x, y, limit=8)
     run_case(core, small, lambda i, e: run_streams(core, i, e, p_valid=0.7, p_ready=0.6))
     # mutation: one weight bit in the DUT's image -> reported with its coordinates
@@ -115,12 +121,11 @@ def test_real_conv_on_verilator_and_pysim(layer):
                 if (word >> core.in_layout["spikes"].offset) & 1 and b > len(case.inputs["i"]) // 2)
     bad = mutate(case, "i", beat=beat, bit=core.in_layout["weights"].offset + 8 * 3 + 6)
     with pytest.raises(Mismatch, match=r"t=\d y=\d x=\d channels"):
-        run_case(core, bad, vb.run)
+        run_case(b, b.case("pe", bad), vb.run)
 
 
 def test_real_intlif_on_verilator(layer):
-    lif, g = layer["lif"], layer["graph"]
-    core = core_for(lif, g, layer["bounds"])
+    lif, core = layer["lif"], layer["lane"]
     x = layer["res"].values[lif.inputs[0]][:, 0].numpy()  # [T, C, H, W]
     T, C = x.shape[:2]
     xs = x.reshape(T, C, -1)
@@ -134,8 +139,8 @@ def test_real_intlif_on_verilator(layer):
     H = layer["res"].membranes[lif.name][:, 0].numpy().reshape(T, C, -1).transpose(0, 2, 1).reshape(T, -1)
     assert np.array_equal(case.meta["S"], S) and np.array_equal(case.meta["H"], H)
     assert S.sum() > 0
-    vb = build(core, "lif-" + lif.name)
-    run_case(core, case, lambda i, e: vb.run(i, e, p_valid=0.8, p_ready=0.7, seed=4))
+    b, vb = layer["bundle"], layer["vb"]
+    run_case(b, b.case("lif", case), lambda i, e: vb.run(i, e, p_valid=0.8, p_ready=0.7, seed=4))
 
 
 def test_real_attention_in_pysim(layer):
