@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..models.errors import ExportError
 
@@ -27,6 +28,19 @@ FLOAT_OPSET = 18
 FLOAT_TOL = 1e-4
 
 
+class _DictOutputs(torch.nn.Module):
+    """A model whose forward returns a dict (pose heads), as a tuple in ``names`` order."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]):
+        super().__init__()
+        self.inner = model
+        self.names = list(names)
+
+    def forward(self, x):
+        out = self.inner(x)
+        return tuple(out[k] for k in self.names)
+
+
 def export_float_onnx(model, frames, path: Path) -> dict:
     """Export ``model`` (eval mode) to ``path`` on ``frames`` ``[T, B, C, H, W]``; check and
     run it. Returns ``{"opset", "nodes", "max_abs_diff", "output_shape", ...}``.
@@ -34,8 +48,6 @@ def export_float_onnx(model, frames, path: Path) -> dict:
     Raises :class:`ExportError` when the export fails or onnxruntime's output differs
     from torch's by more than :data:`FLOAT_TOL`.
     """
-    import torch
-
     try:
         import onnx
         import onnxruntime as ort
@@ -44,9 +56,15 @@ def export_float_onnx(model, frames, path: Path) -> dict:
     x = frames.to(torch.float32).contiguous()
     with torch.no_grad():
         want = model(x)
-    if not isinstance(want, torch.Tensor):
-        raise ExportError(f"the float ONNX export needs a model returning one tensor, got {type(want).__name__} "
-                          "(pose heads return a dict)")
+    if isinstance(want, torch.Tensor):
+        names, net = ["output"], model
+        wants = [want]
+    elif isinstance(want, dict) and all(isinstance(v, torch.Tensor) for v in want.values()):
+        names = sorted(want)  # pose heads: one ONNX output per key
+        net = _DictOutputs(model, names).eval()
+        wants = [want[k] for k in names]
+    else:
+        raise ExportError(f"the float ONNX export needs a model returning tensors, got {type(want).__name__}")
     quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.onnx._internal.exporter._registration")]
     levels = [lg.level for lg in quiet]
     try:
@@ -54,8 +72,8 @@ def export_float_onnx(model, frames, path: Path) -> dict:
             lg.setLevel(logging.ERROR)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x,), str(path), dynamo=True, external_data=False, verbose=False,
-                              input_names=["frames"], output_names=["output"], opset_version=FLOAT_OPSET)
+            torch.onnx.export(net, (x,), str(path), dynamo=True, external_data=False, verbose=False,
+                              input_names=["frames"], output_names=names, opset_version=FLOAT_OPSET)
     except Exception as e:  # noqa: BLE001 - torch.onnx raises many types; report one line
         raise ExportError(f"torch.onnx.export failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     finally:
@@ -69,16 +87,19 @@ def export_float_onnx(model, frames, path: Path) -> dict:
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
-    want = want.detach().numpy()
-    if got.shape != want.shape:
-        raise ExportError(f"model-float.onnx output shape {got.shape} differs from torch's {want.shape}")
-    diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if want.size else 0.0
+    gots = sess.run(names, {sess.get_inputs()[0].name: x.numpy()})
+    diff = 0.0
+    for name, got, want in zip(names, gots, wants):
+        want = want.detach().numpy()
+        if got.shape != want.shape:
+            raise ExportError(f"model-float.onnx output {name!r} has shape {got.shape}, torch's {want.shape}")
+        if want.size:
+            diff = max(diff, float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))))
     if not diff <= FLOAT_TOL:
         raise ExportError(f"model-float.onnx differs from the torch model by {diff:.3g} > {FLOAT_TOL}")
     counts: dict[str, int] = {}
     for n in m.graph.node:
         counts[n.op_type] = counts.get(n.op_type, 0) + 1
     return {"opset": FLOAT_OPSET, "nodes": len(m.graph.node), "input": f"frames float32 {list(x.shape)}",
-            "output_shape": list(want.shape), "max_abs_diff": diff, "tolerance": FLOAT_TOL,
+            "outputs": {n: list(w.shape) for n, w in zip(names, wants)}, "max_abs_diff": diff, "tolerance": FLOAT_TOL,
             "op_counts": dict(sorted(counts.items()))}

@@ -216,3 +216,14 @@ def test_random_neurons_equal_reference(frac, k, decay, reset, levels, theta_hi,
     want = reference.run(g, frames, record=True).values["n"].numpy()
     got = run_int_onnx(export_int_onnx(g, 5).model, frames.numpy())["spikes/n"]
     assert np.array_equal(got.astype(np.int64), want)
+
+
+@pytest.mark.slow
+def test_float_export_of_a_pose_head(tmp_path):
+    """Dict outputs (pose head) become one ONNX output per key, each equal to torch's."""
+    from svf_deploy.exporters.onnx_float import export_float_onnx
+    from svf_deploy.models import build_model
+
+    torch.manual_seed(0)
+    info = export_float_onnx(build_model("svf-tiny-pose").eval(), torch.rand(4, 1, 1, 32, 32), tmp_path / "p.onnx")
+    assert set(info["outputs"]) == {"pose", "shape", "trans"} and info["max_abs_diff"] <= 1e-4
