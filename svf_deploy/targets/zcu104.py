@@ -50,7 +50,7 @@ def estimate_resources(cfg: AccelConfig) -> dict:
 
     Memories are counted exactly from their shapes (URAM288 4k x 72; RAMB36 512 x 72; the
     activation buffer has two read ports and one write port, so it is built twice). Logic:
-    per gated adder (32-bit accumulate + select) ~40 LUT / 32 FF, plus the write-back
+    per gated adder (32-bit accumulate + select) ~40 LUT / 64 FF (sum + shadow), plus the write-back
     multiplexer and a fixed control/DMA/LIF/SDHA block.
     """
     def bram36(width: int, depth: int) -> int:
@@ -64,7 +64,7 @@ def estimate_resources(cfg: AccelConfig) -> dict:
     wb_b = bram36(cfg.p_o * 8, cfg.wbuf_depth)
     adders = cfg.adders
     lut = adders * 40 + adders * 32 // 4 + 9000
-    ff = adders * 32 + cfg.p_o * 32 + 6000
+    ff = adders * 64 + cfg.p_o * 32 + 6000  # accumulators + write-back shadow
     return {"source": "estimate", "lut": lut, "ff": ff, "dsp": 0, "bram36": act_b + wb_b,
             "uram": act_u, "multipliers": 0}
 
