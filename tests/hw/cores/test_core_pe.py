@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _util import PATTERN_IDS, PATTERNS, pysim
+from _core_util import PATTERN_IDS, PATTERNS, pysim
 
 from svf_deploy.hw.cores import DSPAdderChain, GatedAccumulator
 from svf_deploy.models.errors import HardwareError

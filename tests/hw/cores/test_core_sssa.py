@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from _util import PATTERN_IDS, PATTERNS, pysim
+from _core_util import PATTERN_IDS, PATTERNS, pysim
 
 from svf_deploy.compiler import ir, reference
 from svf_deploy.hw.cores import SaccadeUnit, core_for
