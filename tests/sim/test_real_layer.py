@@ -166,3 +166,14 @@ def test_real_attention_in_pysim(layer):
         case = Case(att.name, {"i": beats}, {"o": [{"y": r.tolist()} for r in y]},
                     {"o": [f"head {h} token {n}" for n in range(len(y))]})
         run_case(core, case, lambda i, e: run_streams(core, i, e, p_valid=0.8, p_ready=0.6))
+
+
+def test_every_node_of_the_bundled_model_has_a_core(layer):
+    """core_for configures a core for every node of the compiled bundled model (widths from
+    its proved bounds); the analog stem becomes a bit-plane accumulator."""
+    g, b = layer["graph"], layer["bounds"]
+    kinds = {}
+    for n in g.nodes[1:]:
+        kinds.setdefault(type(core_for(n, g, b)).__name__, []).append(n.op)
+    assert set(kinds) >= {"GatedAccumulator", "BitPlaneAccumulator", "IntLIFLane", "StreamAdd"}
+    assert sum(len(v) for v in kinds.values()) == len(g.nodes) - 1
