@@ -168,6 +168,7 @@ def test_real_attention_in_pysim(layer):
         run_case(core, case, lambda i, e: run_streams(core, i, e, p_valid=0.8, p_ready=0.6))
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_every_node_of_the_bundled_model_has_a_core(layer):
     """core_for configures a core for every node of the compiled bundled model (widths from
     its proved bounds); the analog stem becomes a bit-plane accumulator."""
