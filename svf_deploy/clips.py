@@ -75,12 +75,6 @@ class ClipSet:
             raise IndexError(i)
         return self._get(i % self._n)
 
-    def head(self, n: int) -> "ClipSet":
-        """The first ``n`` clips (all when fewer)."""
-        n = min(int(n), self._n)
-        return ClipSet(n, self.clip_shape, self.kind, self.source,
-                       None if self.labels is None else self.labels[:n], self._get)
-
     def describe(self) -> dict:
         return {"kind": self.kind, "source": self.source, "clips": self._n,
                 "labelled": self.labels is not None, "clip_shape": list(self.clip_shape)}
