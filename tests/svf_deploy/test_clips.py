@@ -196,3 +196,17 @@ def test_cli_announces_assumptions_and_synthetic_clips(tmp_path):
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
     assert r.returncode == 8 and len(errors) == 1 and "3D_dot" in errors[0], r.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_out_of_range_input_codes_are_counted_not_silent():
+    """Pixels beyond the Input node's codes would be clamped: the compile job counts them
+    (manifest ``validation.input_range``) and warns; here codes of 1/510 cover [0, 0.5]."""
+    from svf_deploy.api import _input_range
+    from svf_deploy.clips import tensor_clips
+
+    x = torch.zeros(3, 4, 1, 16, 16)
+    x[1, 0, 0, 0, :5] = 0.9  # 5 pixels of clip 1 beyond 255/510
+    x[2, 3, 0, 2, 2] = 0.5  # exactly the top code: fine
+    r = _input_range(tensor_clips(x, None, "data", "t"), 1 / 510, 8)
+    assert (r["clamped_pixels"], r["clamped_clips"], r["pixels"]) == (5, 1, x.numel())
+    assert _input_range(tensor_clips(x, None, "data", "t"), 1 / 255, 8)["clamped_pixels"] == 0
