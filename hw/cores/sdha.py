@@ -3,8 +3,8 @@
 One head at a time. Phase 1 streams the head's tokens ``(K[n], V[n])`` and counts
 ``kv[a, b]``; phase 2 streams the queries ``Q[n]`` and adds rows of ``kv``. The token set
 is whatever the driver streams between two ``clear`` beats: all ``T*H*W`` tokens of the
-clip for joint attention, the ``H*W`` of one step for spatial attention, so the same
-unit serves both. The folded threshold after the attention (``attn_lif``) is an
+clip for joint attention, the ``H*W`` of one step for spatial attention, the ``T`` steps
+of one location for temporal attention, so the same unit serves all three. The folded threshold after the attention (``attn_lif``) is an
 :class:`~.lif.IntLIFLane` on the output stream.
 """
 
@@ -75,9 +75,19 @@ class AttentionUnit(wiring.Component):
         """The unit for an :class:`~compiler.ir.Attention` node of ``graph`` at ``T`` steps."""
         if getattr(node, "op", None) != "Attention":
             raise HardwareError(f"AttentionUnit.for_node needs an Attention node, not {node!r}")
+        who = f"Attention {node.name!r}"
+        for i in node.inputs:
+            t = graph.types[i]
+            if t.kind != "spike" or t.levels != 1:
+                raise HardwareError(f"{who}: the attention unit counts binary spikes; {i!r} carries "
+                                    f"{t.kind} values with levels={t.levels} (multi-level attention "
+                                    "inputs have no core)")
         c, h, w = graph.types[node.inputs[0]].shape
-        tokens = h * w * (T if node.tokens == "joint" else 1)
-        check_bits(f"Attention {node.name!r}", "acc_bits", node.acc_bits)
+        counts = {"joint": T * h * w, "spatial": h * w, "temporal": T}
+        if node.tokens not in counts:
+            raise HardwareError(f"{who}: token set {node.tokens!r} has no core")
+        tokens = counts[node.tokens]
+        check_bits(who, "acc_bits", node.acc_bits)
         return cls(d=c // node.heads, kv_bits=bits_for(tokens, require_sign_bit=True),
                    y_bits=node.acc_bits, kind=node.kind)
 

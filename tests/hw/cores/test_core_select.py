@@ -62,6 +62,17 @@ def test_refusals_name_the_node(make, msg):
         core_for(node, g, _bounds(g))
 
 
+def test_attention_token_sets_and_multilevel_refusal():
+    for tokens, n in (("spatial", 4), ("temporal", 2)):
+        att = ir.Attention("a", ("l0", "l0", "l0"), heads=1, tokens=tokens, factor=0.25, acc_bits=7)
+        g = _graph(extra=(att,))
+        assert core_for(att, g, _bounds(g)).kv_bits == (n).bit_length() + 1
+    att = ir.Attention("a", ("l0", "l0", "l0"), heads=1, tokens="joint", factor=0.25, acc_bits=9)
+    g = _graph(levels=3, extra=(att,))
+    with pytest.raises(HardwareError, match=r"Attention 'a': the attention unit counts binary spikes"):
+        core_for(att, g, _bounds(g))
+
+
 def test_sssa_gets_the_saccade_unit_or_a_named_refusal():
     s = ir.SSSA("s", ("l0", "l0", "l0"), heads=1, gain=np.array([3, -1], np.int64), sal_theta=4,
                 mem_bits=18)
