@@ -610,6 +610,7 @@ class _Run:
         self.values: dict[str, torch.Tensor] = {}
         self.fviews: dict[tuple[str, torch.dtype], torch.Tensor] = {}
         self.membranes: dict[str, torch.Tensor] = {}
+        self.steps: dict[str, int] = {}  # steps summed by each TimeMean
 
     # --- tensors
     def param(self, n: ir.Node, fld: str, dtype: torch.dtype, shape: tuple[int, ...] | None = None):
@@ -810,6 +811,7 @@ class _Run:
 
     def TimeMean(self, n: ir.TimeMean) -> torch.Tensor:
         x = self.values[n.inputs[0]]
+        self.steps[n.name] = int(x.shape[0])  # after a TimeSlice: fewer than the clip's T
         if not self.integer:
             return x.mean(0, keepdim=True)
         y = x.sum(0, keepdim=True)
@@ -826,7 +828,7 @@ class _Run:
             y = y * _as_tensor(np.asarray(scale, np.float64), torch.float64, self.device).reshape(
                 (t.shape[0],) + (1,) * (len(t.shape) - 1))
             if isinstance(n, ir.TimeMean):
-                y = y / self.T
+                y = y / self.steps[name]
         return y[0] if isinstance(n, ir.TimeMean) else y
 
 

@@ -50,7 +50,20 @@ def build(seed, attention, neuron, C=4, T=3):
             n.append(ir.Conv(f"{z}c", ("h",), weight=exact_weight(rng, (C, C, 1, 1), j),
                              bias=rng.integers(-60, 60, C) * 2.0 ** -j))
             n.append(lif(f"{z}l", f"{z}c", {**bin_nc, "reset": "hard"}))
-        if attention == "sssa":
+        if attention == "cross":  # the segmentation memory read: last step asks the others
+            last = n[-1].name
+            n.append(ir.TimeSlice("ql1", ("ql",), start=-1, stop=None))
+            n.append(ir.TimeSlice("kl0", ("kl",), start=0, stop=-1))
+            n.append(ir.TimeSlice("vl0", ("vl",), start=0, stop=-1))
+            n.append(ir.Attention("att", ("ql1", "kl0", "vl0"), kind="sdha", heads=2,
+                                  tokens="joint", factor=1 / (2 * C)))
+            n.append(lif("al", "att", {**bin_nc, "v_threshold": 0.5}))
+            n.append(ir.Conv("proj", ("al",), weight=exact_weight(rng, (C, C, 1, 1), j)))
+            n.append(ir.TimeSlice("x1", (x,), start=-1, stop=None))
+            n.append(ir.Add("add1", ("x1", "proj")))
+            x = "add1"
+            assert last == "vl"
+        elif attention == "sssa":
             gain = rng.integers(1, Q, T + 1) * 2.0 ** -10
             gain[0] = Q * 2.0 ** -10
             n.append(ir.SSSA("att", ("ql", "kl", "vl"), heads=2, gain=gain, sal_threshold=0.5))
@@ -64,9 +77,10 @@ def build(seed, attention, neuron, C=4, T=3):
             b = rng.integers(-16, 16, C) * 2.0 ** -6
             n.append(ir.BatchNorm("abn", ("att",), a=a, b=b))
             n.append(lif("al", "abn", {**bin_nc, "v_threshold": 0.5}))
-        n.append(ir.Conv("proj", ("al",), weight=exact_weight(rng, (C, C, 1, 1), j)))
-        n.append(ir.Add("add1", (x, "proj")))
-        x = "add1"
+        if attention != "cross":
+            n.append(ir.Conv("proj", ("al",), weight=exact_weight(rng, (C, C, 1, 1), j)))
+            n.append(ir.Add("add1", (x, "proj")))
+            x = "add1"
     n.append(lif("m1", x, nc))
     n.append(ir.Conv("m2", ("m1",), weight=exact_weight(rng, (C, C, 1, 1), j),
                      bias=rng.integers(-60, 60, C) * 2.0 ** -j))
@@ -95,13 +109,15 @@ NEURONS = [dict(tau=2.0, decay_input=True, v_threshold=1.0, reset="hard", levels
            dict(tau=4.0, decay_input=False, v_threshold=1.0, reset="hard", levels=1),
            dict(tau=2.0, decay_input=True, v_threshold=1.0, reset="soft", levels=4),
            dict(tau=2.0, decay_input=False, v_threshold=0.5, reset="soft", levels=3)]
-ATTENTIONS = [None, "sdha-joint", "sdha-spatial", "sdsa-spatial", "sssa"]
+ATTENTIONS = [None, "sdha-joint", "sdha-spatial", "sdha-temporal", "sdsa-spatial", "sdsa-joint",
+              "sssa", "cross"]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 31 - 1), attention=st.sampled_from(ATTENTIONS),
        neuron=st.sampled_from(NEURONS), T=st.integers(1, 6))
 def test_random_exact_graphs_match_spike_for_spike(seed, attention, neuron, T):
+    T = max(T, 2) if attention == "cross" else T
     g = build(seed, attention, neuron, T=T)
     gi, _, _ = compare(g, T, seed=seed % 1000)
     assert gi.meta["exactness"]["inexact_neurons"] == []  # the dyadic BN bias is exact too
