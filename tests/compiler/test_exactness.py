@@ -49,7 +49,8 @@ def build(seed, attention, neuron, C=4, T=3):
         for z in "qkv":
             n.append(ir.Conv(f"{z}c", ("h",), weight=exact_weight(rng, (C, C, 1, 1), j),
                              bias=rng.integers(-60, 60, C) * 2.0 ** -j))
-            n.append(lif(f"{z}l", f"{z}c", {**bin_nc, "reset": "hard"}))
+            # the memory read attends on I-LIF counts (levels D); self-attention on binary spikes
+            n.append(lif(f"{z}l", f"{z}c", nc if attention == "cross" else {**bin_nc, "reset": "hard"}))
         if attention == "cross":  # the segmentation memory read: last step asks the others
             last = n[-1].name
             n.append(ir.TimeSlice("ql1", ("ql",), start=-1, stop=None))
