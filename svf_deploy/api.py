@@ -51,6 +51,8 @@ class CompileJob:
     model: Path | None = None
     target: str = "reference"
     weight_bits: int = 8
+    #: ``--factor-depthwise``: "never" (fused SepConvs) or "auto" (see CompileOptions)
+    factor_depthwise: str = "never"
     #: validation clips; None: all of --data, 1000 of a data recipe, else
     #: ``clips.SYNTHETIC_DEFAULT`` synthetic ones
     clips: int | None = None
@@ -189,7 +191,8 @@ def compile_checkpoint(job: CompileJob, progress: Callable[[str, int, int], None
         calib = None
         if job.calibrate:
             calib = clips[: job.calibrate].transpose(0, 1).contiguous()
-        options = CompileOptions(weight_bits=job.weight_bits, calibration=calib)
+        options = CompileOptions(weight_bits=job.weight_bits, calibration=calib,
+                                 factor_depthwise=job.factor_depthwise)
         frame_shape = tuple(clips.shape[2:])
         n_passes = len(PASSES)
         done = iter(range(1, n_passes + 1))
@@ -299,9 +302,9 @@ def verify_outdir(outdir: Path) -> dict:
     """Check a compiled OUTDIR bit for bit; returns a summary dict.
 
     In order: (1) every file the manifest lists has its recorded sha256, none is missing
-    and no unlisted file sits beside them; (2) the graph loads and every declared width
-    (``acc_bits`` / ``mem_bits``) equals the one proved from the graph's own bounds for
-    its ``meta["T"]``; (3) ``golden.npz`` holds the clip and *every* graph output and spike
+    and no unlisted file sits beside them; (2) the graph loads, every neuron keeps the
+    exactness bound ``frac_bits >= T k`` and every declared width (``acc_bits`` /
+    ``mem_bits``) equals the one proved from the graph's own bounds for its ``meta["T"]``; (3) ``golden.npz`` holds the clip and *every* graph output and spike
     tensor (an empty or cut-down record is refused); (4) the golden reference, re-run on
     the stored clip, reproduces every stored value.
 
@@ -314,6 +317,7 @@ def verify_outdir(outdir: Path) -> dict:
     VerifyMismatchError
         (4) fails: the message says how many values differ and where the first is (21).
     """
+    from .compiler import ir
     from .compiler.ir import Graph
     from .compiler.passes.bitwidths import ACC_OPS, MEM_OPS, signed_bits
     from .models.errors import IntegrityError, VerifyMismatchError
@@ -348,6 +352,9 @@ def verify_outdir(outdir: Path) -> dict:
         raise IntegrityError("graph.json's meta records no clip length T its widths were proved for")
     proof = reference.register_bounds(graph, T)
     for n in graph.nodes:
+        if isinstance(n, ir.IntLIF) and n.frac_bits < T * n.leak_shift:
+            raise IntegrityError(f"IntLIF {n.name!r}: frac_bits={n.frac_bits} is below T*k = "
+                                 f"{T * n.leak_shift}, the exactness bound for T={T}")
         if isinstance(n, ACC_OPS + MEM_OPS):
             field_ = "acc_bits" if isinstance(n, ACC_OPS) else "mem_bits"
             want = signed_bits(proof[n.name])

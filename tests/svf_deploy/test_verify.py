@@ -129,13 +129,23 @@ def test_widths_set_to_63_are_checked_against_the_proof(outdir, capsys):
     assert code == TAMPERED and "=63 differs from the" in err and "proved for T=4" in err, err
 
 
+def test_fraction_bits_below_the_exactness_bound_are_caught(outdir, capsys):
+    def low(doc):
+        n = first(doc, "IntLIF")
+        n["attrs"]["frac_bits"] = 1
+    edit_graph(outdir, low)
+    rehash(outdir)
+    code, err = verify(outdir, capsys)
+    assert code == TAMPERED and "frac_bits=1 is below T*k = 4" in err, err
+
+
 def test_meta_edit_is_caught(outdir, capsys):
     edit_graph(outdir, lambda doc: doc["meta"].update(T=8))
     code, err = verify(outdir, capsys)
     assert code == TAMPERED and "graph.json: sha256" in err
-    rehash(outdir)  # even with matching hashes: the widths were proved for T=4
+    rehash(outdir)  # even with matching hashes: F and the widths were proved for T=4
     code, err = verify(outdir, capsys)
-    assert code == TAMPERED and "proved for T=8" in err, err
+    assert code == TAMPERED and "the exactness bound for T=8" in err, err
 
 
 def test_golden_cut_down_to_frames_is_refused(outdir, capsys):
