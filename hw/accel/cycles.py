@@ -16,12 +16,15 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 * LIF: per channel ``HW*T + 6``; EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
   SDHA: per head ``d*d*HW + d*d*HW*T + 6``, then ``+1``.
 
-:func:`predict` estimates whole-model latency for graphs too large for the v1 on-chip
-plan (svf-small/large): the same per-term costs per layer, weights streamed once per clip
-at the DMA rate and overlapped with compute where the program would double-buffer, and
-the *ideal* bound ``adds / (P_o * P_t) / f`` beside it, so adder utilisation is visible.
-Sparsity: ``skip`` is the fraction of all-zero T-bundles whose terms a bundle-skipping
-engine elides (measured per layer by :func:`bundle_sparsity`).
+:func:`predict` estimates whole-model latency from a layer list (:func:`layers_from_graph`)
+for graphs too large for the v1 on-chip plan (svf-small/large): the same per-descriptor
+costs as the v1 RTL (serial weight loads, spike maps stored), within 1 % of
+:func:`program_cycles` on the bundled model, with the *ideal* bound
+``adds / (P_o * P_t) / f`` beside it so adder utilisation is visible. Two options model
+planned engine changes that the RTL does not have (reported as such): weights streamed a
+beat per cycle behind compute, and ``skip``, the fraction of conv terms whose all-zero
+T-bundle an event-list engine would elide (measured per layer by :func:`bundle_sparsity`;
+the v1 RTL computes every term, exact either way).
 """
 
 from __future__ import annotations
