@@ -236,7 +236,6 @@ class Engine(wiring.Component):
         ch_off = Signal(32)
         w_ch = Signal(32)
         w_tap = Signal(16)
-        a_last = Signal()
         b_vld = Signal()
         b_inb = Signal()
         b_shift = Signal(3)
