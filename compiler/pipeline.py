@@ -4,7 +4,8 @@
 pass                   stage                  establishes
 =====================  =====================  ==============================================
 ``fold_repconv``       float -> float         no RepConv (one 3x3 conv each)
-``fuse_depthwise``     float -> float         no depthwise conv feeding a pointwise conv
+``fuse_depthwise``     float -> float         no depthwise conv feeding a pointwise conv,
+                                              unless kept factored (``factor_depthwise``)
 ``fold_bn``            float -> float         no BatchNorm directly after its only layer
 ``residual_scales``    float -> float         one shared ``out_scale`` per residual stream
 ``quantize``           float -> quantized     integer weights, per-channel scales
@@ -35,9 +36,10 @@ from ..models.errors import ConfigError, GraphError
 from . import frontend, ir
 from .passes import (absorb_thresholds, bitwidths, fold_bn, fold_repconv, fuse_depthwise, quantize,
                      residual_scales)
+from .passes.fuse_depthwise import FACTOR_MODES, check_factor_mode
 from .passes.quantize import WEIGHT_BITS, check_weight_bits
 
-__all__ = ["CompileOptions", "PassRecord", "PASSES", "WEIGHT_BITS", "check_weight_bits",
+__all__ = ["CompileOptions", "FACTOR_MODES", "PassRecord", "PASSES", "WEIGHT_BITS", "check_weight_bits",
            "compile_graph", "compile_model", "effective_input_scale"]
 
 #: the passes in order, as ``(name, module)``; each module has ``run(graph, **options)``
@@ -78,6 +80,13 @@ class CompileOptions:
         get a rounding-shift ``Requant`` instead of losing weight resolution (0 = off).
     threshold_grid : scales of layers read by neurons are powers of two times the
         neurons' threshold (exact thresholds; at most one bit of weight resolution).
+    factor_depthwise : one of :data:`FACTOR_MODES`. ``"never"`` (default): every
+        depthwise conv is fused into the pointwise conv that reads it (one dense conv on
+        spikes; the form the ZCU104 engine v1 and the other targets were validated on).
+        ``"auto"`` (opt-in): keep the pair where the cost model of
+        :mod:`passes.fuse_depthwise` counts fewer additions per time step (depthwise on
+        spikes, then a pointwise conv on its integer output, bit-serial in hardware);
+        the choice per SepConv is recorded in ``meta["sepconv_forms"]``.
     """
 
     weight_bits: int = 8
@@ -88,9 +97,11 @@ class CompileOptions:
     stream_slack_bits: int | None = None
     requant_min_shift: int = 2
     threshold_grid: bool = True
+    factor_depthwise: str = "never"
 
     def __post_init__(self) -> None:
         check_weight_bits(self.weight_bits)
+        check_factor_mode(self.factor_depthwise)
         if not (isinstance(self.input_scale, (int, float)) and self.input_scale > 0):
             raise ConfigError(f"input_scale must be a positive number, got {self.input_scale!r}")
         if not (isinstance(self.min_theta_bits, int) and 1 <= self.min_theta_bits <= 24):
@@ -116,6 +127,7 @@ class CompileOptions:
                 "stream_slack_bits": self.stream_slack_bits,
                 "requant_min_shift": self.requant_min_shift,
                 "threshold_grid": self.threshold_grid,
+                "factor_depthwise": self.factor_depthwise,
                 "calibrated": self.calibration is not None}
 
 
@@ -197,7 +209,8 @@ def compile_graph(graph: ir.Graph, options: CompileOptions | None = None,
                  "min_theta_bits": options.min_theta_bits,
                  "requant_min_shift": options.requant_min_shift,
                  "stream_slack_bits": options.stream_slack_bits, "T": int(T),
-                 "threshold_grid": bool(options.threshold_grid)}
+                 "threshold_grid": bool(options.threshold_grid),
+                 "factor_depthwise": options.factor_depthwise}
     records: list[PassRecord] = []
     g = graph
     for name, module in PASSES:

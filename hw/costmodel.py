@@ -7,7 +7,11 @@ pixel) and the pointwise conv reads its signed ``b``-bit integer output bit-seri
 (two's-complement planes, the sign plane subtracted): ``b C O`` adds per pixel, still
 exact and still additions only. :func:`adds_per_step` counts both per layer and picks the
 cheaper one; ``b = bits_for(k^2 * w_max * levels) + 1`` is the depthwise output width at
-``w_max = 127`` (int8).
+``w_max = 127`` (int8), or the width the compiler predicted when it recorded the pair in
+``meta["sepconv_forms"]`` (:func:`compiler.passes.fuse_depthwise.sepconv_cost`, the one
+formula). A graph compiled with ``factor_depthwise="auto"`` already holds the factored
+pairs: the pointwise conv reads the ``int`` output of the depthwise conv and is counted
+with ``b`` = that conv's ``acc_bits`` planes.
 
 Counts are dense (every term of every output, no spike sparsity), per time step and
 sample, as a worst-case work figure: Conv/Linear ``pixels x O x (I / groups) x kh x kw x
@@ -21,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amaranth.utils import bits_for
+
+from ..compiler.passes.fuse_depthwise import sepconv_cost
 
 __all__ = ["LayerCost", "adds_per_step"]
 
@@ -42,13 +48,15 @@ def _planes(graph, name) -> int:
         return bits_for(int(t.levels))
     if t.kind == "analog":
         return int(graph.input.bits)
-    return 0  # integer-input conv: not on a spike path
+    src = graph.node(name)
+    return int(getattr(src, "acc_bits", 0))  # int input: bit-serial over its proved width
 
 
 def adds_per_step(graph, T: int | None = None) -> list[LayerCost]:
     """Per-node additions per time step (dense), compiled vs cheapest factored form."""
     T = T or int(graph.meta.get("T", 1))
     fused_dw = set(graph.meta.get("fused_depthwise", {}).values())
+    forms = graph.meta.get("sepconv_forms", {})
     out: list[LayerCost] = []
     for n in graph.nodes:
         t = graph.types[n.name]
@@ -60,11 +68,13 @@ def adds_per_step(graph, T: int | None = None) -> list[LayerCost]:
             planes = max(1, _planes(graph, n.inputs[0]))
             dense = pix * o * i * taps * planes
             form, best = "dense", dense
+            if graph.types[n.inputs[0]].kind == "int":
+                form = f"bit-serial pw (b={planes})"
             if n.op == "Conv" and n.name in fused_dw and taps > 1:
                 lv = graph.types[n.inputs[0]]
                 levels = int(lv.levels) if lv.kind == "spike" else 2 ** graph.input.bits - 1
-                b = bits_for(taps * W_MAX * levels) + 1
-                fact = pix * i * taps * planes + pix * o * i * b
+                b = int(forms.get(n.name, {}).get("dw_bits", 0)) or bits_for(taps * W_MAX * levels) + 1
+                fact = sepconv_cost(pix, i, o, taps, planes, b)[1]
                 if fact < dense:
                     form, best = f"dw on spikes + bit-serial pw (b={b})", fact
             out.append(LayerCost(n.name, n.op, dense, best, form))

@@ -112,6 +112,11 @@ def compile_main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--outdir", type=Path, default=Path("svf-out"), help="output directory (default: svf-out)")
     p.add_argument("--force", action="store_true", help="replace OUTDIR if it exists")
     p.add_argument("--weight-bits", type=int, default=8, help="weight bit-width (default 8)")
+    p.add_argument("--factor-depthwise", choices=("never", "auto"), default="never",
+                   help="SepConv form: 'never' fuses each depthwise 7x7 + pointwise into one dense conv "
+                        "on spikes (default; the form the ZCU104 engine v1 and the other targets were "
+                        "validated on); 'auto' (opt-in) keeps the pair where the cost model counts fewer "
+                        "additions per step (depthwise on spikes, then a bit-serial pointwise conv)")
     p.add_argument("--clips", type=int, default=None,
                    help="validation clips for the fidelity report (default: all of --data; 1000 of the "
                         "checkpoint's data recipe; else 8 synthetic noise clips, labelled as such)")
@@ -157,6 +162,7 @@ def compile_main(argv: list[str] | None = None) -> int:
                                        ("attention", a.attention)) if v is not None}
         overrides.update(_normalization_overrides(a))
         j = CompileJob(outdir=a.outdir, model=a.model, target=a.target, weight_bits=a.weight_bits,
+                       factor_depthwise=a.factor_depthwise,
                        clips=a.clips, data=a.data, calibrate=a.calibrate, allow_pickle=a.allow_pickle,
                        force=a.force, overrides=overrides,
                        target_options={"verify": a.verify, "strict": a.strict})

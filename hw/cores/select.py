@@ -65,8 +65,9 @@ def core_for(node, graph, bounds: dict, *, lanes: int = 8, terms: int = 16, form
             return BitPlaneAccumulator(lanes, terms, in_bits, W_BITS, acc, form=form,
                                        dsp_instance=dsp_instance, w_abs_max=max(wmax, 1))
         raise HardwareError(f"{who}: reads an {src.kind!r} tensor; the PE array takes binary or "
-                            "multi-bit spikes and analog codes only (integer-input convs are not "
-                            "addition-only)")
+                            "multi-bit spikes and analog codes only (unsigned planes), so a bit-serial "
+                            "pointwise conv on a signed integer input (factor_depthwise='auto') has no "
+                            "core: compile with factor_depthwise='never' (--factor-depthwise never)")
     if op == "IntLIF":
         if node.levels > MAX_LEVELS:
             raise HardwareError(f"{who}: levels={node.levels} exceeds the lane's {MAX_LEVELS}-step "
