@@ -204,3 +204,16 @@ def test_zoo_variants_exact_at_high_precision(name, kw):
     assert 0.01 < float(np.mean([float(rf.values[s].double().mean()) for s in spikes])) < 0.9
     for o in g.outputs:
         torch.testing.assert_close(ri.outputs[o], rf.outputs[o], rtol=0, atol=1e-4)
+
+
+def test_the_property_catches_the_old_fraction_bit_rule(monkeypatch):
+    """Mutation check: with issue 8's rule (F from threshold resolution only, no ``T k``
+    term) the same comparison finds spikes that differ; the exactness test can fail."""
+    from svf_deploy.compiler.passes import absorb_thresholds as at
+
+    orig = at.thresholds
+    monkeypatch.setattr(at, "thresholds", lambda v, u, levels, mtb, min_frac_bits=0, who="":
+                        orig(v, u, levels, mtb, 0, who))
+    g = build(1, "sdha-joint", NEURONS[2], T=4)  # tau 4 without decay_input: leaks floor
+    with pytest.raises(AssertionError, match="vl"):
+        compare(g, 4, seed=1)
