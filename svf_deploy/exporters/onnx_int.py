@@ -304,6 +304,9 @@ def export_int_onnx(graph: ir.Graph, T: int, conv_path: str = "auto") -> IntOnnx
             r = b.op("Add", [vals[n.inputs[0]], b.const(_chan((1 << sh) >> 1, nd))], who)
             vals[n.name] = b.floor_div(r, b.const(_chan(1 << sh, nd)), who)
         elif isinstance(n, ir.Attention):
+            if n.tokens not in ("joint", "spatial"):
+                raise ExportError(f"Attention {n.name!r}: tokens={n.tokens!r} has no integer ONNX form "
+                                  "yet (joint and spatial only); use --target reference or nir")
             shape = shape_of(n.inputs[0])
             joint = n.tokens == "joint"
             q, k, v = (heads(vals[i], shape, n.heads, joint) for i in n.inputs)

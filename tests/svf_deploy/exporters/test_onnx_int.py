@@ -189,6 +189,13 @@ def test_ilif_ties_round_half_even():
     assert np.array_equal(outs["spikes/ilif"].astype(np.int64), res.values["ilif"].numpy())
 
 
+def test_refuses_temporal_tokens_by_name():
+    """Temporal-token attention (hierarchical SDHA) has no ONNX form yet: refused, never
+    exported as the spatial form."""
+    with pytest.raises(ExportError, match="tokens='temporal' has no integer ONNX form"):
+        export_int_onnx(small_graph("sdha-temporal"), 4)
+
+
 def test_refuses_non_integer_graph():
     g = small_graph("sdha-joint")
     with pytest.raises(ExportError, match="needs an integer graph"):
