@@ -5,6 +5,11 @@
 * :mod:`.engine` - the Amaranth engine (AXI4 master, AXI4-Lite slave, units, buffers).
 * :mod:`.program` - integer graph -> program, weight/parameter images, DDR memory map.
 * :mod:`.cycles` - analytic cycle model (exact for the RTL, validated against Verilator).
+* :mod:`.verilog` - the engine's Verilog without all-zero memory ``init`` (seconds, not minutes).
+
+Board files live in :mod:`svf_deploy.hw.board`, the host driver in :mod:`svf_deploy.hw.driver`,
+the whole-engine simulation in :mod:`svf_deploy.sim.accel`, the CLI target in
+:mod:`svf_deploy.targets.zcu104`.
 """
 
 from .config import CI, PRODUCTION, AccelConfig, XCZU7EV
