@@ -12,7 +12,7 @@ from __future__ import annotations
 from amaranth.utils import bits_for
 
 from .cores import (AttentionUnit, BitPlaneAccumulator, GatedAccumulator, IntLIFLane, Requant,
-                    SaccadeUnit, StreamAdd, SumPool)
+                    SaccadeUnit, SignedBitPlaneAccumulator, StreamAdd, SumPool)
 
 __all__ = ["PRODUCTION", "SMALL"]
 
@@ -30,6 +30,11 @@ PRODUCTION = {
     "bitplane-dsp (64 x 16, 8-bit codes)": (
         "analog first layer: 8 bit-planes shifted into the accumulator, DSP adders",
         lambda: BitPlaneAccumulator(64, 16, 8, 8, 23, form="dsp", dsp_instance=True, w_abs_max=127)),
+    "pointwise-dsp (64 x 16, 13-bit int in)": (
+        "factored SepConv's pointwise on the depthwise's signed 13-bit output: two's-complement "
+        "planes, sign plane subtracted, DSP adders, acc 24 b",
+        lambda: SignedBitPlaneAccumulator(64, 16, 13, 8, 24, form="dsp", dsp_instance=True,
+                                          w_abs_max=127)),
     "intlif lane (binary, 30 b)": (
         "IntLIF lane: polarity, bias, shift leak, hard reset; membrane 30 b",
         lambda: IntLIFLane(in_bits=24, mem_bits=30, theta_bits=29, bias_bits=29, frac_bits=4,
@@ -58,6 +63,7 @@ PRODUCTION = {
 SMALL = {
     "pe-dsp small": lambda: GatedAccumulator(8, 4, 8, 14, form="dsp", dsp_instance=True),
     "pe-lut small": lambda: GatedAccumulator(4, 4, 8, 14, form="lut"),
+    "pointwise small": lambda: SignedBitPlaneAccumulator(2, 2, 4, 8, 12, form="lut"),
     "intlif small": lambda: IntLIFLane(in_bits=8, mem_bits=12, theta_bits=8, bias_bits=8,
                                        frac_bits=1, levels=2, reset="soft"),
 }

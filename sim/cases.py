@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..compiler.reference import (ref_add, ref_attention_head, ref_gated_accumulate,
-                                  ref_intlif_lane, ref_requant, ref_sum_pool)
+                                  ref_intlif_lane, ref_requant, ref_signed_bitplane_accumulate,
+                                  ref_sum_pool)
 from .check import compare
 from .payload import pack
 
-__all__ = ["Case", "run_case", "concat", "rename", "pe_case", "bitplane_case", "lif_case", "requant_case",
+__all__ = ["Case", "run_case", "concat", "rename", "pe_case", "bitplane_case", "pointwise_case", "lif_case", "requant_case",
            "add_case", "pool_case", "attention_case", "sssa_case", "MODES", "mutate"]
 
 MODES = ("random", "max", "min", "zeros", "ones")
@@ -160,6 +161,50 @@ def bitplane_case(dut, rng, mode="random", outputs=4, max_beats=3) -> Case:
         exp.append({"acc": y.tolist()})
         coords.append(f"output {o}")
     return Case(f"bitplane-{mode}", {"i": beats}, {"o": exp}, {"o": coords})
+
+
+def pointwise_case(dut, rng, mode="random", outputs=4, max_beats=3, x=None, weights=None,
+                   bias=None, names=None) -> Case:
+    """``SignedBitPlaneAccumulator``: signed ``in_bits``-bit inputs, runs of beats.
+
+    Edges: ``max`` / ``min`` put the most negative input ``-2**(in_bits-1)`` on every term
+    with the most negative / largest weight, and a bias that lands ``y`` exactly on the
+    register's top ``2**(acc_bits-1)-1`` / bottom ``-2**(acc_bits-1)`` (partial sums wrap on
+    the way); ``ones`` all inputs ``-1`` (every plane on); ``zeros`` all inputs 0. Explicit
+    ``x [outputs, beats, terms]``, ``weights [outputs, beats, terms, lanes]``, ``bias
+    [outputs, lanes]`` (a real layer) override the generator.
+    """
+    L, N, B, A = dut.lanes, dut.terms, dut.in_bits, dut.acc_bits
+    lo, hi = -(1 << (B - 1)), (1 << (B - 1)) - 1
+    top = (1 << (A - 1)) - 1
+    beats, exp, coords = [], [], []
+    n_out = outputs if x is None else len(x)
+    for o in range(n_out):
+        if x is not None:
+            xo, wo, bo = np.asarray(x[o]), np.asarray(weights[o]), np.asarray(bias[o])
+        else:
+            nb = max_beats if mode in ("max", "min") else int(rng.integers(1, max_beats + 1))
+            xo = {"zeros": np.zeros((nb, N), np.int64), "ones": np.full((nb, N), -1),
+                  "max": np.full((nb, N), lo), "min": np.full((nb, N), lo)}.get(mode)
+            if xo is None:
+                xo = rng.integers(lo, hi + 1, (nb, N))
+            wo = _weights(rng, (nb, N, L), dut.w_bits, {"max": "min", "min": "max"}.get(mode, mode))
+            part = ref_signed_bitplane_accumulate(xo.reshape(-1), wo.reshape(-1, L).T, bits=B)
+            if mode in ("max", "min"):
+                bo = (top if mode == "max" else -top - 1) - part
+            else:
+                room = top - int(np.abs(part).max())
+                bo = rng.integers(-room, room + 1, L) if mode == "random" else np.zeros(L, np.int64)
+        y = ref_signed_bitplane_accumulate(xo.reshape(-1), wo.reshape(-1, L).T, bo, bits=B)
+        if int(np.abs(y).max()) > top + 1 or int(np.abs(bo).max()) > top + 1:
+            raise ValueError(f"pointwise_case: acc_bits={A} too narrow for output {o}")
+        for k in range(len(xo)):
+            beats.append(pack(dut.in_layout, dict(x=xo[k].tolist(), weights=wo[k].tolist(),
+                                                  bias=bo.tolist(), first=int(k == 0),
+                                                  last=int(k == len(xo) - 1))))
+        exp.append({"acc": y.tolist()})
+        coords.append(names[o] if names else f"output {o}")
+    return Case(f"pointwise-{mode}", {"i": beats}, {"o": exp}, {"o": coords})
 
 
 def lif_case(dut, rng, mode="random", neurons=24, T=4, x=None, theta=None, bias=None,

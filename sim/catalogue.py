@@ -9,7 +9,7 @@ the same designs.
 from __future__ import annotations
 
 from ..hw.cores import (AttentionUnit, BitPlaneAccumulator, GatedAccumulator, IntLIFLane, Requant,
-                        SaccadeUnit, StreamAdd, SumPool)
+                        SaccadeUnit, SignedBitPlaneAccumulator, StreamAdd, SumPool)
 from . import cases as C
 
 __all__ = ["CORES"]
@@ -21,6 +21,8 @@ CORES = {
     "pelut": (lambda: GatedAccumulator(3, 5, 8, 16, planes=3, form="lut"), C.pe_case, C.MODES,
               ("i", "spikes", 0)),
     "bitplane": (lambda: BitPlaneAccumulator(4, 3, 8, 8, 24), C.bitplane_case, C.MODES, ("i", "x", 6)),
+    "pointwise": (lambda: SignedBitPlaneAccumulator(4, 3, 6, 8, 17, form="dsp", w_abs_max=128),
+                  C.pointwise_case, C.MODES, ("i", "x", 5)),
     "ilif": (lambda: IntLIFLane(in_bits=9, mem_bits=24, theta_bits=10, bias_bits=12, frac_bits=1,
                                 leak_shift=2, decay_input=False, reset="soft", levels=4),
              C.lif_case, ("random", "max", "min", "zeros", "boundary"), ("i", "bias", 1)),

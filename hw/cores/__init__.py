@@ -44,21 +44,23 @@ core                        ports (payload fields)                           ref
 
 :func:`core_for` (:mod:`.select`) configures the core for an IR node from its proved
 widths and refuses, as :class:`~models.errors.HardwareError`, what no core implements
-(widths not derived, weights beyond int8, an SSSA whose gain or leak the saccade unit
-cannot take, ops without a core).
+(widths not derived, weights beyond int8, integer inputs beyond 32 bits, an SSSA whose
+gain or leak the saccade unit cannot take, ops without a core).
 """
 
 from .add import StreamAdd
 from .bitplane import BitPlaneAccumulator
 from .lif import MAX_LEVELS, IntLIFLane
 from .pe import DSP_LANE_BITS, DSP_LANES, DSPAdderChain, GatedAccumulator
+from .pointwise import SignedBitPlaneAccumulator
 from .pool import SumPool
 from .requant import Requant
 from .sdha import OP_KV, OP_QUERY, AttentionUnit
 from .select import W_BITS, core_for
 from .sssa import OP_ALPHA, OP_TOKEN, SaccadeUnit, refuse_sssa
 
-__all__ = ["GatedAccumulator", "DSPAdderChain", "BitPlaneAccumulator", "IntLIFLane", "Requant",
+__all__ = ["GatedAccumulator", "DSPAdderChain", "BitPlaneAccumulator", "SignedBitPlaneAccumulator",
+           "IntLIFLane", "Requant",
            "StreamAdd", "SumPool", "AttentionUnit", "SaccadeUnit", "core_for", "refuse_sssa", "OP_KV",
            "OP_QUERY", "OP_ALPHA", "OP_TOKEN",
            "MAX_LEVELS", "DSP_LANES", "DSP_LANE_BITS", "W_BITS"]

@@ -17,6 +17,7 @@ from .add import StreamAdd
 from .bitplane import BitPlaneAccumulator
 from .lif import MAX_LEVELS, IntLIFLane
 from .pe import GatedAccumulator
+from .pointwise import SignedBitPlaneAccumulator
 from .pool import SumPool
 from .requant import Requant
 from .sdha import AttentionUnit
@@ -43,7 +44,10 @@ def core_for(node, graph, bounds: dict, *, lanes: int = 8, terms: int = 16, form
     HardwareError
         The node's op has no core (float-stage ops), a width is not derived
         (``acc_bits``/``mem_bits`` = 0), weights exceed int8, an I-LIF has more than
-        :data:`MAX_LEVELS` levels, or the inputs are of a kind the core does not take.
+        :data:`MAX_LEVELS` levels, an integer input is wider than 32 bits, or the inputs
+        are of a kind the core does not take. A Conv/Linear on an ``int`` tensor (the
+        pointwise half of a factored SepConv) gets a :class:`SignedBitPlaneAccumulator`
+        with ``in_bits`` = the input's proved signed width.
     """
     op = node.op
     who = f"{op} {node.name!r}"
@@ -64,10 +68,13 @@ def core_for(node, graph, bounds: dict, *, lanes: int = 8, terms: int = 16, form
             in_bits = bits_for(int(src.levels if src.kind == "spike" else bounds[node.inputs[0]]))
             return BitPlaneAccumulator(lanes, terms, in_bits, W_BITS, acc, form=form,
                                        dsp_instance=dsp_instance, w_abs_max=max(wmax, 1))
-        raise HardwareError(f"{who}: reads an {src.kind!r} tensor; the PE array takes binary or "
-                            "multi-bit spikes and analog codes only (unsigned planes), so a bit-serial "
-                            "pointwise conv on a signed integer input (factor_depthwise='auto') has no "
-                            "core: compile with factor_depthwise='never' (--factor-depthwise never)")
+        if src.kind == "int":  # the factored SepConv's pointwise half: signed bit-planes
+            in_bits = max(2, bits_for(int(bounds[node.inputs[0]]), True))
+            return SignedBitPlaneAccumulator(lanes, terms, in_bits, W_BITS, acc, form=form,
+                                             dsp_instance=dsp_instance, w_abs_max=max(wmax, 1))
+        raise HardwareError(f"{who}: reads a {src.kind!r} tensor; the PE array takes binary or "
+                            "multi-bit spikes, analog codes (unsigned planes) and integers "
+                            "(two's-complement planes) only")
     if op == "IntLIF":
         if node.levels > MAX_LEVELS:
             raise HardwareError(f"{who}: levels={node.levels} exceeds the lane's {MAX_LEVELS}-step "

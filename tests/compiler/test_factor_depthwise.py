@@ -155,17 +155,22 @@ def test_bundled_factored_onnx_equals_reference(factored8):
         np.testing.assert_allclose(outs[f"out/{o}"], res.outputs[o].numpy(), rtol=1e-12, atol=0)
 
 
-def test_core_for_refuses_the_int_input_pointwise_by_name(factored8):
+def test_core_for_maps_the_int_input_pointwise(factored8):
+    from svf_deploy.hw.cores import GatedAccumulator, SignedBitPlaneAccumulator
     from svf_deploy.hw.cores.select import core_for
 
     gi = factored8
     bounds = reference.bounds(gi, int(gi.meta["T"]))
-    f = next(iter(gi.meta["sepconv_forms"].values()))
-    dw = gi.node(f["dw"])
-    pw = gi.consumers(dw.name)[0]
-    assert core_for(dw, gi, bounds) is not None  # the depthwise conv on spikes has a core
-    with pytest.raises(HardwareError, match=f"Conv '{pw.name}'.*factor_depthwise='never'"):
-        core_for(pw, gi, bounds)
+    for f in gi.meta["sepconv_forms"].values():
+        dw = gi.node(f["dw"])
+        pw = gi.consumers(dw.name)[0]
+        assert isinstance(core_for(dw, gi, bounds), GatedAccumulator)  # depthwise on spikes
+        core = core_for(pw, gi, bounds)  # pointwise on the depthwise's signed output
+        assert isinstance(core, SignedBitPlaneAccumulator)
+        assert core.in_bits == dw.acc_bits == f["dw_bits"] and core.acc_bits == pw.acc_bits
+    bad = gi.replace(nodes=[n.replace(acc_bits=0) if n.name == pw.name else n for n in gi.nodes])
+    with pytest.raises(HardwareError, match=f"Conv '{pw.name}'.*acc_bits is 0"):
+        core_for(bad.node(pw.name), bad, bounds)
 
 
 def test_costmodel_counts_the_compiled_factored_graph(bundled, factored8):

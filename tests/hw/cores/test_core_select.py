@@ -5,7 +5,7 @@ import pytest
 
 from svf_deploy.compiler import ir
 from svf_deploy.hw.cores import (AttentionUnit, BitPlaneAccumulator, GatedAccumulator, IntLIFLane,
-                                 SaccadeUnit, core_for)
+                                 SaccadeUnit, SignedBitPlaneAccumulator, core_for)
 from svf_deploy.models.errors import HardwareError
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -39,6 +39,21 @@ def test_cores_for_nodes():
     assert isinstance(lane, IntLIFLane) and lane.mem_bits == 16
     g2 = _graph(levels=3)
     assert isinstance(core_for(g2.node("c1"), g2, _bounds(g2)), BitPlaneAccumulator)  # I-LIF 0..3
+
+
+def test_conv_on_an_int_tensor_gets_signed_planes_or_a_named_refusal():
+    """A Conv reading an ``int`` tensor (the factored SepConv's pointwise half) gets the
+    two's-complement bit-plane core, ``in_bits`` from the input's proved bound."""
+    pw = ir.Conv("p", ("c0",), weight=np.full((4, 2, 1, 1), -3, np.int64), out_scale=np.ones(4),
+                 acc_bits=14)
+    g = _graph(extra=(pw,))
+    b = _bounds(g)
+    assert b["c0"] == 2 * 255  # 2 analog codes x weight 1 -> signed 10 bits
+    core = core_for(pw, g, b, lanes=4, terms=2, form="dsp")
+    assert isinstance(core, SignedBitPlaneAccumulator)
+    assert (core.in_bits, core.acc_bits, core.pe.w_abs_max, core.pe.form) == (10, 14, 3, "dsp")
+    with pytest.raises(HardwareError, match=r"in_bits must be in 2\.\.32, not 42"):
+        core_for(pw, g, {**b, "c0": 1 << 40})
 
 
 def test_attention_core_from_node():
