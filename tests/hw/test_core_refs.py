@@ -94,3 +94,38 @@ def test_attention_head_equals_executor(kind, joint):
             w = want[:, 0, h * d:(h + 1) * d].reshape(T, d, -1).transpose(0, 2, 1)
             w = w.reshape(-1, d) if t is None else w[t]
             assert np.array_equal(y, w)
+
+
+def test_signed_bitplane_accumulate_equals_the_factored_pointwise_conv():
+    """The pointwise half of a factored SepConv (``factor_depthwise="auto"``) reads the
+    depthwise's signed int output; the two's-complement plane sum equals the executor's."""
+    from svf_deploy.compiler import ir, pipeline
+
+    rng = np.random.default_rng(0)
+    C, O, k = 4, 6, 7
+    g = ir.Graph((ir.Input("x", (), shape=(1, 5, 5)),
+                  ir.Conv("c0", ("x",), weight=rng.normal(size=(C, 1, 3, 3)), padding=1),
+                  ir.LIF("l0", ("c0",)),
+                  ir.Conv("dw", ("l0",), weight=rng.normal(size=(C, 1, k, k)), padding=k // 2, groups=C),
+                  ir.Conv("pw", ("dw",), weight=rng.normal(size=(O, C, 1, 1)), bias=rng.normal(size=O))),
+                 ("pw",))
+    gi, _ = pipeline.compile_graph(g, pipeline.CompileOptions(factor_depthwise="auto", T=4))
+    assert gi.meta["sepconv_forms"]["pw"]["form"] == "factored" and gi.types["dw"].kind == "int"
+    x = torch.rand(4, 3, 1, 5, 5, generator=torch.Generator().manual_seed(0))
+    res = R.run(gi, x, record=True)
+    dw, pw = gi.node("dw"), gi.node("pw")
+    xi = res.values["dw"].numpy().transpose(0, 1, 3, 4, 2)  # [T, B, H, W, C]
+    assert xi.min() < 0 < xi.max() and dw.acc_bits >= 2
+    got = R.ref_signed_bitplane_accumulate(xi, pw.weight[:, :, 0, 0], np.asarray(pw.bias).reshape(O),
+                                           bits=dw.acc_bits)
+    assert np.array_equal(got.transpose(0, 1, 4, 2, 3), res.values["pw"].numpy())
+    # and on random signed vectors at the range's ends, against int_linear
+    for bits in (2, 5, 13):
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        xs = np.concatenate([rng.integers(lo, hi + 1, (6, 11)), np.full((1, 11), lo), np.full((1, 11), -1)])
+        w = rng.integers(-128, 128, (5, 11))
+        b = rng.integers(-999, 999, 5)
+        want = R.int_linear(torch.tensor(xs), w, b, bound=R._affine_bound(w, b, 1 << (bits - 1))).numpy()
+        assert np.array_equal(R.ref_signed_bitplane_accumulate(xs, w, b, bits=bits), want)
+    with pytest.raises(R.GraphError, match=r"-16..15, got -17..0"):
+        R.ref_signed_bitplane_accumulate(np.array([[-17, 0]]), np.ones((1, 2)), bits=5)
