@@ -948,14 +948,12 @@ def ref_signed_bitplane_accumulate(x, weight, bias=None, bits: int = 2) -> np.nd
     """Pointwise accumulation over signed integers (``SignedBitPlaneAccumulator``):
     ``y[..., o] = bias[o] + sum_i x[..., i] W[o, i]``, computed as the core does.
 
-    ``x``: ``[..., I]`` integers in ``-2**(bits-1) .. 2**(bits-1)-1``, split into their
-    two's-complement planes ``plane_p = (x >> p) & 1``; every plane gates the weights
-    (a sum of selected weights, never a product), its sum is shifted left by ``p`` and
-    added, except the sign plane ``p = bits - 1`` whose sum is subtracted:
-    ``x = sum_{p < bits-1} 2**p plane_p - 2**(bits-1) plane_{bits-1}``. ``weight``:
-    ``[O, I]``; returns int64 ``[..., O]``. Equals the executor's 1x1 ``int_conv2d`` on
-    an ``int`` tensor (the factored SepConv's pointwise half). Raises :class:`GraphError`
-    for values outside the signed range.
+    ``x``: ``[..., I]`` integers in ``-2**(bits-1) .. 2**(bits-1)-1``, offset to
+    ``u = x + 2**(bits-1)`` (the sign bit inverted, ``0 .. 2**bits - 1``) and accumulated
+    as unsigned bit-planes (:func:`ref_gated_accumulate`), plus the folded constant
+    ``bias'[o] = bias[o] - 2**(bits-1) sum_i W[o, i]``. ``weight``: ``[O, I]``; returns
+    int64 ``[..., O]``. Equals the executor's 1x1 ``int_conv2d`` on an ``int`` tensor (the
+    factored SepConv's pointwise half). Raises :class:`GraphError` outside the signed range.
     """
     x = np.asarray(x, dtype=np.int64)
     if bits < 2:
@@ -965,13 +963,8 @@ def ref_signed_bitplane_accumulate(x, weight, bias=None, bits: int = 2) -> np.nd
         raise GraphError(f"signed bit-planes: values must lie in {lo}..{hi}, got "
                          f"{int(x.min())}..{int(x.max())}")
     w = np.asarray(weight, dtype=np.int64)
-    y = np.zeros(x.shape[:-1] + (w.shape[0],), dtype=np.int64)
-    for p in range(bits):
-        part = (((x >> p) & 1) @ w.T) << p  # arithmetic shift: the two's-complement bits
-        y = y - part if p == bits - 1 else y + part
-    if bias is not None:
-        y += np.asarray(bias, dtype=np.int64)
-    return y
+    b = np.zeros(w.shape[0], np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
+    return ref_gated_accumulate(x + (1 << (bits - 1)), w, b - (w.sum(axis=1) << (bits - 1)), bits=bits)
 
 
 def ref_intlif_lane(x, theta, bias, polarity, *, frac_bits: int, leak_shift: int,

@@ -31,8 +31,8 @@ PRODUCTION = {
         "analog first layer: 8 bit-planes shifted into the accumulator, DSP adders",
         lambda: BitPlaneAccumulator(64, 16, 8, 8, 23, form="dsp", dsp_instance=True, w_abs_max=127)),
     "pointwise-dsp (64 x 16, 13-bit int in)": (
-        "factored SepConv's pointwise on the depthwise's signed 13-bit output: two's-complement "
-        "planes, sign plane subtracted, DSP adders, acc 24 b",
+        "factored SepConv's pointwise on the depthwise's signed 13-bit output: planes of "
+        "x + 2**12, offset folded into the bias, DSP adders, acc 24 b",
         lambda: SignedBitPlaneAccumulator(64, 16, 13, 8, 24, form="dsp", dsp_instance=True,
                                           w_abs_max=127)),
     "intlif lane (binary, 30 b)": (

@@ -165,7 +165,8 @@ def bitplane_case(dut, rng, mode="random", outputs=4, max_beats=3) -> Case:
 
 def pointwise_case(dut, rng, mode="random", outputs=4, max_beats=3, x=None, weights=None,
                    bias=None, names=None) -> Case:
-    """``SignedBitPlaneAccumulator``: signed ``in_bits``-bit inputs, runs of beats.
+    """``SignedBitPlaneAccumulator``: signed ``in_bits``-bit inputs, runs of beats; the
+    ``bias`` field carries :func:`~svf_deploy.hw.cores.pointwise.offset_bias` of the bias.
 
     Edges: ``max`` / ``min`` put the most negative input ``-2**(in_bits-1)`` on every term
     with the most negative / largest weight, and a bias that lands ``y`` exactly on the
@@ -174,6 +175,8 @@ def pointwise_case(dut, rng, mode="random", outputs=4, max_beats=3, x=None, weig
     ``x [outputs, beats, terms]``, ``weights [outputs, beats, terms, lanes]``, ``bias
     [outputs, lanes]`` (a real layer) override the generator.
     """
+    from ..hw.cores.pointwise import offset_bias
+
     L, N, B, A = dut.lanes, dut.terms, dut.in_bits, dut.acc_bits
     lo, hi = -(1 << (B - 1)), (1 << (B - 1)) - 1
     top = (1 << (A - 1)) - 1
@@ -198,9 +201,10 @@ def pointwise_case(dut, rng, mode="random", outputs=4, max_beats=3, x=None, weig
         y = ref_signed_bitplane_accumulate(xo.reshape(-1), wo.reshape(-1, L).T, bo, bits=B)
         if int(np.abs(y).max()) > top + 1 or int(np.abs(bo).max()) > top + 1:
             raise ValueError(f"pointwise_case: acc_bits={A} too narrow for output {o}")
+        bq = offset_bias(wo.reshape(-1, L).T, bo, B, A)  # the core takes the folded bias'
         for k in range(len(xo)):
             beats.append(pack(dut.in_layout, dict(x=xo[k].tolist(), weights=wo[k].tolist(),
-                                                  bias=bo.tolist(), first=int(k == 0),
+                                                  bias=bq.tolist(), first=int(k == 0),
                                                   last=int(k == len(xo) - 1))))
         exp.append({"acc": y.tolist()})
         coords.append(names[o] if names else f"output {o}")

@@ -25,6 +25,11 @@ core                        ports (payload fields)                           ref
 :class:`BitPlaneAccumulator` ``i``: x[terms] (in_bits), weights, bias,       ``ref_gated_accumulate``
 (:mod:`.bitplane`)          first, last; ``o``: acc. One beat per in_bits    (``bits=in_bits``)
                             cycles
+:class:`SignedBitPlaneAccumulator` ``i``: x[terms] signed(in_bits), weights,  ``ref_signed_bitplane_``
+(:mod:`.pointwise`)         bias' (``offset_bias``), first, last; ``o``:     ``accumulate``
+                            acc. Planes of u = x + 2**(in_bits-1) (sign bit
+                            inverted), offset folded into the bias (factored
+                            SepConv's pointwise on int); in_bits cycles/beat
 :class:`IntLIFLane`         ``i``: x, theta, bias, neg, first;               ``ref_intlif_lane``
 (:mod:`.lif`)               ``o``: s, h (pre-reset membrane)
 :class:`Requant`            ``i``: x, shift; ``o``: y                        ``ref_requant``
@@ -44,7 +49,7 @@ core                        ports (payload fields)                           ref
 
 :func:`core_for` (:mod:`.select`) configures the core for an IR node from its proved
 widths and refuses, as :class:`~models.errors.HardwareError`, what no core implements
-(widths not derived, weights beyond int8, integer inputs beyond 32 bits, an SSSA whose
+(widths not derived, weights beyond int8, integer inputs beyond 16 bits, an SSSA whose
 gain or leak the saccade unit cannot take, ops without a core).
 """
 
@@ -52,7 +57,7 @@ from .add import StreamAdd
 from .bitplane import BitPlaneAccumulator
 from .lif import MAX_LEVELS, IntLIFLane
 from .pe import DSP_LANE_BITS, DSP_LANES, DSPAdderChain, GatedAccumulator
-from .pointwise import SignedBitPlaneAccumulator
+from .pointwise import SignedBitPlaneAccumulator, offset_bias
 from .pool import SumPool
 from .requant import Requant
 from .sdha import OP_KV, OP_QUERY, AttentionUnit
@@ -60,7 +65,7 @@ from .select import W_BITS, core_for
 from .sssa import OP_ALPHA, OP_TOKEN, SaccadeUnit, refuse_sssa
 
 __all__ = ["GatedAccumulator", "DSPAdderChain", "BitPlaneAccumulator", "SignedBitPlaneAccumulator",
-           "IntLIFLane", "Requant",
+           "offset_bias", "IntLIFLane", "Requant",
            "StreamAdd", "SumPool", "AttentionUnit", "SaccadeUnit", "core_for", "refuse_sssa", "OP_KV",
            "OP_QUERY", "OP_ALPHA", "OP_TOKEN",
            "MAX_LEVELS", "DSP_LANES", "DSP_LANE_BITS", "W_BITS"]

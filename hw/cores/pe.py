@@ -158,13 +158,6 @@ class GatedAccumulator(wiring.Component):
     sum is bounded by the node's proved bound, so ``acc_bits`` (from the compiler) never
     overflows and the result equals :func:`compiler.reference.ref_gated_accumulate`.
 
-    ``signed_planes=True`` (two's-complement bit-planes, :mod:`.pointwise`): the top plane
-    ``p = planes - 1`` is the sign plane and is subtracted, ``acc := base - (part << p)``.
-    Partial sums may then leave the ``acc_bits`` range; the register wraps modulo
-    ``2**acc_bits`` and that is harmless: each step is an addition, a subtraction or a left
-    shift (ring operations of ``Z / 2**acc_bits``), so the register holds ``y mod 2**acc_bits``
-    and, the final ``|y|`` being proved below ``2**(acc_bits-1)``, its signed reading is ``y``.
-
     Forms: ``"lut"`` sums the terms with a balanced LUT/CARRY adder tree (any ``terms``,
     ``w_bits``); ``"dsp"`` uses one :class:`DSPAdderChain` per 4 lanes (the synthesis
     build passes ``dsp_instance=True`` to get DSP48E2 primitives; simulation uses their
@@ -185,8 +178,7 @@ class GatedAccumulator(wiring.Component):
 
     @refusing
     def __init__(self, lanes: int, terms: int, w_bits: int, acc_bits: int, *, planes: int = 1,
-                 form: str = "lut", dsp_instance: bool = False, w_abs_max: int | None = None,
-                 signed_planes: bool = False):
+                 form: str = "lut", dsp_instance: bool = False, w_abs_max: int | None = None):
         who = "GatedAccumulator"
         self.lanes = check_int(who, "lanes", lanes, 1)
         self.terms = check_int(who, "terms", terms, 1)
@@ -198,9 +190,6 @@ class GatedAccumulator(wiring.Component):
         if form == "dsp" and lanes % DSP_LANES:
             raise HardwareError(f"{who}: the DSP form packs {DSP_LANES} lanes per slice; "
                                 f"lanes={lanes} is not a multiple of {DSP_LANES}")
-        if signed_planes and planes < 2:
-            raise HardwareError(f"{who}: signed_planes needs a sign plane and a value plane (planes >= 2)")
-        self.signed_planes = bool(signed_planes)
         self.form = form
         self.dsp_instance = bool(dsp_instance)
         self.w_abs_max = check_int(who, "w_abs_max", 1 << (w_bits - 1) if w_abs_max is None
@@ -246,11 +235,7 @@ class GatedAccumulator(wiring.Component):
             part = parts[o]
             if self.planes > 1:
                 part = part << p.plane
-            base = Mux(p.first, p.bias[o], acc[o])
-            if self.signed_planes:  # the sign plane weighs -2**(planes-1): subtract it
-                m.d.comb += nxt[o].eq(Mux(p.plane == self.planes - 1, base - part, base + part))
-            else:
-                m.d.comb += nxt[o].eq(base + part)
+            m.d.comb += nxt[o].eq(Mux(p.first, p.bias[o], acc[o]) + part)
         take = output_register(m, self.i, self.o, p.last, [self.o.payload.acc.eq(nxt)])
         with m.If(take):
             m.d.sync += acc.eq(nxt)

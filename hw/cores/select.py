@@ -44,7 +44,7 @@ def core_for(node, graph, bounds: dict, *, lanes: int = 8, terms: int = 16, form
     HardwareError
         The node's op has no core (float-stage ops), a width is not derived
         (``acc_bits``/``mem_bits`` = 0), weights exceed int8, an I-LIF has more than
-        :data:`MAX_LEVELS` levels, an integer input is wider than 32 bits, or the inputs
+        :data:`MAX_LEVELS` levels, an integer input is wider than 16 bits, or the inputs
         are of a kind the core does not take. A Conv/Linear on an ``int`` tensor (the
         pointwise half of a factored SepConv) gets a :class:`SignedBitPlaneAccumulator`
         with ``in_bits`` = the input's proved signed width.

@@ -155,6 +155,7 @@ def test_bundled_factored_onnx_equals_reference(factored8):
         np.testing.assert_allclose(outs[f"out/{o}"], res.outputs[o].numpy(), rtol=1e-12, atol=0)
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # cores built, not elaborated
 def test_core_for_maps_the_int_input_pointwise(factored8):
     from svf_deploy.hw.cores import GatedAccumulator, SignedBitPlaneAccumulator
     from svf_deploy.hw.cores.select import core_for

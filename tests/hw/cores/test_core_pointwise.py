@@ -9,7 +9,7 @@ import pytest
 import torch
 from _core_util import PATTERN_IDS, PATTERNS, pysim
 
-from svf_deploy.hw.cores import GatedAccumulator, SignedBitPlaneAccumulator, core_for
+from svf_deploy.hw.cores import SignedBitPlaneAccumulator, core_for
 from svf_deploy.models.errors import HardwareError
 from svf_deploy.sim.cases import MODES, concat, mutate, pointwise_case, run_case
 from svf_deploy.sim.check import Mismatch
@@ -28,8 +28,8 @@ def test_pointwise_matches_reference(in_bits, form, acc, pat):
 
 
 def test_partial_sums_wrap_harmlessly():
-    """x = -1 everywhere: the 12 low planes add 4095 * sum(w) (far beyond 12 bits) before the
-    sign plane subtracts 4096 * sum(w); the 12-bit register still ends on y exactly."""
+    """x = -1 everywhere: u = 4095, so the planes add 4095 * sum(w) (far beyond 12 bits) to
+    bias' = bias - 4096 * sum(w) (wrapped to 12 bits); the 12-bit register still ends on y."""
     dut = SignedBitPlaneAccumulator(2, 3, 13, 8, 12)
     x = np.full((2, 2, 3), -1)
     w = np.full((2, 2, 3, 2), 127)
@@ -49,10 +49,10 @@ def test_pointwise_mutation_is_caught():
 
 
 def test_refusals_by_name():
-    with pytest.raises(HardwareError, match="SignedBitPlaneAccumulator: in_bits must be in 2..32"):
+    with pytest.raises(HardwareError, match=r"SignedBitPlaneAccumulator: in_bits must be in 2\.\.16"):
         SignedBitPlaneAccumulator(4, 3, 1, 8, 16)
-    with pytest.raises(HardwareError, match="signed_planes needs"):
-        GatedAccumulator(4, 3, 8, 16, planes=1, signed_planes=True)
+    with pytest.raises(HardwareError, match=r"GatedAccumulator: acc_bits is 0 \(not derived\)"):
+        SignedBitPlaneAccumulator(4, 3, 8, 8, 0)
 
 
 def test_pointwise_has_no_multiplier():

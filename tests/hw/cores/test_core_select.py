@@ -52,7 +52,7 @@ def test_conv_on_an_int_tensor_gets_signed_planes_or_a_named_refusal():
     core = core_for(pw, g, b, lanes=4, terms=2, form="dsp")
     assert isinstance(core, SignedBitPlaneAccumulator)
     assert (core.in_bits, core.acc_bits, core.pe.w_abs_max, core.pe.form) == (10, 14, 3, "dsp")
-    with pytest.raises(HardwareError, match=r"in_bits must be in 2\.\.32, not 42"):
+    with pytest.raises(HardwareError, match=r"in_bits must be in 2\.\.16, not 42"):
         core_for(pw, g, {**b, "c0": 1 << 40})
 
 
