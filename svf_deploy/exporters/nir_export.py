@@ -116,6 +116,9 @@ def _skip_reason(n: ir.Node) -> str | None:
         return "spike-driven attention: NIR has no attention (products of two spike tensors)"
     if isinstance(n, ir.TimeMean):
         return "readout mean over time: NIR graphs are per-step; the caller sums the head over T"
+    if isinstance(n, ir.Conv) and n.bias is not None and np.asarray(n.bias).ndim > 1:
+        return ("conv with a per-position bias map (input normalisation folded exactly at the "
+                "zero-padded borders): NIR's Conv2d bias is per channel")
     if n.op not in EXPORTED_OPS:
         return f"{n.op} has no NIR primitive"
     return None

@@ -272,7 +272,8 @@ def export_int_onnx(graph: ir.Graph, T: int, conv_path: str = "auto") -> IntOnnx
             y = b.op("Reshape", [y, b.const([-1, o, oh, ow])], n.name)
             conv_paths[n.name] = "im2col int64 MatMul"
         if n.bias is not None:
-            y = b.op("Add", [y, b.const(_chan(n.bias, 3))], n.name)
+            bias = np.asarray(n.bias)  # per channel, or a [O, Ho, Wo] bias map (folded normalisation)
+            y = b.op("Add", [y, b.const(bias if bias.ndim == 3 else _chan(bias, 3))], n.name)
         return y
 
     x_in = "frames"

@@ -234,3 +234,27 @@ def test_float_export_of_a_pose_head(tmp_path):
     torch.manual_seed(0)
     info = export_float_onnx(build_model("svf-tiny-pose").eval(), torch.rand(4, 1, 1, 32, 32), tmp_path / "p.onnx")
     assert set(info["outputs"]) == {"pose", "shape", "trans"} and info["max_abs_diff"] <= 1e-4
+
+
+def test_normalised_first_layer_bias_map_equals_reference():
+    """Input normalisation folds into the analog conv as a per-position bias map (exact on the
+    zero-padded border); the integer ONNX graph adds that map, not a per-channel vector."""
+    from svf_deploy.compiler.pipeline import CompileOptions, compile_model
+    from svf_deploy.exporters.nir_export import _skip_reason
+    from svf_deploy.models import build_model
+
+    torch.manual_seed(3)
+    m = build_model("svf-tiny", in_channels=3, input_mean=(0.485, 0.456, 0.406),
+                    input_std=(0.229, 0.224, 0.225)).eval()
+    g, _ = compile_model(m, CompileOptions())
+    first = g.node("downsample1_1.encode_conv")
+    assert first.bias is not None and first.bias.ndim == 3
+    frames = (torch.randint(0, 256, (4, 2, 3, 32, 32), generator=torch.Generator().manual_seed(0)) / 255).float()
+    res = reference.run(g, frames, record=True)
+    outs = run_int_onnx(export_int_onnx(g, 4).model, frames.numpy())
+    for k, v in res.values.items():
+        if g.types[k].kind == "spike":
+            assert np.array_equal(outs[f"spikes/{k}"].astype(np.int64), v.numpy()), k
+    for k, v in res.outputs.items():
+        assert np.array_equal(outs[f"out/{k}"], v.numpy()), k
+    assert "bias map" in _skip_reason(first)  # NIR lists it as not exported, with the reason
