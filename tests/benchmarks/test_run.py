@@ -34,7 +34,7 @@ def test_stat_orders_and_formats(bench):
 
 def test_quick_run_writes_page(bench, tmp_path):
     out = tmp_path / "BENCHMARKS.md"
-    assert bench.main(["--quick", "--only", "executors", "compile", "accuracy", "-o", str(out)]) == 0
+    assert bench.main(["--quick", "--only", "executors", "compile", "scaling", "accuracy", "-o", str(out)]) == 0
     text = out.read_text()
     assert "| svf-tiny (bundled) |" in text and "versions" in text
     row = next(line for line in text.splitlines() if line.startswith("| svf-tiny (bundled)"))
@@ -47,3 +47,6 @@ def test_quick_run_writes_page(bench, tmp_path):
     assert [a[0] for a in accs] == ["4", "8"]
     assert all(0 <= float(a[2]) <= 100 for a in accs)
     assert (tmp_path / "bench-accuracy.png").stat().st_size > 1000
+    # the scaling tables end in a fitted exponent (a finite number) for T and for pixels
+    exps = re.findall(r"^\| exponent p \(in (T|pixels)\) \| (-?[\d.]+) \| (-?[\d.]+) \|", text, re.M)
+    assert [e[0] for e in exps] == ["T", "pixels"]
