@@ -8,6 +8,7 @@ directory next to ``outdir`` that is renamed into place only when complete.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -128,10 +129,16 @@ def _validation_clips(job: "CompileJob", ckpt: dict, cfg) -> clipsrc.ClipSet:
     recipe = ckpt.get("data")
     if isinstance(recipe, dict):
         dcfg = mdata.MovingDigitsConfig.from_dict(recipe)
+        # --T / --img-size: the recipe generates clips of the length and size asked for
+        changed = {k: v for k, v in (("T", cfg.T), ("frame_size", cfg.img_size)) if getattr(dcfg, k) != v}
+        if changed:
+            dcfg = dataclasses.replace(dcfg, **changed)
         clips, labels = mdata.make_split(dcfg, "val")
         n = job.clips or 1000
+        note = "".join(f", {k}={v} instead of the recipe's {recipe.get(k)}" for k, v in changed.items())
         return clipsrc.tensor_clips(clips[:n], labels[:n], "recipe",
-                                    f"{recipe.get('name', 'moving-digits')} validation split (checkpoint's data recipe)")
+                                    f"{recipe.get('name', 'moving-digits')} validation split "
+                                    f"(checkpoint's data recipe{note})")
     return clipsrc.synthetic_clips(job.clips or clipsrc.SYNTHETIC_DEFAULT, cfg.T, shape, job.seed)
 
 

@@ -177,3 +177,16 @@ def test_published_v2_training_checkpoint_compiles(tmp_path):
     assert cfg["num_classes"] == 7 and cfg["in_channels"] == 1 and cfg["T"] == 4
     assert m2["validation"]["kind"] == "synthetic" and m2["validation"]["source"].startswith("SYNTHETIC")
     assert m2["fidelity"]["float_accuracy"] is None  # no labels without a data recipe
+
+
+def test_bundled_model_recompiled_for_another_T(tmp_path):
+    """--T re-proves the widths for that T, and the data recipe generates clips of that
+    length (the bundled model was trained at T=4)."""
+    out = tmp_path / "t5"
+    r = run("svf-compile", "--T", "5", "-o", out, "--clips", "4", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "graph.json").read_text())["meta"]["T"] == 5
+    m = json.loads((out / "manifest.json").read_text())
+    assert "T=5 instead of the recipe's 4" in m["validation"]["source"]
+    v = run("svf-verify", out)
+    assert v.returncode == 0 and "(T=5)" in v.stdout
