@@ -5,7 +5,7 @@
 * The cycle model's latency and adder utilisation for svf-small / svf-large at 224 and 256,
   T = 8 and 32, beside the ideal bound and the paper's A6000 GPU figures.
 * Yosys resources: per core at production parameters (``hw_resources.py``, cached) and, with
-  a full run, the production engine against the XCZU7EV.
+  ``--synth``, the production engine against the XCZU7EV.
 
 The accelerator figures come from ``accel_latency.py --json`` run as a subprocess (its own
 progress goes to stderr), so this page and that script always agree.
@@ -67,7 +67,7 @@ def section(ctx, Section, Stat, *, quick: bool, a6000_ms: dict) -> "Section":
         cmd = [sys.executable, str(HERE / "accel_latency.py"), "--json", str(js)]
         if quick:
             cmd.append("--quick")
-        else:
+        if ctx.synth:
             cmd.append("--synth")
         ctx.log("hardware: " + " ".join(Path(c).name for c in cmd[1:]))
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

@@ -105,6 +105,7 @@ class Section:
 class Ctx:
     quick: bool
     repeats: int
+    synth: bool
     outdir: Path
     log: Callable[[str], None]
 
@@ -386,12 +387,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a small subset, small sizes, one repeat")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--synth", action="store_true",
+                    help="also synthesise the whole production engine with Yosys (up to an hour; cached)")
     ap.add_argument("--only", nargs="+", choices=sorted(SECTIONS), help="run only these sections")
     ap.add_argument("-o", "--out", type=Path, default=HERE.parent / "BENCHMARKS.md")
     a = ap.parse_args(argv)
     out = a.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    ctx = Ctx(quick=a.quick, repeats=1 if a.quick else max(1, a.repeats), outdir=out.parent,
+    ctx = Ctx(quick=a.quick, repeats=1 if a.quick else max(1, a.repeats), synth=a.synth, outdir=out.parent,
               log=lambda s: print(s, file=sys.stderr, flush=True))
     names = a.only or list(SECTIONS)
     secs = []
