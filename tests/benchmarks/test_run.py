@@ -50,3 +50,15 @@ def test_quick_run_writes_page(bench, tmp_path):
     # the scaling tables end in a fitted exponent (a finite number) for T and for pixels
     exps = re.findall(r"^\| exponent p \(in (T|pixels)\) \| (-?[\d.]+) \| (-?[\d.]+) \|", text, re.M)
     assert [e[0] for e in exps] == ["T", "pixels"]
+
+
+def test_hardware_core_speeds_cover_the_catalogue(bench):
+    """The hardware section's per-core Verilator speed runs every catalogue core (the build is
+    the cached one of tests/sim) and checks each core's outputs while it measures."""
+    import hw_section
+    from svf_deploy.sim.catalogue import CORES
+
+    rows = hw_section.core_speeds(1, beats_per_core=40)
+    assert [r[0] for r in rows] == list(CORES)
+    for name, beats, _, per_s in rows:
+        assert int(beats.replace(",", "")) >= 40 and float(per_s.replace(",", "")) > 0, name
