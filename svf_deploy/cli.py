@@ -140,7 +140,7 @@ def compile_main(argv: list[str] | None = None) -> int:
                         "(default 0: frames assumed in [0, 1], scale 1/255)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow arbitrary unpickling of MODEL (only for checkpoints you trust)")
-    p.add_argument("--T", type=int, dest="T", help="time steps (for checkpoints that do not record it)")
+    p.add_argument("--T", type=int, dest="T", help="time steps: for checkpoints that do not record T, or to re-prove the widths for another T")
     p.add_argument("--num-heads", type=int, help="attention heads (not inferable from shapes)")
     p.add_argument("--img-size", type=int, help="frame size (for checkpoints that do not record it)")
     p.add_argument("--verify", choices=("rtl",), default=None,
