@@ -10,21 +10,24 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 
 * fetch: ``3 + read(32 units)``; ``read(N)`` = per burst ``u*(B-1) + r + 4`` (``r`` units in
   its last beat); ``write(N)`` = per burst ``3 + B*(u+2)``.
-* CONV: :func:`conv_cycles`: per output pixel and ``P_t`` chunk ``max(terms + 3, L + 1)``
-  with ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``) and ``L = lanes * t_n`` the
-  overlapped write-back of the previous chunk; per ``P_o`` tile bias loading and a drain.
+* CONV: :func:`conv_cycles`: per output pixel and ``P_t`` chunk ``max(busy, L + 1)`` with
+  ``L = lanes * t_n`` the overlapped write-back of the previous chunk; per ``P_o`` tile
+  bias loading and a drain. The unit reads terms ``(i, ky, kx)`` in pairs (two activation
+  and two weight read ports) and adds only non-zero T-bundle chunks (padding taps are
+  zero): ``busy = ceil(terms/2) + #(pairs with both non-zero) + 3`` (:func:`conv_busy`,
+  data-dependent, exact with the clip's bundles); the dense upper bound is
+  ``terms + 3`` with ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``).
 * LIF: per channel ``HW*T + 6``; EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
   SDHA: per head ``d*d*HW + d*d*HW*T + 6``, then ``+1``.
 
 :func:`predict` estimates whole-model latency from a layer list (:func:`layers_from_graph`)
 for graphs too large for the v1 on-chip plan (svf-small/large): the same per-descriptor
-costs as the v1 RTL (serial weight loads, spike maps stored), within 1 % of
+costs as the RTL (serial weight loads, spike maps stored), within 1 % of the dense
 :func:`program_cycles` on the bundled model, with the *ideal* bound
-``adds / (P_o * P_t) / f`` beside it so adder utilisation is visible. Two options model
-planned engine changes that the RTL does not have (reported as such): weights streamed a
-beat per cycle behind compute, and ``skip``, the fraction of conv terms whose all-zero
-T-bundle an event-list engine would elide (measured per layer by :func:`bundle_sparsity`;
-the v1 RTL computes every term, exact either way).
+``adds / (P_o * P_t) / f`` beside it so adder utilisation is visible. ``skip`` (the
+all-zero T-bundle fraction, :func:`bundle_sparsity`) applies the CONV unit's bundle
+skipping; ``stream_weights`` models a planned change the RTL does not have (weights
+streamed a beat per cycle behind compute).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ import numpy as np
 from . import isa
 from .config import AccelConfig
 
-__all__ = ["layers_from_graph", "dma_read", "dma_write", "conv_cycles", "descriptor_cycles", "program_cycles", "LayerCycles",
+__all__ = ["layers_from_graph", "dma_read", "dma_write", "conv_cycles", "conv_busy", "conv_inputs",
+           "descriptor_cycles", "program_cycles", "LayerCycles",
            "bundle_sparsity", "predict", "Prediction"]
 
 FETCH_OVERHEAD = 3  # FETCH, DECODE, NEXT
@@ -72,8 +76,10 @@ def dma_write(units: int, cfg: AccelConfig, ddr_latency: int = 0) -> int:
     return sum(3 + b * (u + 2) + ddr_latency for b in _bursts(beats, cfg.burst))
 
 
-def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0) -> int:
-    """Cycles of one descriptor, fetch included."""
+def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
+                      words: np.ndarray | None = None) -> int:
+    """Cycles of one descriptor, fetch included. ``words``: a CONV's input T-bundles
+    (:func:`conv_busy`); without them the dense upper bound (every bundle non-zero)."""
     fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
     if op in (isa.OP_END, isa.OP_HEADER):
         return fetch - (1 if op == isa.OP_END else 0)
@@ -85,7 +91,8 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0) 
         return fetch + dma_write(f["count"], cfg, ddr_latency)
     if op == isa.OP_CONV:
         return fetch + conv_cycles(cfg, terms=f["cin"] * f["kk"], hw=f["hout"] * f["wout"], T=f["t"],
-                                   cout=f["cout"], oc_start=f["oc_start"], oc_end=f["oc_end"])
+                                   cout=f["cout"], oc_start=f["oc_start"], oc_end=f["oc_end"],
+                                   busy=None if words is None else conv_busy(words, cfg, f))
     if op == isa.OP_LIF:
         return fetch + f["c"] * (f["hw"] * f["t"] + 6)
     if op == isa.OP_EW:
@@ -99,28 +106,80 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0) 
 
 
 def conv_cycles(cfg: AccelConfig, *, terms: int, hw: int, T: int, cout: int, oc_start: int = 0,
-                oc_end: int | None = None) -> int:
+                oc_end: int | None = None, busy: np.ndarray | None = None) -> int:
     """Cycles of the CONV unit (no fetch) for output channels ``[oc_start, oc_end)``.
 
     Per ``P_o`` tile: ``1 + L`` to enter (waiting for the previous tile's last write-back of
     ``L`` cycles; ``L = 0`` for the first), ``P_o + 1`` to load biases, then per output pixel
-    and ``P_t`` chunk ``max(terms + 3, L_prev + 1)`` (``terms + 3`` for the tile's first):
-    the write-back of ``lanes * t_n`` sums overlaps the next chunk's terms. Then ``1 + L``.
+    ``p`` and ``P_t`` chunk ``c`` ``max(busy[p, c], L_prev + 1)`` (``busy[0, 0]`` for the
+    tile's first): the write-back of ``lanes * t_n`` sums overlaps the next chunk's terms.
+    Then ``1 + L``. ``busy`` (:func:`conv_busy`) depends on the input spikes: terms go in
+    pairs, one cycle per pair, two when both T-bundle chunks are non-zero, plus 3. Without
+    it, every bundle counts as non-zero: ``busy = terms + 3``, the dense upper bound.
     """
     P, PT = cfg.p_o, cfg.p_t
     oc_end = cout if oc_end is None else oc_end
     chunks = [min(PT, T - c * PT) for c in range(-(-T // PT))]
+    nch = len(chunks)
+    b = (np.full((hw, nch), terms + 3, np.int64) if busy is None
+         else np.asarray(busy, np.int64).reshape(hw, nch)).ravel()
     total = 0
     last = 0
     for oc0 in range(oc_start, oc_end, P):
         lanes = min(P, cout - oc0)
-        Ls = [lanes * tn for tn in chunks]
+        Ls = np.array([lanes * tn for tn in chunks], np.int64)
+        prev = np.tile(np.roll(Ls, 1), hw)  # write-back length of the chunk before each
         total += 1 + last + P + 1
-        first = terms + 3 + sum(max(terms + 3, Ls[c - 1] + 1) for c in range(1, len(Ls)))
-        rest = max(terms + 3, Ls[-1] + 1) + sum(max(terms + 3, Ls[c - 1] + 1) for c in range(1, len(Ls)))
-        total += first + (hw - 1) * rest
-        last = Ls[-1]
+        total += int(b[0] + np.maximum(b[1:], prev[1:] + 1).sum())
+        last = int(Ls[-1])
     return total + 1 + last
+
+
+def conv_busy(words: np.ndarray, cfg: AccelConfig, f: dict) -> np.ndarray:
+    """Per output pixel and ``P_t`` chunk, the CONV unit's cycles from the accumulator
+    reset to the hand-off (``[hout*wout, tchunks]``), from the input's T-bundle words.
+
+    ``words``: the ``cin * h * w`` bundle words the descriptor reads (``uint32``, bit ``t``
+    = step ``t``; analog inputs as bit-planes). Terms ``(i, ky, kx)`` in order are paired
+    ``(0, 1), (2, 3), ...``; a term is non-zero when its bundle chunk
+    ``(word >> P_t*c) & (2**P_t - 1)`` is non-zero and its tap lies inside the frame.
+    ``busy = ceil(terms / 2) + #(pairs with both terms non-zero) + 3``.
+    """
+    cin, h, w, k, st, pad = (int(f[x]) for x in ("cin", "h", "w", "k", "stride", "pad"))
+    hout, wout, T, PT = int(f["hout"]), int(f["wout"]), int(f["t"]), cfg.p_t
+    a = np.zeros((cin, h + 2 * pad, w + 2 * pad), np.int64)
+    a[:, pad:pad + h, pad:pad + w] = np.asarray(words, np.int64).reshape(cin, h, w)
+    taps = [a[:, ky: ky + st * (hout - 1) + 1: st, kx: kx + st * (wout - 1) + 1: st]
+            for ky in range(k) for kx in range(k)]
+    tw = np.stack(taps, 1).reshape(cin * k * k, hout * wout)  # [terms, pixels] in term order
+    terms = tw.shape[0]
+    out = []
+    for c in range(-(-T // PT)):
+        nz = ((tw >> (PT * c)) & ((1 << PT) - 1)) != 0
+        if terms % 2:
+            nz = np.concatenate([nz, np.zeros((1, nz.shape[1]), bool)])
+        both = (nz[0::2] & nz[1::2]).sum(0)
+        out.append(-(-terms // 2) + both + 3)
+    return np.stack(out, 1)
+
+
+def conv_inputs(prog, graph, values: dict, codes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per conv node, the T-bundle words its CONV descriptors read, from the golden
+    reference's values (``reference.run(record=True).values``, batch 0)."""
+    from ...compiler import ir
+
+    out = {}
+    for node in {nd for op, _, nd in prog.descriptors if op == isa.OP_CONV}:
+        n = graph.node(node)
+        src = n.inputs[0]
+        v = np.asarray(values[src])[:, 0]
+        if graph.types[src].kind == "analog":
+            out[node] = prog.input_planes(v if codes is None else codes)
+        else:
+            v = (v.reshape(v.shape[0], -1) != 0).astype(np.int64)
+            out[node] = (v << np.arange(v.shape[0], dtype=np.int64)[:, None]).sum(0).astype(np.uint32)
+        assert isinstance(n, (ir.Conv, ir.Linear))
+    return out
 
 
 @dataclass(frozen=True)
@@ -132,15 +191,20 @@ class LayerCycles:
     dma: int
 
 
-def program_cycles(prog, ddr_latency: int = 0) -> tuple[int, list[LayerCycles]]:
-    """Total cycles of ``prog`` and per-node cycles (descriptors grouped by their node)."""
+def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tuple[int, list[LayerCycles]]:
+    """Total cycles of ``prog`` and per-node cycles (descriptors grouped by their node).
+
+    ``inputs`` (:func:`conv_inputs`): each conv's input T-bundles; the count is then exact
+    for that clip (CONV skips all-zero bundles). Without it: the data-independent dense
+    upper bound."""
     cfg = prog.cfg
     fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
     per: dict[str, list[int]] = {}
     order: list[str] = []
     total = 0
     for op, f, node in prog.descriptors:
-        c = descriptor_cycles(op, f, cfg, ddr_latency)
+        c = descriptor_cycles(op, f, cfg, ddr_latency,
+                              None if inputs is None or op != isa.OP_CONV else inputs[node])
         total += c
         key = node or isa.OPNAMES[op].lower()
         if key not in per:
@@ -246,10 +310,13 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
     per-descriptor costs as :func:`descriptor_cycles` (the activation-buffer fit is not
     checked: large models need row-band tiling, which v1 does not emit).
 
-    Options that model *planned* engine changes (not in the RTL; reported as such):
-    ``stream_weights`` - weights arrive a full AXI beat per cycle into a double-buffered
-    weight buffer, hidden behind the previous chunk's compute; ``skip`` - the fraction of
-    conv terms whose input T-bundle is all zero and is skipped (event lists).
+    ``skip``: the fraction of all-zero input T-bundles (:func:`bundle_sparsity`); the CONV
+    unit pairs terms and spends a second cycle on a pair only when both are non-zero,
+    ``ceil(n/2) + floor(n/2) * (1 - skip)**2`` cycles for ``n`` terms if bundles are
+    independent (``skip = 0``: the dense bound). :func:`program_cycles` with the real
+    bundles is exact. ``stream_weights`` models a *planned* change (not in the RTL):
+    weights arrive a full AXI beat per cycle into a double-buffered weight buffer, hidden
+    behind the previous chunk's compute.
     """
     P = cfg.p_o
     fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg)
@@ -262,7 +329,8 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
             tiles = -(-L["cout"] // P)
             wtile = L["cin"] // L.get("planes", 1) * L["kk"]
             per_chunk = max(1, cfg.wbuf_depth // wtile)
-            eff = max(1, int(round(terms * (1 - skip))))
+            # pairs cost one cycle, two when both bundles are non-zero (independent bundles)
+            eff = -(-terms // 2) + int(round((terms // 2) * (1 - skip) ** 2))
             hw = L["hout"] * L["wout"]
             for c0 in range(0, tiles, per_chunk):
                 c1 = min(tiles, c0 + per_chunk)

@@ -5,10 +5,12 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
 * **DMA** (AXI4 master, INCR bursts): ``LOAD`` DDR -> activation buffer, ``LOADW`` DDR ->
   weight buffer, ``STORE`` activation buffer -> DDR; descriptors are fetched the same way.
 * **CONV**: output-stationary gated-add array of ``p_t x p_o`` adders. For one output pixel
-  and a tile of ``p_o`` output channels, every cycle takes one term ``(i, ky, kx)``: the
-  input's T-bundle (one word) and the weight vector ``W[tile, i, ky, kx]`` (one word), and
-  adds ``w[o] << j`` into ``acc[t][o]`` where bundle bit ``t`` is set (``j`` = bit-plane of
-  an analog input, else 0). No multiplier anywhere: selection and addition only. All
+  and a tile of ``p_o`` output channels, every cycle reads a pair of terms ``(i, ky, kx)``:
+  their T-bundles (two activation ports) and weight vectors ``W[tile, i, ky, kx]`` (two
+  weight ports), and adds ``w[o] << j`` into ``acc[t][o]`` where bundle bit ``t`` is set
+  (``j`` = bit-plane of an analog input, else 0). A term whose bundle chunk is all zero
+  (or a padding tap) adds nothing and is skipped: a pair costs one cycle, two only when
+  both terms are non-zero (the second is held and added in a stall cycle). No multiplier anywhere: selection and addition only. All
   ``T`` steps of a neuron accumulate together (weights are read once per term, shared by
   the ``p_t`` steps). Then the ``p_o x T`` sums are written back as an integer map.
 * **LIF**: one integer-LIF lane; a neuron's ``T`` steps are processed back to back with
@@ -108,6 +110,7 @@ class Engine(wiring.Component):
         m.submodules.wbuf = wbuf = memory.Memory(shape=unsigned(WBW), depth=cfg.wbuf_depth, init=[],
                                                  attrs={"ram_style": cfg.wbuf_ram_style})
         wr = wbuf.read_port()
+        wr1 = wbuf.read_port()   # CONV: weight of the second term of a pair
         ww = wbuf.write_port()
 
         # ------------------------------------------------------------------ control registers
@@ -239,6 +242,14 @@ class Engine(wiring.Component):
         b_vld = Signal()
         b_inb = Signal()
         b_shift = Signal(3)
+        b_v1 = Signal()     # the pair's second term exists
+        b_inb1 = Signal()
+        b_shift1 = Signal(3)
+        h_vld = Signal()    # a held second term (both terms of a pair non-zero)
+        h_bund = Signal(PT)
+        h_w = Signal(WBW)
+        h_shift = Signal(3)
+        stall = Signal()
         biasreg = Array(Signal(signed(32), name=f"bias{o}") for o in range(PO))
         bi = Signal(range(PO + 2))
         acc = [[Signal(signed(32), name=f"acc_t{t}_o{o}") for o in range(PO)] for t in range(PT)]
@@ -505,31 +516,52 @@ class Engine(wiring.Component):
                              w_tap.eq(0), b_vld.eq(0)]
                 m.next = "C_TERM"
             with m.State("C_TERM"):
-                # stage A: addresses of term (ci, ky, kx)
+                # stage A: addresses of the term pair (ci, ky, kx) and its successor; a pair
+                # whose two T-bundles are both non-zero stalls one cycle (stage B adds the
+                # second term from the hold registers), else it costs one cycle.
+                def adv(s, tag):
+                    lk, lky = s["kx"] == K - 1, s["ky"] == K - 1
+                    wrap = lk & lky
+                    n = {k: Signal(len(v), name=f"{k}_{tag}") for k, v in s.items()}
+                    m.d.comb += [n["kx"].eq(Mux(lk, 0, s["kx"] + 1)),
+                                 n["ky"].eq(Mux(lk, Mux(lky, 0, s["ky"] + 1), s["ky"])),
+                                 n["tap_row"].eq(Mux(lk, Mux(lky, 0, s["tap_row"] + f(isa.OP_CONV, "w")),
+                                                     s["tap_row"])),
+                                 n["w_tap"].eq(Mux(wrap, 0, s["w_tap"] + 1)),
+                                 n["ci"].eq(Mux(wrap, s["ci"] + 1, s["ci"])),
+                                 n["ch_off"].eq(Mux(wrap, s["ch_off"] + f(isa.OP_CONV, "hw"), s["ch_off"])),
+                                 n["w_ch"].eq(Mux(wrap & (((s["ci"] + 1) & pmask) == 0),
+                                                  s["w_ch"] + f(isa.OP_CONV, "kk"), s["w_ch"]))]
+                    last = wrap & (s["ci"] == f(isa.OP_CONV, "cin") - 1)
+                    return n, last
+
+                s0 = {"kx": kx, "ky": ky, "tap_row": tap_row, "w_tap": w_tap, "ci": ci, "ch_off": ch_off,
+                      "w_ch": w_ch}
+                s1, last0 = adv(s0, "t1")
+                s2, last1 = adv(s1, "t2")
                 pix = row_off + ix0
+                iy1 = Signal(signed(18))
+                ix1 = Signal(signed(18))
+                m.d.comb += [iy1.eq(iy0 + s1["ky"]), ix1.eq(ix0 + s1["kx"])]
+                inb1 = ((iy1 >= 0) & (iy1 < f(isa.OP_CONV, "h")[:16])
+                        & (ix1 >= 0) & (ix1 < f(isa.OP_CONV, "w")[:16]))
                 m.d.comb += [r0.addr.eq(f(isa.OP_CONV, "inb") + ch_off + (pix + tap_row + kx)[:32]),
-                             wr.addr.eq(w_ch + w_tap)]
-                lastk = kx == K - 1
-                lastky = ky == K - 1
-                lastci = ci == f(isa.OP_CONV, "cin") - 1
-                m.d.sync += [b_vld.eq(1), b_inb.eq(inb), b_shift.eq((ci & pmask)[:3])]
-                with m.If(~lastk):
-                    m.d.sync += [kx.eq(kx + 1), w_tap.eq(w_tap + 1)]
+                             wr.addr.eq(w_ch + w_tap),
+                             r1.addr.eq(f(isa.OP_CONV, "inb") + s1["ch_off"] + (pix + s1["tap_row"] + s1["kx"])[:32]),
+                             wr1.addr.eq(s1["w_ch"] + s1["w_tap"])]
+                with m.If(stall):
+                    m.d.sync += b_vld.eq(0)   # re-issue this pair next cycle
                 with m.Else():
-                    m.d.sync += kx.eq(0)
-                    with m.If(~lastky):
-                        m.d.sync += [ky.eq(ky + 1), tap_row.eq(tap_row + f(isa.OP_CONV, "w")),
-                                     w_tap.eq(w_tap + 1)]
-                    with m.Else():
-                        m.d.sync += [ky.eq(0), tap_row.eq(0), w_tap.eq(0), ci.eq(ci + 1),
-                                     ch_off.eq(ch_off + f(isa.OP_CONV, "hw"))]
-                        with m.If(((ci + 1) & pmask) == 0):
-                            m.d.sync += w_ch.eq(w_ch + f(isa.OP_CONV, "kk"))
-                        with m.If(lastci):
-                            m.next = "C_DRAIN"
+                    m.d.sync += [b_vld.eq(1), b_inb.eq(inb), b_shift.eq((ci & pmask)[:3]), b_v1.eq(~last0),
+                                 b_inb1.eq(inb1), b_shift1.eq((s1["ci"] & pmask)[:3])]
+                    for k_, v_ in s0.items():
+                        m.d.sync += v_.eq(s2[k_])
+                    with m.If(last0 | last1):
+                        m.next = "C_DRAIN"
             with m.State("C_DRAIN"):
                 m.d.sync += b_vld.eq(0)
-                m.next = "C_ADV"
+                with m.If(~stall):
+                    m.next = "C_ADV"
             with m.State("C_ADV"):
                 # hand the sums to the write-back engine (waits while it is busy), go on
                 tl = f(isa.OP_CONV, "t") - tsh
@@ -768,12 +800,32 @@ class Engine(wiring.Component):
                 m.d.sync += [wb_t.eq(wb_t + 1), wb_addr.eq(wb_addr + 1)]
 
         # ------------------------------------------------------------------ CONV stage B (gated adds)
-        with m.If(b_vld):
-            bundle = r0.data >> tsh[:5]
+        # a term adds nothing when its T-bundle chunk is all zero (or it is a padding tap):
+        # a pair adds its non-zero term, or both over two cycles (the second held)
+        bund0 = Signal(PT)
+        bund1 = Signal(PT)
+        m.d.comb += [bund0.eq(Mux(b_inb, (r0.data >> tsh[:5])[:PT], 0)),
+                     bund1.eq(Mux(b_inb1 & b_v1, (r1.data >> tsh[:5])[:PT], 0))]
+        nz0 = bund0.any()
+        nz1 = bund1.any()
+        m.d.comb += stall.eq(b_vld & nz0 & nz1)
+        sel_b = Signal(PT)
+        sel_w = Signal(WBW)
+        sel_s = Signal(3)
+        add_en = Signal()
+        with m.If(h_vld):
+            m.d.comb += [sel_b.eq(h_bund), sel_w.eq(h_w), sel_s.eq(h_shift), add_en.eq(1)]
+            m.d.sync += h_vld.eq(0)
+        with m.Elif(b_vld):
+            m.d.comb += [sel_b.eq(Mux(nz0, bund0, bund1)), sel_w.eq(Mux(nz0, wr.data, wr1.data)),
+                         sel_s.eq(Mux(nz0, b_shift, b_shift1)), add_en.eq(nz0 | nz1)]
+            with m.If(stall):
+                m.d.sync += [h_vld.eq(1), h_bund.eq(bund1), h_w.eq(wr1.data), h_shift.eq(b_shift1)]
+        with m.If(add_en):
             for o in range(PO):
-                w = wr.data[8 * o: 8 * o + 8].as_signed()
+                w = sel_w[8 * o: 8 * o + 8].as_signed()
                 ws = Signal(signed(16), name=f"ws{o}")
-                m.d.comb += ws.eq(w << b_shift)
+                m.d.comb += ws.eq(w << sel_s)
                 for t in range(PT):
-                    m.d.sync += acc[t][o].eq(acc[t][o] + Mux(bundle[t] & b_inb, ws, 0))
+                    m.d.sync += acc[t][o].eq(acc[t][o] + Mux(sel_b[t], ws, 0))
         return m

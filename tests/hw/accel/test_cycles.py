@@ -1,10 +1,11 @@
 """The cycle model: structure of the formulas and agreement between its two levels."""
 
+import numpy as np
 import pytest
 
 from svf_deploy.hw.accel import CI, PRODUCTION, AccelConfig
-from svf_deploy.hw.accel.cycles import (conv_cycles, dma_read, dma_write, layers_from_graph,
-                                        predict, program_cycles)
+from svf_deploy.hw.accel.cycles import (conv_busy, conv_cycles, conv_inputs, dma_read, dma_write,
+                                        layers_from_graph, predict, program_cycles)
 from svf_deploy.hw.accel.program import emit
 
 
@@ -35,3 +36,34 @@ def test_layer_prediction_tracks_the_exact_program_model(bundled, cfg):
     # modelled improvements only ever help
     assert predict(layers_from_graph(graph), cfg, model="x", T=4, size=32, skip=0.5,
                    stream_weights=True).cycles < p.cycles
+
+
+def test_conv_busy_pairs_terms_and_skips_zero_bundles():
+    c = AccelConfig(name="c", p_o=16, p_t=4)
+    # 1 channel, 3x3 frame, 3x3 kernel, pad 1, T = 8 (two P_t chunks): centre pixel only set
+    words = np.zeros((1, 3, 3), np.uint32)
+    words[0, 1, 1] = 0b0001_0000      # step 4: chunk 1 only
+    words[0, 0, 1] = 0b0000_0001      # step 0: chunk 0
+    f = {"cin": 1, "h": 3, "w": 3, "k": 3, "stride": 1, "pad": 1, "hout": 3, "wout": 3, "t": 8}
+    b = conv_busy(words.ravel(), c, f)
+    assert b.shape == (9, 2)
+    # 9 terms -> 5 pairs + 3 = 8; output (1, 1): tap (0,1) = term 1 (chunk 0), tap (1,1) =
+    # term 4 (chunk 1): at most one non-zero term per pair
+    assert (b == 8).all()
+    words[0, 0, 0] = 1                # tap (0,0) = term 0 of output (1, 1): pair (0, 1) full
+    assert conv_busy(words.ravel(), c, f)[4, 0] == 9
+    dense = conv_cycles(c, terms=9, hw=9, T=8, cout=16)
+    assert conv_cycles(c, terms=9, hw=9, T=8, cout=16, busy=np.full((9, 2), 12)) == dense
+    assert conv_cycles(c, terms=9, hw=9, T=8, cout=16, busy=conv_busy(words.ravel(), c, f)) <= dense
+
+
+def test_skipping_cuts_the_bundled_clip_by_the_modelled_amount(bundled):
+    graph, golden, frames = bundled
+    prog = emit(graph, CI)
+    vals = {k: v.numpy() for k, v in golden.values.items()}
+    exact, layers = program_cycles(prog, inputs=conv_inputs(prog, graph, vals))
+    dense, dlayers = program_cycles(prog)
+    assert sum(l.cycles for l in layers) == exact
+    assert exact < 0.9 * dense                 # >10 % of the clip's cycles are zero-bundle terms
+    for l, d in zip(layers, dlayers):           # only CONV layers change, none gets slower
+        assert l.name == d.name and (0 <= d.cycles - l.cycles if l.unit == "CONV" else d.cycles == l.cycles)

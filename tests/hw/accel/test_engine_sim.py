@@ -10,6 +10,8 @@ import pytest
 
 from svf_deploy.compiler import ir
 from svf_deploy.hw.accel import CI, PRODUCTION, isa
+from svf_deploy.hw.accel.cycles import conv_inputs, program_cycles
+from svf_deploy.hw.accel.program import emit
 from svf_deploy.models.errors import HardwareError
 from svf_deploy.targets.zcu104 import verify_rtl
 
@@ -21,6 +23,12 @@ def test_bundled_model_bit_exact_and_cycle_model_exact(bundled):
     assert r["compared"] == spikes + 1 and r["mismatches"] == 0 and r["first_mismatch"] is None
     assert r["values"] > 160_000
     assert r["cycles"] == r["predicted_cycles"]        # the model is exact, well within 5 %
+    # zero-bundle skipping: below the dense bound by exactly what the model predicts (> 10 %)
+    prog = emit(graph, CI)
+    src = {graph.node(nd).inputs[0] for op, _, nd in prog.descriptors if op == isa.OP_CONV}
+    modelled, _ = program_cycles(prog, inputs=conv_inputs(prog, graph, {k: golden.values[k].numpy() for k in src}))
+    dense, _ = program_cycles(prog)
+    assert r["dense_bound_cycles"] == dense and dense - r["cycles"] == dense - modelled > 0.1 * dense
     assert r["verilator_cycles_per_s"] > 0
 
 
