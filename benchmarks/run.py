@@ -135,7 +135,7 @@ def _zoo_model(name: str, T: int, frame: int):
     from svf_deploy.models import build_model
 
     torch.manual_seed(0)
-    m = build_model(name, T=T, img_size=frame).eval()
+    m = build_model(name, T=T, img_size=frame, max_T=max(16, T)).eval()
     randomise_bn(m)
     return m
 

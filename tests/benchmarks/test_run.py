@@ -41,7 +41,8 @@ def test_quick_run_writes_page(bench, tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     t_float, t_ref = float(cells[2]), float(cells[3])
     assert t_float > 0 and t_ref > 0
-    assert cells[4] == f"{t_float / t_ref:.2f}x" or abs(float(cells[4][:-1]) - t_float / t_ref) < 0.02
+    # the ratio is of the unrounded medians: within rounding of the 3 shown digits
+    assert abs(float(cells[4][:-1]) / (t_float / t_ref) - 1) < 0.02
     # accuracy rows hold percentages for each bit width, and the plot exists
     accs = re.findall(r"^\| (4|8) \| ([\d.]+) % \| ([\d.]+) %", text, re.M)
     assert [a[0] for a in accs] == ["4", "8"]
