@@ -34,6 +34,7 @@ from .compiler import reference
 from .compiler.fidelity import default_batch, measure_fidelity
 from . import clips as clipsrc
 from .compiler.pipeline import PASSES, CompileOptions, check_weight_bits, compile_model
+from .compiler.passes.absorb_thresholds import MAX_LEAK_BITS
 
 __all__ = ["TARGETS", "BUNDLED_MODEL", "CompileJob", "compile_checkpoint", "verify_outdir"]
 
@@ -310,7 +311,7 @@ def verify_outdir(outdir: Path) -> dict:
 
     In order: (1) every file the manifest lists has its recorded sha256, none is missing
     and no unlisted file sits beside them; (2) the graph loads, every neuron keeps the
-    exactness bound ``frac_bits >= T k`` and every declared width (``acc_bits`` /
+    exactness bound ``frac_bits >= min(T k, MAX_LEAK_BITS)`` and every declared width (``acc_bits`` /
     ``mem_bits``) equals the one proved from the graph's own bounds for its ``meta["T"]``; (3) ``golden.npz`` holds the clip and *every* graph output and spike
     tensor (an empty or cut-down record is refused); (4) the golden reference, re-run on
     the stored clip, reproduces every stored value.
@@ -359,9 +360,10 @@ def verify_outdir(outdir: Path) -> dict:
         raise IntegrityError("graph.json's meta records no clip length T its widths were proved for")
     proof = reference.register_bounds(graph, T)
     for n in graph.nodes:
-        if isinstance(n, ir.IntLIF) and n.frac_bits < T * n.leak_shift:
-            raise IntegrityError(f"IntLIF {n.name!r}: frac_bits={n.frac_bits} is below T*k = "
-                                 f"{T * n.leak_shift}, the exactness bound for T={T}")
+        if isinstance(n, ir.IntLIF) and n.frac_bits < min(T * n.leak_shift, MAX_LEAK_BITS):
+            raise IntegrityError(f"IntLIF {n.name!r}: frac_bits={n.frac_bits} is below min(T*k, "
+                                 f"{MAX_LEAK_BITS}) = {min(T * n.leak_shift, MAX_LEAK_BITS)}, the "
+                                 f"exactness bound for T={T}")
         if isinstance(n, ACC_OPS + MEM_OPS):
             field_ = "acc_bits" if isinstance(n, ACC_OPS) else "mem_bits"
             want = signed_bits(proof[n.name])

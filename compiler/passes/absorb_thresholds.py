@@ -28,7 +28,10 @@ with
 
 .. math::  F \ge e + T k
 
-all ``T`` steps are exact. ``e`` is the smallest exponent ``<= 24`` making every such
+all ``T`` steps are exact (the ``T k`` part is capped at ``MAX_LEAK_BITS = 20``: longer
+clips would need membranes wider than the 48-bit registers, so such neurons are listed in
+``meta["inexact_neurons"]``: the leak may floor a bit after step ``20 / k``).
+``e`` is the smallest exponent ``<= 24`` making every such
 constant of the neuron an integer (``e = 0`` without a bias: the common case of a BN
 folded into the layer before the neuron). Binary hard-reset neurons compare with
 ``ceil`` (below) and need no condition on ``V_th``. A neuron whose constants are not
@@ -76,13 +79,16 @@ from . import Contract
 from .quantize import qmax
 
 __all__ = ["run", "leak_shift", "frac_bits", "thresholds", "dyadic_exponent", "MAX_FRAC_BITS",
-           "MAX_DYADIC_EXP"]
+           "MAX_DYADIC_EXP", "MAX_LEAK_BITS", "leak_bits"]
 
 CONTRACT = Contract("absorb_thresholds", "quantized", "integer",
                     ("min_theta_bits", "weight_bits", "T"))
 
 #: upper limit on the membrane fraction bits
 MAX_FRAC_BITS = 48
+#: at most this many of them serve exactness over the clip (``T k``): beyond it (T > 20 at
+#: tau 2) the membrane would outgrow the 48-bit registers, so the neuron is listed inexact
+MAX_LEAK_BITS = 20
 #: largest ``e`` for which a constant ``m / 2**e`` counts as exactly representable
 MAX_DYADIC_EXP = 24
 #: thresholds at or beyond this many units are refused (float64 integers stop here)
@@ -161,6 +167,17 @@ def _exact_grain(node_name: str, ratios: dict[str, np.ndarray], notes: list) -> 
     return e_all
 
 
+def leak_bits(T: int, k: int, name: str, notes: list) -> int:
+    """``min(T k, MAX_LEAK_BITS)``; a note in ``notes`` when capped (the neuron is inexact)."""
+    need = T * k
+    if need > MAX_LEAK_BITS:
+        notes.append({"node": name, "reason": f"exactness over T={T} steps needs {need} leak fraction "
+                      f"bits; capped at {MAX_LEAK_BITS} so the membrane fits the 48-bit registers "
+                      f"(the leak may floor a bit after step {MAX_LEAK_BITS // k})"})
+        return MAX_LEAK_BITS
+    return need
+
+
 def _int_lif(node: ir.LIF, x: str, s_in: np.ndarray, a: np.ndarray, b: np.ndarray,
              min_theta_bits: int, T: int, notes: list) -> ir.IntLIF:
     g = a * s_in
@@ -178,7 +195,7 @@ def _int_lif(node: ir.LIF, x: str, s_in: np.ndarray, a: np.ndarray, b: np.ndarra
         ratios["threshold"] = node.v_threshold / u
     e = _exact_grain(node.name, ratios, notes)
     theta, f = thresholds(node.v_threshold, u, node.levels, min_theta_bits,
-                          min_frac_bits=e + T * k, who=f"neuron {node.name!r}")
+                          min_frac_bits=e + leak_bits(T, k, node.name, notes), who=f"neuron {node.name!r}")
     bias = np.round(b / u * 2.0 ** f).astype(np.int64)
     return ir.IntLIF(node.name, (x,), theta=theta, bias=bias,
                      polarity=np.sign(g).astype(np.int64), frac_bits=f, leak_shift=k,
@@ -195,7 +212,8 @@ def _int_sssa(node: ir.SSSA, weight_bits: int, min_theta_bits: int, T: int,
     ratios = {"threshold": np.array([node.sal_threshold / u])} if node.sal_reset == "soft" else {}
     e = _exact_grain(node.name, ratios, notes)
     theta, f = thresholds(node.sal_threshold, np.array([u]), 1, min_theta_bits,
-                          min_frac_bits=e + T * k, who=f"SSSA {node.name!r} saccade neuron")
+                          min_frac_bits=e + leak_bits(T, k, node.name, notes),
+                          who=f"SSSA {node.name!r} saccade neuron")
     return node.replace(gain=g_int, sal_theta=int(theta[0]), sal_frac_bits=f)
 
 

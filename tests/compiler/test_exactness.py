@@ -217,3 +217,23 @@ def test_the_property_catches_the_old_fraction_bit_rule(monkeypatch):
     g = build(1, "sdha-joint", NEURONS[2], T=4)  # tau 4 without decay_input: leaks floor
     with pytest.raises(AssertionError, match="vl"):
         compare(g, 4, seed=1)
+
+
+def test_long_clips_cap_the_leak_bits_and_list_the_neurons():
+    """T*k beyond MAX_LEAK_BITS would outgrow the 48-bit registers (svf-small at T=32 needed
+    58): the compiler caps the exactness part of F, compiles, and lists every capped neuron
+    as inexact with the reason; shorter clips are untouched."""
+    from svf_deploy.compiler.passes.absorb_thresholds import MAX_LEAK_BITS
+    from svf_deploy.models import build_model
+
+    torch.manual_seed(0)
+    for T, capped in ((MAX_LEAK_BITS, False), (MAX_LEAK_BITS + 4, True)):
+        m = build_model("svf-tiny", T=T, max_T=max(16, T)).eval()
+        g, _ = pipeline.compile_model(m, pipeline.CompileOptions())
+        lifs = [n for n in g.nodes if isinstance(n, ir.IntLIF)]
+        assert all(n.frac_bits >= min(T * n.leak_shift, MAX_LEAK_BITS) for n in lifs)
+        assert all(n.mem_bits <= 48 for n in lifs)
+        cap_notes = {d["node"] for d in g.meta["inexact_neurons"] if "capped at" in d["reason"]}
+        assert cap_notes == ({n.name for n in lifs} if capped else set())
+        x = torch.rand(T, 1, *g.input.shape, generator=torch.Generator().manual_seed(T))
+        reference.run(g, x)  # runs within the proved widths at this T

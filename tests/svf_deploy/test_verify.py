@@ -136,7 +136,7 @@ def test_fraction_bits_below_the_exactness_bound_are_caught(outdir, capsys):
     edit_graph(outdir, low)
     rehash(outdir)
     code, err = verify(outdir, capsys)
-    assert code == TAMPERED and "frac_bits=1 is below T*k = 4" in err, err
+    assert code == TAMPERED and "frac_bits=1 is below min(T*k, 20) = 4" in err, err
 
 
 def test_meta_edit_is_caught(outdir, capsys):
