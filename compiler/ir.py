@@ -395,7 +395,10 @@ class IntLIF(Node):
     ``H >= r`` iff ``H >= ceil(r)``. The compiler records every neuron for which (ii) or
     (iii) fails in ``meta["inexact_neurons"]`` (shown in the report): there the bias or
     threshold is rounded to ``2**-F`` units and a spike can differ only when the float
-    membrane lies within about ``T * u * 2**-F`` of the threshold.
+    membrane lies within about ``T * u * 2**-F`` of the threshold. (iv) is met up to
+    ``T k = 20`` (``absorb_thresholds.MAX_LEAK_BITS``); longer clips would need membranes
+    wider than 48 bits, so there ``F >= e + 20`` and the neuron is listed too: a leak may
+    then floor a remainder after step ``20 / k``.
     """
 
     theta: np.ndarray = field(default_factory=lambda: np.ones(1, dtype=np.int64))
