@@ -234,7 +234,9 @@ def _child_compile(name: str, frame: int, T: int) -> dict:
         "t0 = time.perf_counter()\n"
         "g, _ = compile_model(m, CompileOptions(), frame_shape=(m.cfg.in_channels, %d, %d))\n"
         "dt = time.perf_counter() - t0\n"
-        "print(json.dumps({'seconds': dt, 'rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'nodes': len(g.nodes)}))\n"
+        # VmHWM: this process's own peak (ru_maxrss would carry the parent's peak over exec)
+        "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "print(json.dumps({'seconds': dt, 'rss_mib': hwm / 1024, 'nodes': len(g.nodes)}))\n"
     ) % (str(HERE), name, T, frame, frame, frame)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -242,7 +244,7 @@ def _child_compile(name: str, frame: int, T: int) -> dict:
 
 def section_compile(ctx: Ctx) -> Section:
     sec = Section("Compile time and peak memory",
-                  "Each compile runs in a fresh subprocess; peak RSS is that process's ru_maxrss "
+                  "Each compile runs in a fresh subprocess; peak RSS is that process's VmHWM "
                   "(model construction included).")
     cases = [("svf-tiny", 32, 4)] if ctx.quick else [("svf-small", 224, 8), ("svf-large", 224, 8)]
     rows = []
