@@ -5,10 +5,10 @@ Run: .venv/bin/python benchmarks/reference_throughput.py [--model PATH | --confi
 """
 
 import argparse
-import time
 
 import torch
 
+from run import timed
 from svf_deploy.api import BUNDLED_MODEL
 from svf_deploy.compiler import reference
 from svf_deploy.compiler.pipeline import CompileOptions, compile_model
@@ -16,13 +16,8 @@ from svf_deploy.models.checkpoint import load_checkpoint
 
 
 def best_of(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    """Fastest of ``repeats`` calls after one warm-up (``run.timed``'s minimum)."""
+    return timed(fn, repeats).min
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ files, ``manifest.json``) is written as for a checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import sys
@@ -20,17 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..api import _sha256  # api imports this module lazily, so no cycle
 from ..models.errors import ConfigError
 
 __all__ = ["compile_nir"]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def compile_nir(job, model_path: Path, tmp: Path, progress=None, log=lambda s: None) -> dict:
