@@ -15,7 +15,8 @@ from amaranth.hdl import Module, Value
 
 from ...models.errors import HardwareError
 
-__all__ = ["refusing", "check_int", "check_bits", "signed_range", "output_register", "tree_sum"]
+__all__ = ["refusing", "check_int", "check_bits", "check_neuron", "signed_range", "output_register",
+           "tree_sum"]
 
 
 def check_int(who: str, name: str, value, lo: int, hi: int | None = None) -> int:
@@ -42,6 +43,18 @@ def check_bits(who: str, name: str, bits: int, hi: int = 64) -> int:
         raise HardwareError(f"{who}: {name} is 0 (not derived); run the compiler's bit-width "
                             "pass before generating hardware")
     return check_int(who, name, bits, 2, hi)
+
+
+def check_neuron(who: str, *, mem_bits: int, frac_bits: int, leak_shift: int, decay_input,
+                 reset: str) -> tuple[int, int, int, bool, str]:
+    """The integer-LIF parameters every neuron core shares, checked:
+    ``(mem_bits, frac_bits, leak_shift, decay_input, reset)`` with ``mem_bits`` derived
+    (2..64), ``frac_bits`` in 0..24, ``leak_shift`` k in 1..30 (leak ``2**-k``) and ``reset``
+    ``'hard'`` or ``'soft'``."""
+    if reset not in ("hard", "soft"):
+        raise HardwareError(f"{who}: reset must be 'hard' or 'soft', not {reset!r}")
+    return (check_bits(who, "mem_bits", mem_bits), check_int(who, "frac_bits", frac_bits, 0, 24),
+            check_int(who, "leak_shift", leak_shift, 1, 30), bool(decay_input), reset)
 
 
 def signed_range(bits: int) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ...models.errors import HardwareError
-from ._common import refusing, check_bits, check_int, output_register, tree_sum
+from ._common import refusing, check_bits, check_int, check_neuron, output_register, tree_sum
 
 __all__ = ["IntLIFLane", "MAX_LEVELS"]
 
@@ -58,15 +58,11 @@ class IntLIFLane(wiring.Component):
                  reset: str = "hard", levels: int = 1):
         who = "IntLIFLane"
         self.in_bits = check_int(who, "in_bits", in_bits, 2, 64)
-        self.mem_bits = check_bits(who, "mem_bits", mem_bits)
+        self.mem_bits, self.frac_bits, self.leak_shift, self.decay_input, self.reset = check_neuron(
+            who, mem_bits=mem_bits, frac_bits=frac_bits, leak_shift=leak_shift,
+            decay_input=decay_input, reset=reset)
         self.theta_bits = check_int(who, "theta_bits", theta_bits, 1, 64)
         self.bias_bits = check_int(who, "bias_bits", bias_bits, 1, 64)
-        self.frac_bits = check_int(who, "frac_bits", frac_bits, 0, 24)
-        self.leak_shift = check_int(who, "leak_shift", leak_shift, 1, 30)
-        self.decay_input = bool(decay_input)
-        if reset not in ("hard", "soft"):
-            raise HardwareError(f"{who}: reset must be 'hard' or 'soft', not {reset!r}")
-        self.reset = reset
         self.levels = check_int(who, "levels", levels, 1, MAX_LEVELS)
         if levels > 1 and reset != "soft":
             raise HardwareError(f"{who}: an I-LIF (levels={levels}) resets softly, not {reset!r}")

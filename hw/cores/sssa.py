@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ...models.errors import HardwareError
-from ._common import check_bits, check_int, output_register, refusing, tree_sum
+from ._common import check_bits, check_int, check_neuron, output_register, refusing, tree_sum
 
 __all__ = ["SaccadeUnit", "refuse_sssa", "OP_ALPHA", "OP_TOKEN", "shift_add_terms"]
 
@@ -77,13 +77,9 @@ class SaccadeUnit(wiring.Component):
             raise HardwareError(f"{who}: gains must hold one integer per step")
         self.T = len(self.gains)
         self.theta = check_int(who, "theta", int(theta), 1)
-        self.mem_bits = check_bits(who, "mem_bits", mem_bits)
-        self.frac_bits = check_int(who, "frac_bits", frac_bits, 0, 24)
-        self.leak_shift = check_int(who, "leak_shift", leak_shift, 1, 30)
-        self.decay_input = bool(decay_input)
-        if reset not in ("hard", "soft"):
-            raise HardwareError(f"{who}: reset must be 'hard' or 'soft', not {reset!r}")
-        self.reset = reset
+        self.mem_bits, self.frac_bits, self.leak_shift, self.decay_input, self.reset = check_neuron(
+            who, mem_bits=mem_bits, frac_bits=frac_bits, leak_shift=leak_shift,
+            decay_input=decay_input, reset=reset)
         self.alpha_bits = bits_for(d * tokens)
         self.in_layout = data.StructLayout({
             "op": unsigned(1), "t": unsigned(max(1, bits_for(self.T - 1))), "first": unsigned(1),
