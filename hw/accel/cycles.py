@@ -144,11 +144,16 @@ def conv_busy(words: np.ndarray, cfg: AccelConfig, f: dict) -> np.ndarray:
     ``(0, 1), (2, 3), ...``; a term is non-zero when its bundle chunk
     ``(word >> P_t*c) & (2**P_t - 1)`` is non-zero and its tap lies inside the frame.
     ``busy = ceil(terms / 2) + #(pairs with both terms non-zero) + 3``.
+
+    Rows: output row ``oy`` reads band row ``oy*stride - pad_y + ky`` (``pad_y``: the band's
+    top padding, ``= pad`` for a whole frame); a row outside ``0..h-1`` is padding.
     """
     cin, h, w, k, st, pad = (int(f[x]) for x in ("cin", "h", "w", "k", "stride", "pad"))
+    pad_y = int(f.get("pad_y", pad))
     hout, wout, T, PT = int(f["hout"]), int(f["wout"]), int(f["t"]), cfg.p_t
-    a = np.zeros((cin, h + 2 * pad, w + 2 * pad), np.int64)
-    a[:, pad:pad + h, pad:pad + w] = np.asarray(words, np.int64).reshape(cin, h, w)
+    rows = max(pad_y + h, st * (hout - 1) + k)
+    a = np.zeros((cin, rows, w + 2 * pad), np.int64)
+    a[:, pad_y:pad_y + h, pad:pad + w] = np.asarray(words, np.int64).reshape(cin, h, w)
     taps = [a[:, ky: ky + st * (hout - 1) + 1: st, kx: kx + st * (wout - 1) + 1: st]
             for ky in range(k) for kx in range(k)]
     tw = np.stack(taps, 1).reshape(cin * k * k, hout * wout)  # [terms, pixels] in term order
@@ -194,17 +199,25 @@ class LayerCycles:
 def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tuple[int, list[LayerCycles]]:
     """Total cycles of ``prog`` and per-node cycles (descriptors grouped by their node).
 
-    ``inputs`` (:func:`conv_inputs`): each conv's input T-bundles; the count is then exact
-    for that clip (CONV skips all-zero bundles). Without it: the data-independent dense
-    upper bound."""
+    ``inputs`` (:func:`conv_inputs`): each conv's whole input T-bundles; the count is then
+    exact for that clip (CONV skips all-zero bundles). A CONV of a DDR-resident program
+    reads the window ``prog.windows[i] = (first channel, first row, frame height)`` of it.
+    Without ``inputs``: the data-independent dense upper bound."""
     cfg = prog.cfg
     fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
     per: dict[str, list[int]] = {}
     order: list[str] = []
     total = 0
-    for op, f, node in prog.descriptors:
-        c = descriptor_cycles(op, f, cfg, ddr_latency,
-                              None if inputs is None or op != isa.OP_CONV else inputs[node])
+    windows = getattr(prog, "windows", {}) or {}
+    for i, (op, f, node) in enumerate(prog.descriptors):
+        words = None
+        if inputs is not None and op == isa.OP_CONV:
+            words = inputs[node]
+            if i in windows:  # a row band / input-channel group of the node's input
+                c0, r0, H = windows[i]
+                cin, h, w = int(f["cin"]), int(f["h"]), int(f["w"])
+                words = np.asarray(words).reshape(-1, H, w)[c0:c0 + cin, r0:r0 + h]
+        c = descriptor_cycles(op, f, cfg, ddr_latency, words)
         total += c
         key = node or isa.OPNAMES[op].lower()
         if key not in per:

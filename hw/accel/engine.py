@@ -502,7 +502,8 @@ class Engine(wiring.Component):
                 with m.If(bi != 0):
                     m.d.sync += biasreg[bi - 1].eq(r1.data.as_signed())
                 with m.If(bi == PO):
-                    m.d.sync += [oy.eq(0), ox.eq(0), iy0.eq(-f(isa.OP_CONV, "pad")[:8]),
+                    # row origin: the band's top padding; column origin: the left padding
+                    m.d.sync += [oy.eq(0), ox.eq(0), iy0.eq(-f(isa.OP_CONV, "pad_y")[:8]),
                                  ix0.eq(-f(isa.OP_CONV, "pad")[:8]),
                                  row_off.eq(-f(isa.OP_CONV, "pad_w")[:24]), outp.eq(obase), tsh.eq(0),
                                  tci.eq(0)]

@@ -10,8 +10,13 @@ A program is a sequence of fixed-size descriptors of :data:`DESC_WORDS` little-e
 :data:`MAGIC` and :data:`VERSION`: the engine stops with ``STATUS.error`` set if they do
 not match what it was built for. ``END`` stops the engine and raises the interrupt.
 
-Tensor layouts in the on-chip activation buffer (32-bit words)
---------------------------------------------------------------
+Tensor layouts in the on-chip activation buffer and in DDR (32-bit words)
+-------------------------------------------------------------------------
+The same layouts hold in DDR (byte offset ``4 * word``). DMA addresses in DDR must be
+aligned to the AXI beat (``axi_data_width / 8`` bytes); the buffer side is word-granular.
+Row bands (the DDR-resident plan): a band of rows ``lo..lo+h-1`` of every channel of a
+spike map is loaded channel by channel to ``inb + c*h*W``; a conv's integer output band of
+rows ``y0..y0+hb-1`` sits at ``outb + c*hb*Wout*T`` and is stored channel by channel.
 * spike map ``(C, H, W)``: one *T-bundle* word per ``(c, y, x)`` at ``base + (c*H + y)*W + x``;
   bit ``t`` is the spike of step ``t`` (the bundle is all-zero iff the neuron never fires).
 * integer map ``(C, H, W)`` over ``T`` steps: ``base + ((c*H + y)*W + x)*T + t``,
@@ -25,7 +30,7 @@ Tensor layouts in the on-chip activation buffer (32-bit words)
 from __future__ import annotations
 
 MAGIC = 0x41465653  # "SVFA" little-endian
-VERSION = 1
+VERSION = 2  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan)
 DESC_WORDS = 32
 DESC_BYTES = DESC_WORDS * 4
 
@@ -42,10 +47,14 @@ FIELDS: dict[int, tuple[str, ...]] = {
     OP_LOAD: ("ddr", "addr", "count"),
     OP_LOADW: ("ddr", "addr", "count"),
     OP_STORE: ("ddr", "addr", "count"),
-    # CONV over output channels [oc_start, oc_end) (tiles of P_o), all T steps
+    # CONV over output channels [oc_start, oc_end) (tiles of P_o), all T steps, on a band of
+    # ``h`` loaded input rows: output row ``oy`` reads rows ``oy*stride - pad_y + ky`` of the
+    # band (outside ``0..h-1``: zero padding); columns ``ox*stride - pad + kx`` (``pad`` is
+    # the left/right padding, ``pad_y`` the band's top padding, ``pad_w = pad_y * w``).
+    # A whole-frame conv has ``h = H``, ``pad_y = pad``; ``hw = h*w`` is the channel stride.
     OP_CONV: ("inb", "outb", "biasb", "wb", "cin", "h", "w", "hw", "hout", "wout", "k", "stride",
               "pad", "plog2", "cout", "oc_start", "oc_end", "t", "kk", "stride_w", "hwout_t",
-              "wtile", "tchunks", "pad_w", "otile"),
+              "wtile", "tchunks", "pad_w", "otile", "pad_y"),
     # LIF: params at pb + 3c: theta, bias, polarity (+1/-1); flags bit0 decay_input, bit1 soft
     OP_LIF: ("inb", "outb", "pb", "c", "hw", "t", "frac", "leak", "flags"),
     # EW: mode 0: out = a + b; mode 1: out = (a + (2**s >> 1)) >> s, s = mem[b + c], per = HW*T

@@ -87,6 +87,9 @@ class Program:
     tensors : ``{node: TensorPlacement}``.
     relocs : ``[(descriptor index, word index)]`` holding DDR addresses (relative to 0).
     input_name, output_names, stats, act_peak.
+    plan : ``"chip"`` or ``"ddr"`` (module docstring).
+    windows : ``{CONV descriptor index: (first input channel, first row, frame height)}``
+        of a ddr-plan program: the part of the node's input the descriptor reads.
     """
 
     cfg: AccelConfig
@@ -101,6 +104,8 @@ class Program:
     stats: list = field(default_factory=list)
     act_peak: int = 0
     input_shape: tuple = ()
+    plan: str = "chip"
+    windows: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ host-side helpers
     def words(self, base: int = 0) -> np.ndarray:
@@ -169,6 +174,7 @@ class Program:
         """JSON description of the program (versions, config, memory map, tensors)."""
         return {
             "format": FORMAT, "isa_version": isa.VERSION, "magic": isa.MAGIC, "T": self.T,
+            "plan": self.plan,
             "config": self.cfg.as_dict(), "descriptors": len(self.descriptors),
             "descriptor_bytes": isa.DESC_BYTES,
             "regions": {k: {"offset": o, "bytes": b} for k, (o, b) in self.regions.items()},
@@ -291,7 +297,7 @@ class _Arena:
                 self.peak = max(self.peak, a + words)
                 return a
         used = self.depth - sum(n for _, n in self.free)
-        raise HardwareError(f"{who}: needs {words} more activation words with {used} live; the "
+        raise _NoFit(f"{who}: needs {words} more activation words with {used} live; the "
                             f"activation buffer holds {self.depth} words: use a configuration "
                             "with a larger act_depth")
 
@@ -320,13 +326,40 @@ def _weight_words(w: np.ndarray, p_o: int) -> np.ndarray:
     return wp.reshape((tiles, p_o) + w.shape[1:]).transpose(0, 2, 3, 4, 1).reshape(-1, p_o)
 
 
-def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, store_ints: bool = False) -> Program:
+PLANS = ("auto", "chip", "ddr")
+
+
+class _NoFit(HardwareError):
+    """The on-chip plan does not fit (``plan="auto"`` then takes the DDR-resident one)."""
+
+
+def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, plan: str = "auto",
+         store_ints: bool = False, act_words: int | None = None, wbuf_words: int | None = None) -> Program:
     """Lower ``graph`` to a :class:`Program` for ``cfg`` (see the module docstring).
 
-    ``store_ints`` also stores every integer map to DDR (per-layer debugging).
+    ``plan``: ``"chip"`` (every live tensor in the activation buffer), ``"ddr"`` (tensors
+    in DDR, tiles through the buffer) or ``"auto"`` (chip when it fits, else ddr); the plan
+    taken is ``Program.plan``. ``store_ints`` also stores every integer map to DDR
+    (per-layer debugging). ``act_words`` / ``wbuf_words`` (ddr plan only) restrict the
+    tiles to the first words of the buffers (small tiles on the same engine).
     """
+    if plan not in PLANS:
+        raise HardwareError(f"unknown memory plan {plan!r}: use one of {', '.join(PLANS)}")
     T = int(graph.meta.get("T", 0) if T is None else T)
-    bnd = check_supported(graph, cfg, T)
+    check_supported(graph, cfg, T)
+    if plan != "ddr":
+        try:
+            return _emit_chip(graph, cfg, T, store_ints)
+        except _NoFit:
+            if plan == "chip":
+                raise
+    from .tiling import emit_ddr
+
+    return emit_ddr(graph, cfg, T, store_ints, act_words=act_words, wbuf_words=wbuf_words)
+
+
+def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> Program:
+    """The on-chip plan (see the module docstring)."""
     P = cfg.p_o
     descs: list = []
     relocs: list = []
@@ -356,7 +389,7 @@ def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, store_ints:
             put(n.name, "shift", n.shift)
     param_words = np.array(params, np.int64).astype(np.int32).view(np.uint32) if params else np.zeros(0, np.uint32)
     if len(param_words) > cfg.act_depth:
-        raise HardwareError(f"{len(param_words)} parameter words exceed the activation buffer "
+        raise _NoFit(f"{len(param_words)} parameter words exceed the activation buffer "
                             f"({cfg.act_depth} words): use a configuration with a larger act_depth")
     arena = _Arena(cfg.act_depth, len(param_words))
 
@@ -464,8 +497,8 @@ def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, store_ints:
             cout = int(n.weight.shape[0])
             tile_words = cin * k * k
             if tile_words > cfg.wbuf_depth:
-                raise _reject(n, f"one {P}-channel tile needs {tile_words} weight words",
-                              f"the weight buffer holds {cfg.wbuf_depth}: use a larger wbuf_depth")
+                raise _NoFit(str(_reject(n, f"one {P}-channel tile needs {tile_words} weight words",
+                              f"the weight buffer holds {cfg.wbuf_depth}: use a larger wbuf_depth")))
             tiles = -(-cout // P)
             per_chunk = cfg.wbuf_depth // tile_words
             tchunks = -(-T // cfg.p_t)
@@ -480,7 +513,7 @@ def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, store_ints:
                     wout=wout, k=k, stride=stride, pad=pad, plog2=plog2, cout=cout, oc_start=c0 * P,
                     oc_end=min(cout, c1 * P), t=T, kk=k * k, stride_w=stride * w,
                     hwout_t=hout * wout * T, wtile=tile_words, tchunks=tchunks, pad_w=pad * w,
-                    otile=P * hout * wout * T)
+                    otile=P * hout * wout * T, pad_y=pad)
             dense = cout * hout * wout * cin_v * k * k * T
             wbytes = tiles * tile_words * P
         elif isinstance(n, ir.IntLIF):

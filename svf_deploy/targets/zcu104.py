@@ -191,16 +191,18 @@ def golden_values(graph, frames, names) -> dict[str, np.ndarray]:
 
 
 def verify_rtl(graph, frames, cfg: AccelConfig = CI, progress=None, log=lambda s: None,
-               image_hook=None) -> dict:
+               image_hook=None, *, plan: str = "auto", act_words: int | None = None,
+               wbuf_words: int | None = None) -> dict:
     """Run the clip ``frames`` ``[T, 1, C, H, W]`` on the engine under Verilator and compare
     every stored tensor (each spike map and the output) with the golden reference.
 
+    ``plan`` / ``act_words`` / ``wbuf_words``: as :func:`~hw.accel.program.emit`.
     ``image_hook(program, image) -> image`` may alter the DDR image (mutation tests).
     Raises :class:`HardwareError` on any mismatch, naming the first one.
     """
     from ..sim import accel as simaccel
 
-    prog = emit(graph, cfg)
+    prog = emit(graph, cfg, plan=plan, act_words=act_words, wbuf_words=wbuf_words)
     conv_src = [graph.node(nd).inputs[0] for op, _, nd in prog.descriptors if op == isa.OP_CONV]
     values = golden_values(graph, frames, list(prog.stored) + conv_src)
     codes = values[graph.input.name][:, 0]
@@ -218,7 +220,7 @@ def verify_rtl(graph, frames, cfg: AccelConfig = CI, progress=None, log=lambda s
     cmp = simaccel.compare(prog, run.tensors, values)
     predicted, _ = program_cycles(prog, inputs=conv_inputs(prog, graph, values))
     dense, _ = program_cycles(prog)
-    out = cmp.as_dict() | {"config": cfg.name, "cycles": run.cycles, "predicted_cycles": predicted,
+    out = cmp.as_dict() | {"config": cfg.name, "plan": prog.plan, "cycles": run.cycles, "predicted_cycles": predicted,
                            "dense_bound_cycles": dense,
                            "cycle_model_error": round(predicted / run.cycles - 1, 6) if run.cycles else None,
                            "verilator_cycles_per_s": round(run.cycles_per_second),

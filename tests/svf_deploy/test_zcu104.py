@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from svf_deploy.hw.accel import isa
 from svf_deploy.models.errors import HardwareError
 
 EXE = Path(sys.executable).parent / "svf-compile"
@@ -37,7 +38,7 @@ def test_files_a_board_needs(out):
     assert (d / "vivado" / "build.tcl").read_text().count("zynq_ultra_ps_e") >= 1
     assert (d / "vivado" / "svf_accel.v").read_text() == v
     prog = json.loads((d / "program" / "program.json").read_text())
-    assert prog["isa_version"] == m["zcu104"]["isa_version"] == 1
+    assert prog["isa_version"] == m["zcu104"]["isa_version"] == isa.VERSION and prog["plan"] == "chip"
     img = np.fromfile(d / "program" / "ddr_image.bin", np.uint8)
     assert img.size == prog["image_bytes"] and img[:128].view("<u4")[1] == prog["magic"]
     assert (d / "driver" / "driver.py").exists() and (d / "driver" / "isa.py").exists()

@@ -87,10 +87,14 @@ def test_refuses_what_it_cannot_run_exactly(bundled):
     with pytest.raises(HardwareError, match="joint SDHA only"):
         emit(_swap(graph, att.name, kind="sdsa"), CI)
     with pytest.raises(HardwareError, match="activation buffer holds 16384 words"):
-        emit(graph, AccelConfig(name="tiny", act_depth=16384))
+        emit(graph, AccelConfig(name="tiny", act_depth=16384), plan="chip")
     with pytest.raises(HardwareError, match="parameter words exceed"):
-        emit(graph, AccelConfig(name="tiny", act_depth=4096))
+        emit(graph, AccelConfig(name="tiny", act_depth=4096), plan="chip")
     with pytest.raises(HardwareError, match="weight buffer holds 64"):
-        emit(graph, AccelConfig(name="tiny", wbuf_depth=64))
+        emit(graph, AccelConfig(name="tiny", wbuf_depth=64), plan="chip")
+    # plan auto: what does not fit on chip runs DDR-resident; what cannot tile is refused
+    assert emit(graph, AccelConfig(name="tiny", act_depth=16384)).plan == "ddr"
+    with pytest.raises(HardwareError, match=r"needs \d+ activation words .*holds 1024.*larger act_depth"):
+        emit(graph, AccelConfig(name="tiny", act_depth=1024))
     with pytest.raises(HardwareError, match="p_o must be a multiple of 4"):
         AccelConfig(name="bad", p_o=6)

@@ -1,0 +1,515 @@
+"""The DDR-resident memory plan: every tensor in DDR, tiles through the activation buffer.
+
+:func:`emit_ddr` lowers an integer graph whose live tensors do not fit on chip (the
+``"chip"`` plan of :mod:`.program`) to a program that keeps every node's output in DDR
+and runs each node on tiles that fit ``act_depth``:
+
+* **CONV** (and Linear as a 1x1 conv): input channels in *groups* whose ``P_o``-channel
+  weight tile fits the weight buffer; per group, output channels in *chunks* of whole
+  ``P_o`` tiles (one ``LOADW`` each, weights read once per clip and group); per chunk,
+  output rows in *bands* of ``hb`` rows. Band ``[y0, y1)`` reads input rows
+  ``[lo, hi) = [max(0, y0*s - p), min(H, (y1-1)*s - p + K))``, loaded channel by channel,
+  and runs with ``h = hi - lo`` and top padding ``pad_y = lo - (y0*s - p)``: output row
+  ``oy`` of the band reads band row ``oy*s - pad_y + ky``, i.e. frame row
+  ``(y0 + oy)*s - p + ky`` - the whole conv, restricted to rows ``[y0, y1)``. The band's
+  integer output is stored channel by channel. Group ``g > 0`` adds its sums to the
+  stored partial (zero bias, an ``EW`` add), exact: every partial sum is bounded by the
+  proved bound of the whole sum (interval arithmetic), which fits 32 bits.
+* **LIF / EW / REDUCE**: channel ranges (parameters loaded per node, the descriptor's
+  parameter base at the range's offset), or pixel ranges of one channel when one channel
+  does not fit. **SDHA**: groups of whole heads (a head's q/k/v channels are contiguous).
+
+Invariants: the bands of a chunk partition ``[0, hout)``, the chunks partition
+``[0, cout)``, the groups partition ``[0, cin)``, so every output element is written once
+per group; DMA stores start on an AXI beat (refused by name otherwise); loads start on the
+beat below their DDR address and write the ``< beats`` extra leading words into slack
+left before each buffer region (per-channel band loads run in decreasing channel order,
+so a load's leading words fall on a slot loaded after it). Tile sizes are chosen from a
+DMA/descriptor cost estimate among all that fit; a layer that does not fit even with
+1-row bands, one ``P_o`` tile and one input channel is refused with the words needed.
+"""
+
+from __future__ import annotations
+
+from math import gcd
+
+import numpy as np
+
+from ...compiler import ir
+from ...models.errors import HardwareError
+from . import isa
+from .config import AccelConfig
+from .program import (PLANES, LayerStats, Program, TensorPlacement, _align, _reject,
+                      _weight_words)
+
+__all__ = ["emit_ddr", "bands", "band_rows"]
+
+REGIONS = ("program", "weights", "params", "input", "outputs", "scratch")
+
+
+def band_rows(y0: int, y1: int, H: int, k: int, stride: int, pad: int) -> tuple[int, int, int]:
+    """Input rows ``(lo, h, pad_y)`` a conv band of output rows ``[y0, y1)`` reads."""
+    first = y0 * stride - pad
+    lo = max(0, first)
+    hi = min(H, (y1 - 1) * stride - pad + k)
+    return lo, max(0, hi - lo), lo - first
+
+
+def bands(hout: int, hb: int) -> list[tuple[int, int]]:
+    """``[y0, y1)`` bands of at most ``hb`` rows covering ``[0, hout)``."""
+    return [(y, min(hout, y + hb)) for y in range(0, hout, hb)]
+
+
+class _Heap:
+    """First-fit byte allocator over the DDR scratch region (128-byte granules)."""
+
+    def __init__(self):
+        self.free: list[tuple[int, int]] = []
+        self.top = 0
+        self.size = 0          # high-water mark
+
+    def alloc(self, nbytes: int) -> int:
+        n = _align(max(nbytes, 1), 128)
+        for i, (a, m) in enumerate(self.free):
+            if m >= n:
+                self.free[i] = (a + n, m - n)
+                if self.free[i][1] == 0:
+                    self.free.pop(i)
+                return a
+        a = self.top
+        self.top += n
+        self.size = max(self.size, self.top)
+        return a
+
+    def release(self, a: int, nbytes: int) -> None:
+        self.free.append((a, _align(max(nbytes, 1), 128)))
+        self.free.sort()
+        merged: list[tuple[int, int]] = []
+        for b, m in self.free:
+            if merged and merged[-1][0] + merged[-1][1] == b:
+                merged[-1] = (merged[-1][0], merged[-1][1] + m)
+            else:
+                merged.append((b, m))
+        if merged and merged[-1][0] + merged[-1][1] == self.top:
+            self.top = merged.pop()[0]
+        self.free = merged
+
+
+def _pow2_down(n: int) -> list[int]:
+    out = []
+    while n >= 1:
+        out.append(n)
+        n //= 2
+    return out
+
+
+def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False, *,
+             act_words: int | None = None, wbuf_words: int | None = None) -> Program:  # noqa: C901
+    """The DDR-resident plan of ``graph`` on ``cfg`` (module docstring); ``check_supported``
+    has already passed. ``act_words`` / ``wbuf_words`` restrict the program to the first
+    words of the buffers (the same RTL runs it: small tiles without another build)."""
+    P, u = cfg.p_o, cfg.units_per_beat
+    D = cfg.act_depth if act_words is None else min(int(act_words), cfg.act_depth)
+    WB = cfg.wbuf_depth if wbuf_words is None else min(int(wbuf_words), cfg.wbuf_depth)
+    S = u                      # slack words before every region a load writes
+    beat = 4 * u
+    tchunks = -(-T // cfg.p_t)
+    descs: list = []
+    relocs: list = []
+    fix: list[tuple[int, str]] = []       # (descriptor index, DDR region of its "ddr" field)
+    windows: dict[int, tuple[int, int, int]] = {}
+    traffic: dict[str, int] = {}
+    peak = 0
+
+    def add(op, node="", **fields) -> int:
+        descs.append((op, fields, node))
+        return len(descs) - 1
+
+    def dma(op, node, region, off, addr, count):
+        i = add(op, node, ddr=off, addr=addr, count=count)
+        relocs.append((i, isa.field_index(op, "ddr")))
+        fix.append((i, region))
+        traffic[node] = traffic.get(node, 0) + 4 * count * (P // 4 if op == isa.OP_LOADW else 1)
+
+    def load(node, loc, word_off, addr, count):
+        region, base = loc
+        off = base + 4 * word_off
+        mis = (off % beat) // 4
+        if addr - mis < 0:
+            raise AssertionError("load slack missing")
+        dma(isa.OP_LOAD, node, region, off - 4 * mis, addr - mis, count + mis)
+
+    def store(n: ir.Node, loc, word_off, addr, count):
+        region, base = loc
+        off = base + 4 * word_off
+        if off % beat:
+            raise _reject(n, f"a DDR store at byte {off} is not aligned to the {beat}-byte AXI beat",
+                          f"use T a multiple of {u} or the on-chip plan")
+        dma(isa.OP_STORE, n.name, region, off, addr, count)
+
+    def nofit(n: ir.Node, need: int, what: str) -> HardwareError:
+        return _reject(n, f"needs {need} activation words ({what}); the activation buffer holds {D}",
+                       "use a configuration with a larger act_depth")
+
+    # ---- parameters: one 128-byte aligned block per node, loaded to buffer address 0
+    pblocks: list[np.ndarray] = []
+    poff: dict[str, tuple[int, int]] = {}   # node -> (byte offset in params, words)
+    ppos = 0
+    for n in graph.nodes:
+        if isinstance(n, (ir.Conv, ir.Linear)):
+            cout = n.weight.shape[0]
+            cp = -(-cout // P) * P
+            bias = np.zeros(cout, np.int64) if n.bias is None else np.asarray(n.bias, np.int64)
+            v = np.concatenate([bias, np.zeros(2 * cp - cout, np.int64)])   # bias | zeros
+        elif isinstance(n, ir.IntLIF):
+            v = np.stack([n.theta, n.bias, n.polarity], 1).astype(np.int64).ravel()
+        elif isinstance(n, ir.Requant):
+            v = np.asarray(n.shift, np.int64).ravel()
+        else:
+            continue
+        w = v.astype(np.int32).view(np.uint32)
+        if w.size + 2 * S > D:
+            raise nofit(n, w.size + 2 * S, "its parameters")
+        poff[n.name] = (ppos, w.size)
+        pblocks.append(w)
+        ppos += _align(4 * w.size, 128)
+        pad = _align(4 * w.size, 128) - 4 * w.size
+        if pad:
+            pblocks.append(np.zeros(pad // 4, np.uint32))
+
+    def pload(n: ir.Node) -> int:
+        if n.name not in poff:
+            return 0
+        o, w = poff[n.name]
+        dma(isa.OP_LOAD, n.name, "params", o, 0, w)
+        return w
+
+    # ---- tensors: DDR homes (stored ones in "outputs", the rest in reused scratch)
+    last: dict[str, int] = {}
+    for i, n in enumerate(graph.nodes):
+        for s in n.inputs:
+            last[s] = i
+    outputs = tuple(graph.outputs)
+    tensors: dict[str, TensorPlacement] = {}
+    out_off: dict[str, int] = {}
+    o_acc = 0
+    for n in graph.nodes:
+        t = graph.types[n.name]
+        shp = tuple(t.shape) if len(t.shape) == 3 else (t.shape[0], 1, 1)
+        if isinstance(n, ir.Input):
+            layout, words = "planes", shp[0] * PLANES * shp[1] * shp[2]
+        elif isinstance(n, ir.TimeMean):
+            layout, words = "vector", t.shape[0]
+        elif t.kind == "spike":
+            layout, words = "bundles", int(np.prod(shp))
+        else:
+            layout, words = "int", int(np.prod(shp)) * T
+        tensors[n.name] = TensorPlacement(n.name, layout, tuple(t.shape), -1, words, None)
+        if n.name in outputs or layout == "bundles" or (store_ints and layout in ("int", "vector")):
+            out_off[n.name] = o_acc
+            o_acc += _align(4 * words, 128)
+    heap = _Heap()
+    loc: dict[str, tuple[str, int]] = {graph.input.name: ("input", 0)}
+
+    # ---- weights: per conv and input-channel group, tile-major words
+    wimg: list[np.ndarray] = []
+    woff: dict[tuple[str, int], int] = {}
+    wpos = 0
+
+    def put_weights(name: str, g: int, w: np.ndarray) -> None:
+        nonlocal wpos
+        words = _weight_words(w, P).view(np.uint8).ravel()
+        woff[(name, g)] = wpos
+        wimg.append(words)
+        size = _align(words.size, 128)
+        if size > words.size:
+            wimg.append(np.zeros(size - words.size, np.uint8))
+        wpos += size
+
+    add(isa.OP_HEADER, magic=isa.MAGIC, version=isa.VERSION, n_desc=0)
+    stats: list[LayerStats] = []
+
+    for i, n in enumerate(graph.nodes):
+        t = graph.types[n.name]
+        tw = tensors[n.name].words
+        if isinstance(n, ir.Input):
+            stats.append(LayerStats(n.name, n.op, "DMA", 0, 0, 0, 0))
+            continue
+        loc[n.name] = ("outputs", out_off[n.name]) if n.name in out_off else ("scratch", heap.alloc(4 * tw))
+        dst = loc[n.name]
+        pw = pload(n)
+        dense = wbytes = 0
+        unit = n.op
+        used = pw
+        if isinstance(n, (ir.Conv, ir.Linear)):
+            unit = "CONV"
+            src = graph.types[n.inputs[0]]
+            w4 = np.asarray(n.weight if n.weight.ndim == 4 else n.weight.reshape(n.weight.shape + (1, 1)))
+            cout, cin, k = int(w4.shape[0]), int(w4.shape[1]), int(w4.shape[2])
+            if isinstance(n, ir.Conv):
+                H, W = src.shape[1:]
+                hout, wout = t.shape[1:]
+                s, pad = n.stride, n.padding
+            else:
+                H = W = hout = wout = s = 1
+                pad = 0
+            planes = PLANES if src.kind == "analog" else 1
+            plog2 = 3 if planes > 1 else 0
+            kk = k * k
+            tiles = -(-cout // P)
+            hwt = wout * T
+
+            def need(gc, nt, hb, G):
+                rows = min(H, (hb - 1) * s + k)
+                och = min(cout, nt * P)
+                o = och * hb * hwt
+                return pw + S + gc * planes * rows * W + S + o + (S + o if G > 1 else 0)
+
+            best = None
+            gmax = min(cin, WB // kk) if planes == 1 else (cin if cin * kk <= WB else 0)
+            if gmax == 0:
+                raise _reject(n, f"one {P}-channel tile of one input channel needs {kk * (cin if planes > 1 else 1)} "
+                                 "weight words", f"the weight buffer holds {WB}: use a larger wbuf_depth")
+            # balanced input-channel groups: G groups of ceil(cin / G) channels
+            gcs = sorted({-(-cin // -(-cin // g)) for g in _pow2_down(gmax)}, reverse=True)
+            for gc in gcs:
+                G = -(-cin // gc)
+                for nt in _pow2_down(min(tiles, WB // (gc * kk))):
+                    lo_hb, hi_hb = 0, hout
+                    while lo_hb < hi_hb:            # largest band height that fits
+                        mid = (lo_hb + hi_hb + 1) // 2
+                        if need(gc, nt, mid, G) <= D:
+                            lo_hb = mid
+                        else:
+                            hi_hb = mid - 1
+                    hb = lo_hb
+                    if hb == 0:
+                        continue
+                    # cost estimate: ~40 cycles per descriptor + DMA units per beat
+                    nch, nb = -(-tiles // nt), -(-hout // hb)
+                    full = hb >= hout
+                    och = min(cout, nt * P)
+                    per_band = (1 if full else gc * planes) + 1 + (1 if full else och) * (2 if G > 1 else 1)
+                    rows_read = sum(band_rows(y0, y1, H, k, s, pad)[1] for y0, y1 in bands(hout, hb))
+                    units = nch * cin * planes * rows_read * W + cout * hout * hwt * (2 * G - 1)
+                    cost = G * nch * (nb * per_band + 1) * 40 + units // u
+                    if best is None or cost < best[0]:
+                        best = (cost, gc, nt, hb)
+            if best is None:
+                raise nofit(n, need(1, 1, 1, 2 if cin > 1 else 1),
+                            f"a 1-row band, one {P}-channel tile and one input channel")
+            _, gc, nt, hb = best
+            G = -(-cin // gc)
+            pb_bias, pb_zero = 0, tiles * P
+            src_loc = loc[n.inputs[0]]
+            for g in range(G):
+                i0, i1 = g * gc, min(cin, (g + 1) * gc)
+                put_weights(n.name, g, w4[:, i0:i1])
+                gv, i0v = (i1 - i0) * planes, i0 * planes
+                wtile = (i1 - i0) * kk
+                for c0 in range(0, tiles, nt):
+                    c1 = min(tiles, c0 + nt)
+                    dma(isa.OP_LOADW, n.name, "weights", woff[(n.name, g)] + c0 * wtile * P, 0, (c1 - c0) * wtile)
+                    oc_s, oc_e = c0 * P, min(cout, c1 * P)
+                    och = oc_e - oc_s
+                    for y0, y1 in bands(hout, hb):
+                        lo, h, pad_y = band_rows(y0, y1, H, k, s, pad)
+                        hbb = y1 - y0
+                        inb = pw + S
+                        if h == H:
+                            load(n.name, src_loc, i0v * H * W, inb, gv * H * W)
+                        elif h:
+                            for cv in reversed(range(gv)):
+                                load(n.name, src_loc, ((i0v + cv) * H + lo) * W, inb + cv * h * W, h * W)
+                        ob = inb + gv * h * W + S
+                        ow = och * hbb * hwt
+                        j = add(isa.OP_CONV, n.name, inb=inb, outb=ob, biasb=pb_bias if g == 0 else pb_zero,
+                                wb=0, cin=gv, h=h, w=W, hw=h * W, hout=hbb, wout=wout, k=k, stride=s, pad=pad,
+                                plog2=plog2, cout=cout, oc_start=oc_s, oc_end=oc_e, t=T, kk=kk, stride_w=s * W,
+                                hwout_t=hbb * hwt, wtile=wtile, tchunks=tchunks, pad_w=pad_y * W,
+                                otile=P * hbb * hwt, pad_y=pad_y)
+                        windows[j] = (i0v, lo, H)
+                        used = max(used, ob + ow)
+                        whole = hbb == hout
+                        if g > 0:               # add the stored partial sums of the groups before
+                            pp = ob + ow + S
+                            if whole:
+                                load(n.name, dst, oc_s * hout * hwt, pp, ow)
+                            else:
+                                for o in reversed(range(och)):
+                                    load(n.name, dst, ((oc_s + o) * hout + y0) * hwt, pp + o * hbb * hwt, hbb * hwt)
+                            add(isa.OP_EW, n.name, a=ob, b=pp, outb=ob, n=ow, mode=0, per=1)
+                            used = max(used, pp + ow)
+                        if whole:
+                            store(n, dst, oc_s * hout * hwt, ob, ow)
+                        else:
+                            for o in range(och):
+                                store(n, dst, ((oc_s + o) * hout + y0) * hwt, ob + o * hbb * hwt, hbb * hwt)
+            dense = cout * hout * wout * cin * planes * kk * T
+            wbytes = tiles * cin * kk * P
+        elif isinstance(n, ir.IntLIF):
+            C = t.shape[0]
+            HW = int(np.prod(t.shape[1:])) if len(t.shape) == 3 else 1
+            A = pw + S
+            room = D - A
+            nc_max = room // (HW * T + HW)
+            q = u // gcd(HW, u)
+            flags = int(n.decay_input) | (2 if n.reset == "soft" else 0)
+            if nc_max >= C or nc_max >= q:
+                nc = C if nc_max >= C else nc_max // q * q
+                for c0 in range(0, C, nc):
+                    c1 = min(C, c0 + nc)
+                    load(n.name, loc[n.inputs[0]], c0 * HW * T, A, (c1 - c0) * HW * T)
+                    B = A + (c1 - c0) * HW * T
+                    add(isa.OP_LIF, n.name, inb=A, outb=B, pb=3 * c0, c=c1 - c0, hw=HW, t=T,
+                        frac=n.frac_bits, leak=n.leak_shift, flags=flags)
+                    store(n, dst, c0 * HW, B, (c1 - c0) * HW)
+                    used = max(used, B + (c1 - c0) * HW)
+            else:
+                # flat neuron ranges [a, b) starting on a beat, one LIF per channel segment
+                m = room // (T + 1) // u * u
+                if m < u:
+                    raise nofit(n, A + u * (T + 1), f"{u} neurons")
+                for a in range(0, C * HW, m):
+                    b = min(C * HW, a + m)
+                    load(n.name, loc[n.inputs[0]], a * T, A, (b - a) * T)
+                    B = A + (b - a) * T
+                    e = a
+                    while e < b:
+                        c = e // HW
+                        f_ = min(b, (c + 1) * HW)
+                        add(isa.OP_LIF, n.name, inb=A + (e - a) * T, outb=B + (e - a), pb=3 * c, c=1, hw=f_ - e,
+                            t=T, frac=n.frac_bits, leak=n.leak_shift, flags=flags)
+                        e = f_
+                    store(n, dst, a, B, b - a)
+                    used = max(used, B + (b - a))
+        elif isinstance(n, ir.Add):
+            A = S
+            room = (D - 2 * S - S) // 2 // u * u
+            if room < u:
+                raise nofit(n, 3 * S + 2 * u, "two operand tiles")
+            for e0 in range(0, tw, room):
+                e1 = min(tw, e0 + room)
+                B = A + (e1 - e0) + S
+                load(n.name, loc[n.inputs[0]], e0, A, e1 - e0)
+                load(n.name, loc[n.inputs[1]], e0, B, e1 - e0)
+                add(isa.OP_EW, n.name, a=A, b=B, outb=A, n=e1 - e0, mode=0, per=1)
+                store(n, dst, e0, A, e1 - e0)
+                used = max(used, B + e1 - e0)
+            dense = tw
+        elif isinstance(n, ir.Requant):
+            C = t.shape[0]
+            per = (int(np.prod(t.shape[1:])) if len(t.shape) == 3 else 1) * T
+            A = pw + S
+            room = D - A
+            q = u // gcd(per, u)
+            nc_max = room // per
+            if nc_max >= C or nc_max >= q:
+                nc = C if nc_max >= C else nc_max // q * q
+                for c0 in range(0, C, nc):
+                    c1 = min(C, c0 + nc)
+                    load(n.name, loc[n.inputs[0]], c0 * per, A, (c1 - c0) * per)
+                    add(isa.OP_EW, n.name, a=A, b=c0, outb=A, n=(c1 - c0) * per, mode=1, per=per)
+                    store(n, dst, c0 * per, A, (c1 - c0) * per)
+                    used = max(used, A + (c1 - c0) * per)
+            else:
+                m = room // u * u
+                if per % u:
+                    raise nofit(n, A + per, "one channel")
+                for c in range(C):
+                    for e0 in range(0, per, m):
+                        e1 = min(per, e0 + m)
+                        load(n.name, loc[n.inputs[0]], c * per + e0, A, e1 - e0)
+                        add(isa.OP_EW, n.name, a=A, b=c, outb=A, n=e1 - e0, mode=1, per=e1 - e0)
+                        store(n, dst, c * per + e0, A, e1 - e0)
+                        used = max(used, A + e1 - e0)
+            dense = tw
+        elif isinstance(n, (ir.GlobalPool, ir.TimeMean)):
+            if isinstance(n, ir.GlobalPool):
+                C, h, w = graph.types[n.inputs[0]].shape
+                fin, fout = h * w * T, T
+            else:
+                C = t.shape[0]
+                h = w = 1
+                fin, fout = T, 1
+            A = S
+            nc_max = (D - 2 * S) // (fin + fout)
+            q = u // gcd(fout, u)
+            if not (nc_max >= C or nc_max >= q):
+                raise nofit(n, 2 * S + q * (fin + fout), f"{q} channels")
+            nc = C if nc_max >= C else nc_max // q * q
+            for c0 in range(0, C, nc):
+                c1 = min(C, c0 + nc)
+                load(n.name, loc[n.inputs[0]], c0 * fin, A, (c1 - c0) * fin)
+                B = A + (c1 - c0) * fin
+                if isinstance(n, ir.GlobalPool):
+                    add(isa.OP_REDUCE, n.name, inb=A, outb=B, n0=c1 - c0, s0=fin, n1=T, s1=1, n2=h * w, s2=T)
+                else:
+                    add(isa.OP_REDUCE, n.name, inb=A, outb=B, n0=c1 - c0, s0=T, n1=1, s1=0, n2=T, s2=1)
+                store(n, dst, c0 * fout, B, (c1 - c0) * fout)
+                used = max(used, B + (c1 - c0) * fout)
+            dense = C * fin
+        elif isinstance(n, ir.Attention):
+            c, h, w = t.shape
+            d = c // n.heads
+            hw = h * w
+            head = 3 * (d * hw + S) + d * hw * T
+            nh = (D - S - d * d) // head
+            if nh < 1:
+                raise nofit(n, S + d * d + head, "the q/k/v/output of one attention head")
+            nh = min(nh, n.heads)
+            for h0 in range(0, n.heads, nh):
+                h1 = min(n.heads, h0 + nh)
+                words = (h1 - h0) * d * hw
+                Aq = S
+                Ak = Aq + words + S
+                Av = Ak + words + S
+                O = Av + words
+                KV = O + words * T
+                for a, s_ in zip((Aq, Ak, Av), n.inputs):
+                    load(n.name, loc[s_], h0 * d * hw, a, words)
+                add(isa.OP_SDHA, n.name, q=Aq, k=Ak, v=Av, outb=O, kvb=KV, heads=h1 - h0, d=d, hw=hw, t=T,
+                    hwd=d * hw, hwdt=d * hw * T)
+                store(n, dst, h0 * d * hw * T, O, words * T)
+                used = max(used, KV + d * d)
+            dense = 2 * n.heads * d * d * hw * T
+            unit = "SDHA"
+        if used > D:
+            raise AssertionError(f"tiling of {n.name} overflows the buffer ({used} > {D})")
+        peak = max(peak, used)
+        stats.append(LayerStats(n.name, n.op, unit, int(dense), int(wbytes), int(traffic.get(n.name, 0)), int(used)))
+        for s_ in set(n.inputs):
+            if last.get(s_) == i and loc.get(s_, ("", 0))[0] == "scratch":
+                heap.release(loc[s_][1], 4 * tensors[s_].words)
+    add(isa.OP_END)
+
+    # ---- DDR map: program | weights | params | input | outputs | scratch
+    prog_bytes = len(descs) * isa.DESC_BYTES
+    sizes = {"program": prog_bytes, "weights": wpos, "params": ppos,
+             "input": 4 * tensors[graph.input.name].words, "outputs": o_acc, "scratch": heap.size}
+    regions: dict[str, tuple[int, int]] = {}
+    cur = 0
+    for r in REGIONS:
+        regions[r] = (cur, sizes[r])
+        cur = _align(cur + max(sizes[r], 1))
+    for j, r in fix:
+        descs[j][1]["ddr"] += regions[r][0]
+    descs[0][1]["n_desc"] = len(descs)
+    image = np.zeros(cur, np.uint8)
+    if wimg:
+        wb = np.concatenate(wimg)
+        image[regions["weights"][0]: regions["weights"][0] + wb.size] = wb
+    if pblocks:
+        pb = np.concatenate(pblocks).view(np.uint8)
+        image[regions["params"][0]: regions["params"][0] + pb.size] = pb
+    placed = {}
+    for name, p in tensors.items():
+        ddr = (regions["outputs"][0] + out_off[name] if name in out_off
+               else regions["input"][0] if name == graph.input.name else None)
+        placed[name] = TensorPlacement(name, p.layout, p.shape, -1, p.words, ddr)
+    prog = Program(cfg=cfg, T=T, descriptors=descs, image=image, regions=regions, tensors=placed,
+                   relocs=relocs, input_name=graph.input.name, output_names=outputs, stats=stats,
+                   act_peak=peak, input_shape=tuple(graph.input.shape), plan="ddr", windows=windows)
+    w = prog.words().view(np.uint8).ravel()
+    image[: w.size] = w
+    return prog
