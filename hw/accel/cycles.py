@@ -146,13 +146,15 @@ def conv_busy(words: np.ndarray, cfg: AccelConfig, f: dict) -> np.ndarray:
     ``busy = ceil(terms / 2) + #(pairs with both terms non-zero) + 3``.
 
     Rows: output row ``oy`` reads band row ``oy*stride - pad_y + ky`` (``pad_y``: the band's
-    top padding, ``= pad`` for a whole frame); a row outside ``0..h-1`` is padding.
+    top padding, ``= pad`` for a whole frame); columns ``ox*stride - pad + kx`` (``pad``: the
+    tile's left padding); a tap outside ``h x w`` is padding.
     """
     cin, h, w, k, st, pad = (int(f[x]) for x in ("cin", "h", "w", "k", "stride", "pad"))
     pad_y = int(f.get("pad_y", pad))
     hout, wout, T, PT = int(f["hout"]), int(f["wout"]), int(f["t"]), cfg.p_t
     rows = max(pad_y + h, st * (hout - 1) + k)
-    a = np.zeros((cin, rows, w + 2 * pad), np.int64)
+    cols = max(pad + w, st * (wout - 1) + k)
+    a = np.zeros((cin, rows, cols), np.int64)
     a[:, pad_y:pad_y + h, pad:pad + w] = np.asarray(words, np.int64).reshape(cin, h, w)
     taps = [a[:, ky: ky + st * (hout - 1) + 1: st, kx: kx + st * (wout - 1) + 1: st]
             for ky in range(k) for kx in range(k)]
@@ -201,7 +203,8 @@ def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tu
 
     ``inputs`` (:func:`conv_inputs`): each conv's whole input T-bundles; the count is then
     exact for that clip (CONV skips all-zero bundles). A CONV of a DDR-resident program
-    reads the window ``prog.windows[i] = (first channel, first row, frame height)`` of it.
+    reads the window ``prog.windows[i] = (first channel, first row, frame height, first
+    column, frame width)`` of it.
     Without ``inputs``: the data-independent dense upper bound."""
     cfg = prog.cfg
     fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
@@ -213,10 +216,10 @@ def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tu
         words = None
         if inputs is not None and op == isa.OP_CONV:
             words = inputs[node]
-            if i in windows:  # a row band / input-channel group of the node's input
-                c0, r0, H = windows[i]
+            if i in windows:  # a tile (channel group, rows, columns) of the node's input
+                c0, r0, H, x0, W = windows[i]
                 cin, h, w = int(f["cin"]), int(f["h"]), int(f["w"])
-                words = np.asarray(words).reshape(-1, H, w)[c0:c0 + cin, r0:r0 + h]
+                words = np.asarray(words).reshape(-1, H, W)[c0:c0 + cin, r0:r0 + h, x0:x0 + w]
         c = descriptor_cycles(op, f, cfg, ddr_latency, words)
         total += c
         key = node or isa.OPNAMES[op].lower()

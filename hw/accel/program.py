@@ -88,8 +88,9 @@ class Program:
     relocs : ``[(descriptor index, word index)]`` holding DDR addresses (relative to 0).
     input_name, output_names, stats, act_peak.
     plan : ``"chip"`` or ``"ddr"`` (module docstring).
-    windows : ``{CONV descriptor index: (first input channel, first row, frame height)}``
-        of a ddr-plan program: the part of the node's input the descriptor reads.
+    windows : ``{CONV descriptor index: (first input channel, first row, frame height,
+        first column, frame width)}`` of a ddr-plan program: the part of the node's input
+        the descriptor reads.
     """
 
     cfg: AccelConfig

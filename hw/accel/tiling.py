@@ -259,11 +259,11 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             tiles = -(-cout // P)
             hwt = wout * T
 
-            def need(gc, nt, hb, G):
+            def need(gc, nt, hb, G, wt):
                 rows = min(H, (hb - 1) * s + k)
-                och = min(cout, nt * P)
-                o = och * hb * hwt
-                return pw + S + gc * planes * rows * W + S + o + (S + o if G > 1 else 0)
+                cols = min(W, (wt - 1) * s + k)
+                o = min(cout, nt * P) * hb * wt * T
+                return pw + S + gc * planes * rows * cols + S + o + (S + o if G > 1 else 0)
 
             best = None
             gmax = min(cin, WB // kk) if planes == 1 else (cin if cin * kk <= WB else 0)
@@ -272,33 +272,40 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                                  "weight words", f"the weight buffer holds {WB}: use a larger wbuf_depth")
             # balanced input-channel groups: G groups of ceil(cin / G) channels
             gcs = sorted({-(-cin // -(-cin // g)) for g in _pow2_down(gmax)}, reverse=True)
-            for gc in gcs:
-                G = -(-cin // gc)
-                for nt in _pow2_down(min(tiles, WB // (gc * kk))):
-                    lo_hb, hi_hb = 0, hout
-                    while lo_hb < hi_hb:            # largest band height that fits
-                        mid = (lo_hb + hi_hb + 1) // 2
-                        if need(gc, nt, mid, G) <= D:
-                            lo_hb = mid
-                        else:
-                            hi_hb = mid - 1
-                    hb = lo_hb
-                    if hb == 0:
-                        continue
-                    # cost estimate: ~40 cycles per descriptor + DMA units per beat
-                    nch, nb = -(-tiles // nt), -(-hout // hb)
-                    full = hb >= hout
-                    och = min(cout, nt * P)
-                    per_band = (1 if full else gc * planes) + 1 + (1 if full else och) * (2 if G > 1 else 1)
-                    rows_read = sum(band_rows(y0, y1, H, k, s, pad)[1] for y0, y1 in bands(hout, hb))
-                    units = nch * cin * planes * rows_read * W + cout * hout * hwt * (2 * G - 1)
-                    cost = G * nch * (nb * per_band + 1) * 40 + units // u
-                    if best is None or cost < best[0]:
-                        best = (cost, gc, nt, hb)
+            # column tiles only when a 1-row band of the whole width does not fit
+            for wt in sorted({-(-wout // m) for m in range(1, wout + 1)}, reverse=True):
+                for gc in gcs:
+                    G = -(-cin // gc)
+                    for nt in _pow2_down(min(tiles, WB // (gc * kk))):
+                        lo_hb, hi_hb = 0, hout
+                        while lo_hb < hi_hb:            # largest band height that fits
+                            mid = (lo_hb + hi_hb + 1) // 2
+                            if need(gc, nt, mid, G, wt) <= D:
+                                lo_hb = mid
+                            else:
+                                hi_hb = mid - 1
+                        hb = lo_hb
+                        if hb == 0:
+                            continue
+                        # cost estimate: ~40 cycles per descriptor + one cycle per DMA word
+                        nch, nb, ncol = -(-tiles // nt), -(-hout // hb), -(-wout // wt)
+                        full = hb >= hout and wt >= wout
+                        och = min(cout, nt * P)
+                        rows_in = min(H, (hb - 1) * s + k)
+                        per_band = ((1 if full else gc * planes * (1 if wt >= wout else rows_in)) + 1
+                                    + (1 if full else och * (1 if wt >= wout else hb)) * (2 if G > 1 else 1))
+                        rows_read = sum(band_rows(y0, y1, H, k, s, pad)[1] for y0, y1 in bands(hout, hb))
+                        cols_read = sum(band_rows(x0, x1, W, k, s, pad)[1] for x0, x1 in bands(wout, wt))
+                        units = nch * cin * planes * rows_read * cols_read + cout * hout * hwt * (2 * G - 1)
+                        cost = G * nch * (nb * ncol * per_band + 1) * 40 + units
+                        if best is None or cost < best[0]:
+                            best = (cost, gc, nt, hb, wt)
+                if best is not None:
+                    break
             if best is None:
-                raise nofit(n, need(1, 1, 1, 2 if cin > 1 else 1),
-                            f"a 1-row band, one {P}-channel tile and one input channel")
-            _, gc, nt, hb = best
+                raise nofit(n, need(1, 1, 1, 2 if cin > 1 else 1, 1),
+                            f"a 1x1-pixel band, one {P}-channel tile and one input channel")
+            _, gc, nt, hb, wt = best
             G = -(-cin // gc)
             pb_bias, pb_zero = 0, tiles * P
             src_loc = loc[n.inputs[0]]
@@ -315,36 +322,46 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                     for y0, y1 in bands(hout, hb):
                         lo, h, pad_y = band_rows(y0, y1, H, k, s, pad)
                         hbb = y1 - y0
-                        inb = pw + S
-                        if h == H:
-                            load(n.name, src_loc, i0v * H * W, inb, gv * H * W)
-                        elif h:
-                            for cv in reversed(range(gv)):
-                                load(n.name, src_loc, ((i0v + cv) * H + lo) * W, inb + cv * h * W, h * W)
-                        ob = inb + gv * h * W + S
-                        ow = och * hbb * hwt
-                        j = add(isa.OP_CONV, n.name, inb=inb, outb=ob, biasb=pb_bias if g == 0 else pb_zero,
-                                wb=0, cin=gv, h=h, w=W, hw=h * W, hout=hbb, wout=wout, k=k, stride=s, pad=pad,
-                                plog2=plog2, cout=cout, oc_start=oc_s, oc_end=oc_e, t=T, kk=kk, stride_w=s * W,
-                                hwout_t=hbb * hwt, wtile=wtile, tchunks=tchunks, pad_w=pad_y * W,
-                                otile=P * hbb * hwt, pad_y=pad_y)
-                        windows[j] = (i0v, lo, H)
-                        used = max(used, ob + ow)
-                        whole = hbb == hout
-                        if g > 0:               # add the stored partial sums of the groups before
-                            pp = ob + ow + S
-                            if whole:
-                                load(n.name, dst, oc_s * hout * hwt, pp, ow)
+                        for x0, x1 in bands(wout, wt):
+                            clo, wl, pad_x = band_rows(x0, x1, W, k, s, pad)
+                            wtb = x1 - x0
+                            inb = pw + S
+                            if h == H and wl == W:
+                                load(n.name, src_loc, i0v * H * W, inb, gv * H * W)
+                            elif wl == W and h:
+                                for cv in reversed(range(gv)):
+                                    load(n.name, src_loc, ((i0v + cv) * H + lo) * W, inb + cv * h * W, h * W)
+                            elif h and wl:
+                                for cv in reversed(range(gv)):
+                                    for r in reversed(range(h)):
+                                        load(n.name, src_loc, ((i0v + cv) * H + lo + r) * W + clo,
+                                             inb + (cv * h + r) * wl, wl)
+                            ob = inb + gv * h * wl + S
+                            tw_ = hbb * wtb * T                 # words per output channel of the tile
+                            ow = och * tw_
+                            j = add(isa.OP_CONV, n.name, inb=inb, outb=ob, biasb=pb_bias if g == 0 else pb_zero,
+                                    wb=0, cin=gv, h=h, w=wl, hw=h * wl, hout=hbb, wout=wtb, k=k, stride=s,
+                                    pad=pad_x, plog2=plog2, cout=cout, oc_start=oc_s, oc_end=oc_e, t=T, kk=kk,
+                                    stride_w=s * wl, hwout_t=tw_, wtile=wtile, tchunks=tchunks,
+                                    pad_w=pad_y * wl, otile=P * tw_, pad_y=pad_y)
+                            windows[j] = (i0v, lo, H, clo, W)
+                            used = max(used, ob + ow)
+                            # (channel, row) runs of the tile in the node's DDR map, buffer offsets
+                            if hbb == hout and wtb == wout:
+                                runs = [(oc_s * hout * hwt, 0, ow)]
+                            elif wtb == wout:
+                                runs = [(((oc_s + o) * hout + y0) * hwt, o * tw_, tw_) for o in range(och)]
                             else:
-                                for o in reversed(range(och)):
-                                    load(n.name, dst, ((oc_s + o) * hout + y0) * hwt, pp + o * hbb * hwt, hbb * hwt)
-                            add(isa.OP_EW, n.name, a=ob, b=pp, outb=ob, n=ow, mode=0, per=1)
-                            used = max(used, pp + ow)
-                        if whole:
-                            store(n, dst, oc_s * hout * hwt, ob, ow)
-                        else:
-                            for o in range(och):
-                                store(n, dst, ((oc_s + o) * hout + y0) * hwt, ob + o * hbb * hwt, hbb * hwt)
+                                runs = [((((oc_s + o) * hout + y) * wout + x0) * T, o * tw_ + (y - y0) * wtb * T,
+                                         wtb * T) for o in range(och) for y in range(y0, y1)]
+                            if g > 0:               # add the stored partial sums of the groups before
+                                pp = ob + ow + S
+                                for d_off, b_off, cnt in reversed(runs):
+                                    load(n.name, dst, d_off, pp + b_off, cnt)
+                                add(isa.OP_EW, n.name, a=ob, b=pp, outb=ob, n=ow, mode=0, per=1)
+                                used = max(used, pp + ow)
+                            for d_off, b_off, cnt in runs:
+                                store(n, dst, d_off, ob + b_off, cnt)
             dense = cout * hout * wout * cin * planes * kk * T
             wbytes = tiles * cin * kk * P
         elif isinstance(n, ir.IntLIF):

@@ -40,6 +40,10 @@ from ..models.errors import HardwareError
 __all__ = ["build", "estimate_resources", "RTL_NAME"]
 
 RTL_NAME = "svf_accel"
+#: Verilator speed of the CI engine (cycles per second of wall time, 2-core machine)
+VERILATOR_CYCLES_PER_S = 125_000
+#: ``--verify rtl`` refuses programs whose modelled run exceeds this (simulated minutes)
+MAX_VERIFY_MINUTES = 10.0
 
 
 # ----------------------------------------------------------------------------- resources
@@ -232,6 +236,19 @@ def verify_rtl(graph, frames, cfg: AccelConfig = CI, progress=None, log=lambda s
     return out
 
 
+def check_verify_time(graph, T: int) -> int:
+    """Refuse ``--verify rtl`` up front when the CI engine's program would keep Verilator
+    busy longer than :data:`MAX_VERIFY_MINUTES` (dense cycle bound at
+    :data:`VERILATOR_CYCLES_PER_S`); returns the bound."""
+    cycles, _ = program_cycles(emit(graph, CI, T))
+    minutes = cycles / VERILATOR_CYCLES_PER_S / 60
+    if minutes > MAX_VERIFY_MINUTES:
+        raise HardwareError(f"--verify rtl: the {CI.name} engine would run up to {cycles:,} cycles, about "
+                            f"{minutes:,.0f} simulated minutes under Verilator (~{VERILATOR_CYCLES_PER_S:,} "
+                            f"cycles/s; limit {MAX_VERIFY_MINUTES:g}): drop --verify rtl or use a smaller model")
+    return cycles
+
+
 def build(ctx) -> dict:
     cfg = PRODUCTION
     graph = ctx.graph
@@ -239,6 +256,8 @@ def build(ctx) -> dict:
     progress = ctx.progress or (lambda *a: None)
     progress("rtl", 0, 3)
     prog = emit(graph, cfg, T)          # rejects unsupported nodes before anything is written
+    if ctx.options.get("verify") == "rtl":
+        check_verify_time(graph, T)
     res, verilog = resources(cfg)
     check_fits(res)
     progress("rtl", 1, 3)
@@ -292,7 +311,7 @@ def build(ctx) -> dict:
                "T": T}
     traffic = int(sum(s.ddr_bytes for s in prog.stats))
     entries = {
-        "zcu104": {"config": cfg.as_dict(), "isa_version": prog.manifest()["isa_version"],
+        "zcu104": {"config": cfg.as_dict(), "isa_version": prog.manifest()["isa_version"], "plan": prog.plan,
                    "descriptors": len(prog.descriptors), "ddr_image_bytes": int(prog.image.size),
                    "act_peak_words": prog.act_peak, "ddr_traffic_bytes": traffic,
                    "bundle_sparsity": {k: round(v, 4) for k, v in sparsity.items()},
@@ -305,7 +324,9 @@ def build(ctx) -> dict:
         entries["rtl_verification"] = verify_rtl(graph, ctx.golden_frames, CI, progress, ctx.log)
     summary = [["configuration", f"{cfg.name}: P_o={cfg.p_o}, P_t={cfg.p_t}, {cfg.clock_mhz:g} MHz"],
                ["gated adders", f"{cfg.adders:,}"],
-               ["descriptors", len(prog.descriptors)],
+               ["memory plan", {"chip": "on chip (every live tensor in the activation buffer)",
+                                "ddr": "DDR-resident (tensors in DDR, tiles through the buffer)"}[prog.plan]],
+               ["descriptors", f"{len(prog.descriptors):,}"],
                ["DDR image", f"{prog.image.size:,} bytes"],
                ["DDR traffic per clip", f"{traffic:,} bytes"],
                ["on-chip activation peak", f"{prog.act_peak:,} of {cfg.act_depth:,} words"],

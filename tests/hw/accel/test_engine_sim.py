@@ -50,6 +50,47 @@ def test_one_flipped_weight_bit_is_caught(bundled):
         verify_rtl(graph, frames, CI, image_hook=flip)
 
 
+#: the ddr plan on the CI engine, tiles limited to 8192 activation words and 1024 weight
+#: words: several row bands, output-channel chunks and input-channel groups per layer
+DDR_BUDGET = {"plan": "ddr", "act_words": 8192, "wbuf_words": 1024}
+
+
+def test_ddr_plan_bit_exact_and_cycle_model_exact(bundled):
+    graph, golden, frames = bundled
+    prog = emit(graph, CI, **DDR_BUDGET)
+    convs = [(f, nd) for op, f, nd in prog.descriptors if op == isa.OP_CONV]
+    per_node = {}
+    for f, nd in convs:
+        per_node.setdefault(nd, []).append(f)
+    assert prog.plan == "ddr" and prog.act_peak <= 8192
+    assert sum(1 for fs in per_node.values() if len({f["pad_y"] for f in fs}) > 1) >= 3      # row bands
+    assert sum(1 for fs in per_node.values() if len({f["oc_start"] for f in fs}) > 1) >= 10  # channel chunks
+    assert any(op == isa.OP_EW and graph.node(nd).op == "Conv" for op, _, nd in prog.descriptors)  # groups
+    r = verify_rtl(graph, frames, CI, **DDR_BUDGET)
+    spikes = sum(1 for n in graph.nodes if graph.types[n.name].kind == "spike")
+    assert r["plan"] == "ddr" and r["compared"] == spikes + 1 and r["mismatches"] == 0
+    assert r["values"] > 160_000
+    assert r["cycles"] == r["predicted_cycles"] < r["dense_bound_cycles"]
+
+
+def test_ddr_plan_one_flipped_weight_bit_is_caught(bundled):
+    graph, golden, frames = bundled
+    conv = next(n for n in graph.nodes if isinstance(n, ir.Conv))
+
+    def flip(prog, image):
+        ld = next(f for op, f, node in prog.descriptors if op == isa.OP_LOADW and node == conv.name)
+        img = image.copy()
+        k = conv.weight.shape[2]
+        c = k // 2
+        byte = ld["ddr"] + (c * k + c) * CI.p_o     # W[0, 0, c, c], lane 0 of tile 0, group 0
+        assert np.int8(img[byte]) == conv.weight[0, 0, c, c]
+        img[byte] ^= 0x80
+        return img
+
+    with pytest.raises(HardwareError, match=r"RTL verification failed: \d+ of \d+ tensors differ.*engine"):
+        verify_rtl(graph, frames, CI, image_hook=flip, **DDR_BUDGET)
+
+
 @pytest.mark.slow
 def test_production_configuration_bit_exact(bundled):
     graph, golden, frames = bundled

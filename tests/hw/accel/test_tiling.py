@@ -43,7 +43,7 @@ def run_node(prog, ddr: np.ndarray, node: str) -> np.ndarray:
         elif op == isa.OP_CONV:
             cin, h, w, k, s, pad, pad_y = (f[x] for x in ("cin", "h", "w", "k", "stride", "pad", "pad_y"))
             hout, wout, T, plog2 = f["hout"], f["wout"], f["t"], f["plog2"]
-            band = np.zeros((cin, max(pad_y + h, s * (hout - 1) + k), w + 2 * pad), np.int64)
+            band = np.zeros((cin, max(pad_y + h, s * (hout - 1) + k), max(pad + w, s * (wout - 1) + k)), np.int64)
             band[:, pad_y: pad_y + h, pad: pad + w] = act[f["inb"]: f["inb"] + cin * h * w].reshape(cin, h, w)
             bits = (band[..., None] >> np.arange(T)) & 1                         # [cin, rows, cols, T]
             for tile, oc0 in enumerate(range(f["oc_start"], f["oc_end"], P)):
@@ -106,15 +106,18 @@ def test_bands_groups_and_chunks_compute_the_whole_conv(cin, H, W, c1, k, s, pad
         assert "act_depth" in str(e) or "wbuf_depth" in str(e)
         return
     convs = [(f, prog.windows[i]) for i, (op, f, nd) in enumerate(prog.descriptors) if op == isa.OP_CONV and nd == "c1"]
-    # per input-channel group and output chunk, the bands partition the output rows
-    rows = {}
-    for f, (ch0, r0, Hf) in convs:
-        rows.setdefault((ch0, f["oc_start"]), []).append(f["hout"])
-        assert Hf == H and 0 <= r0 and r0 + f["h"] <= H and f["pad_y"] <= pad
+    # per input-channel group, the tiles cover every output element exactly once
+    _, ho, wo = g.types["c1"].shape
+    cover = {}
+    for f, (ch0, r0, Hf, x0, Wf) in convs:
+        assert (Hf, Wf) == (H, W) and 0 <= r0 and r0 + f["h"] <= H and 0 <= x0 and x0 + f["w"] <= W
+        assert f["pad_y"] <= pad and f["pad"] <= pad
+        y0, c0 = (r0 - f["pad_y"] + pad) // s, (x0 - f["pad"] + pad) // s    # the tile's output origin
+        cv = cover.setdefault(ch0, np.zeros((c1, ho, wo), np.int64))
+        cv[f["oc_start"]: f["oc_end"], y0: y0 + f["hout"], c0: c0 + f["wout"]] += 1
+    assert all((cv == 1).all() for cv in cover.values())
     assert prog.act_peak <= act
     check_conv_tiling(g, prog, T, seed)
-    for (ch0, oc), hs in rows.items():
-        assert sum(hs) == g.types["c1"].shape[1]
 
 
 def test_band_arithmetic():
@@ -140,9 +143,18 @@ def test_ddr_plan_of_a_multi_group_conv_matches_the_reference():
         check_conv_tiling(g, prog, 4)
 
 
+@pytest.mark.parametrize("s", [1, 2])
+def test_column_tiles_when_one_row_does_not_fit(s):
+    g = _graph(3, 6, 21, 16, 3, s, 1, 4, np.random.default_rng(5))
+    prog = emit(g, CI, plan="ddr", act_words=420)
+    convs = [f for op, f, nd in prog.descriptors if op == isa.OP_CONV and nd == "c1"]
+    assert len({f["pad"] for f in convs}) == 2 and max(f["wout"] for f in convs) < g.types["c1"].shape[2]
+    check_conv_tiling(g, prog, 4)
+
+
 def test_refuses_a_layer_that_cannot_fit_with_the_words_needed():
     g = _graph(4, 9, 9, 8, 3, 1, 1, 4, np.random.default_rng(0))
-    with pytest.raises(HardwareError, match=r"Conv 'c0': needs \d+ activation words .*holds 60.*larger act_depth"):
+    with pytest.raises(HardwareError, match=r"Conv 'c1': needs \d+ activation words .*holds 60.*larger act_depth"):
         emit(g, CI, plan="ddr", act_words=60)
     with pytest.raises(HardwareError, match="unknown memory plan"):
         emit(g, CI, plan="disk")
