@@ -11,14 +11,16 @@ Prints:
 1. The bundled model on the CI engine under cocotb + Verilator: measured cycles (the engine's
    CYCLES register), the exact cycle model's prediction, simulation speed (cycles/s).
 2. The bundled model's exact latency on the production configuration at its clock.
-3. svf-small / svf-large at 224x224 and 256x256, T = 8 and 32 (random weights, compiled by
-   the real pipeline; latency does not depend on weight values for the dense v1 engine),
-   with the ideal bound ``adds / adders / clock`` beside it and the adder utilisation.
-   The engine skips all-zero T-bundles (terms go in pairs, one cycle unless both are
-   non-zero): the dense bound (every bundle non-zero) and the RTL at the bundled model's
-   measured all-zero rate (independent bundles assumed) are shown; rows marked *planned*
-   add an engine change not in the RTL (weights streamed a full beat per cycle into a
-   double buffer).
+3. svf-small / svf-large at 224x224 and 256x256, T = 8 (random weights, compiled by the
+   real pipeline): the program ``emit`` produces for the production engine (plan auto:
+   on chip when it fits, else DDR-resident tiles), its emit time, descriptors and DDR
+   image size, and its exact cycle count (:func:`program_cycles`): the dense bound (every
+   T-bundle non-zero) and, for synthetic inputs whose bundles are zero at the bundled
+   model's measured rate (independently), the exact count with bundle skipping. The ideal
+   bound ``conv adds / adders / clock`` and the adder utilisation are beside them. Where
+   the production buffer refuses a layer (named), the same engine with a 196,608-word
+   activation buffer is tried. T = 32 rows use :func:`predict`, the layer-list
+   approximation that assumes every tensor on chip (no tiling traffic): optimistic.
 4. With ``--synth``: Yosys ``synth_xilinx`` totals for the production engine vs the XCZU7EV
    (minutes to an hour on 2 cores; cached by the Verilog's hash).
 
@@ -62,7 +64,12 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    import dataclasses
+
     from svf_deploy.hw.accel import CI, PRODUCTION, isa
+    from svf_deploy.models.errors import HardwareError
+
+    BIG_ACT = dataclasses.replace(PRODUCTION, name="zcu104-act192k", act_depth=196_608)
     from svf_deploy.hw.accel.cycles import bundle_sparsity, conv_inputs, layers_from_graph, predict, program_cycles
     from svf_deploy.hw.accel.program import emit
     from svf_deploy.targets.zcu104 import golden_values, verify_rtl
@@ -114,37 +121,90 @@ def main(argv=None) -> int:
     con.print(t)
     con.print(f"all-zero T-bundles, mean over the bundled model's spike maps (8 clips): {100 * skip:.1f} %")
 
-    t = Table(title=f"predicted latency, production engine ({PRODUCTION.p_o}x{PRODUCTION.p_t} = "
-                    f"{PRODUCTION.adders} gated adders, {PRODUCTION.clock_mhz:g} MHz)")
-    for c in ("model", "size", "T", "engine", "G adds/clip", "ms/clip", "ideal ms", "utilisation", "goal"):
+    t = Table(title=f"latency of the emitted programs, production engine ({PRODUCTION.p_o}x{PRODUCTION.p_t} = "
+                    f"{PRODUCTION.adders} gated adders, {PRODUCTION.clock_mhz:g} MHz), T = 8")
+    for c in ("model", "size", "config / plan", "emit s", "descriptors", "DDR image MB", "G adds/clip",
+              "cycles (dense)", "ms/clip", "ideal ms", "utilisation", "ms @ bundled skip", "goal"):
         t.add_column(c, justify="right")
     runs = [("svf-small", 224)] if a.quick else [("svf-small", 224), ("svf-small", 256),
                                                  ("svf-large", 224), ("svf-large", 256)]
-    preds = []
+    preds, programs = [], []
+    rng = np.random.default_rng(0)
+    last = None
     for name, size in runs:
         t0 = time.time()
         g = zoo_graph(name, size)
-        layers = layers_from_graph(g)
         con.print(f"compiled {name} {size}x{size} in {time.time() - t0:.0f} s ({len(g.nodes)} nodes)")
-        for T in (8, 32):
-            for label, kw in (("RTL, dense bound", {}), ("RTL, bundle skip", {"skip": skip}),
-                              ("planned: stream + skip", {"stream_weights": True, "skip": skip})):
-                p = predict(layers, PRODUCTION, model=name, T=T, size=size, **kw)
-                d = p.as_dict() | {"engine": label}
-                preds.append(d)
-                goal = "< 100 ms" if (name, size, T) == ("svf-large", 256, 8) else ""
-                t.add_row(name, str(size), str(T), label, f"{p.adds / 1e9:.1f}", f"{p.ms:,.1f}",
-                          f"{p.ideal_ms:,.1f}", f"{100 * p.utilisation:.1f} %", goal)
+        for cfg in (PRODUCTION, BIG_ACT):
+            t0 = time.time()
+            try:
+                prog = emit(g, cfg)
+            except HardwareError as e:
+                programs.append({"model": name, "size": size, "T": 8, "config": cfg.name, "refused": str(e)})
+                t.add_row(name, str(size), cfg.name, f"{time.time() - t0:.1f}", "refused: " + str(e)[:90],
+                          *[""] * 8)
+                continue
+            emit_s = time.time() - t0
+            t0 = time.time()
+            dense, per = program_cycles(prog)
+            # the bundled model's all-zero bundle rate applied to synthetic inputs (independent
+            # bundles: a bundle is zero with probability `skip`), exact cycles for those inputs
+            synth = {}
+            for nd in {nd for op, _, nd in prog.descriptors if op == isa.OP_CONV}:
+                src = g.node(nd).inputs[0]
+                ty = g.types[src]
+                nwords = int(np.prod(ty.shape)) * (8 if ty.kind == "analog" else 1)
+                synth[nd] = np.where(rng.random(nwords) < skip, 0, 0xFF).astype(np.uint32)
+            skipped, _ = program_cycles(prog, inputs=synth)
+            model_s = time.time() - t0
+            adds = sum(st.dense_adds for st in prog.stats if st.unit in ("CONV", "SDHA"))
+            ideal = -(-sum(st.dense_adds for st in prog.stats if st.unit == "CONV") // cfg.adders)
+            ms = dense / (cfg.clock_mhz * 1e3)
+            rec = {"model": name, "size": size, "T": 8, "config": cfg.name, "plan": prog.plan,
+                   "emit_seconds": round(emit_s, 2), "cycle_model_seconds": round(model_s, 2),
+                   "descriptors": len(prog.descriptors), "ddr_image_bytes": int(prog.image.size),
+                   "act_peak_words": prog.act_peak, "adds": adds, "dense_cycles": dense, "ms": round(ms, 3),
+                   "ideal_cycles": ideal, "ideal_ms": round(ideal / (cfg.clock_mhz * 1e3), 3),
+                   "utilisation": round(ideal / dense, 4), "skip_cycles": skipped,
+                   "skip_ms": round(skipped / (cfg.clock_mhz * 1e3), 3),
+                   "skip_utilisation": round(ideal / skipped, 4)}
+            programs.append(rec)
+            for label, cyc in ((f"program ({cfg.name}, {prog.plan}), dense bound", dense),
+                               (f"program ({cfg.name}, {prog.plan}), bundle skip", skipped)):
+                preds.append({"model": name, "size": size, "T": 8, "engine": label, "adds": adds,
+                              "ms": round(cyc / (cfg.clock_mhz * 1e3), 3), "ideal_ms": rec["ideal_ms"],
+                              "utilisation": round(ideal / cyc, 4), "cycles": cyc})
+            goal = "< 100 ms" if (name, size) == ("svf-large", 256) else ""
+            t.add_row(name, str(size), f"{cfg.name} / {prog.plan}", f"{emit_s:.1f}", f"{len(prog.descriptors):,}",
+                      f"{prog.image.size / 2**20:,.0f}", f"{adds / 1e9:.1f}", f"{dense:,}", f"{ms:,.1f}",
+                      f"{rec['ideal_ms']:,.1f}", f"{100 * rec['utilisation']:.1f} %",
+                      f"{rec['skip_ms']:,.1f}", goal)
+            last = (name, size, cfg, per)
+            if cfg is PRODUCTION:
+                break          # the bigger buffer only where production refuses
+        # T = 32: no program (the T=8 graph's membranes were sized for T=8): the layer-list
+        # approximation, which assumes every tensor on chip (no tiling DMA): optimistic
+        p = predict(layers_from_graph(g), PRODUCTION, model=name, T=32, size=size)
+        preds.append(p.as_dict() | {"engine": "predict() approximation, on-chip (optimistic)"})
+        t.add_row(name, str(size), "T=32: predict() (approx.)", "", "", "", f"{p.adds / 1e9:.1f}",
+                  f"{p.cycles:,}", f"{p.ms:,.1f}", f"{p.ideal_ms:,.1f}", f"{100 * p.utilisation:.1f} %", "", "")
     out["predictions"] = preds
+    out["programs"] = programs
     con.print(t)
-    # where the cycles of the last model go (v1 RTL, T=8): one row per unit
-    share: dict[str, int] = {}
-    for L in layers:
-        share[L["op"]] = share.get(L["op"], 0) + predict([L], PRODUCTION, model=name, T=8, size=size).cycles
-    tot = sum(share.values())
-    out["unit_share"] = {"model": name, "size": size, "T": 8, **{k: round(v / tot, 4) for k, v in share.items()}}
-    con.print(f"{name} {size}x{size} T=8, v1 RTL cycles by unit: "
-              + ", ".join(f"{k} {100 * v / tot:.1f} %" for k, v in sorted(share.items(), key=lambda kv: -kv[1])))
+    con.print(f"'{BIG_ACT.name}': the production engine with act_depth {BIG_ACT.act_depth:,} words "
+              "(all 96 URAM for the two-read-port buffer), tried only where production refuses")
+    if last is not None:
+        name, size, cfg, per = last
+        share: dict[str, int] = {}
+        for lc in per:
+            share[lc.unit] = share.get(lc.unit, 0) + lc.cycles
+        share_dma = sum(lc.dma for lc in per)
+        tot = sum(share.values())
+        out["unit_share"] = {"model": name, "size": size, "T": 8, "config": cfg.name,
+                             **{k: round(v / tot, 4) for k, v in share.items()}, "dma": round(share_dma / tot, 4)}
+        con.print(f"{name} {size}x{size} T=8 ({cfg.name}) program cycles by unit (DMA included): "
+                  + ", ".join(f"{k} {100 * v / tot:.1f} %" for k, v in sorted(share.items(), key=lambda kv: -kv[1]))
+                  + f"; DMA overall {100 * share_dma / tot:.1f} %")
 
     if a.synth:
         from svf_deploy.hw.accel.engine import Engine

@@ -20,14 +20,18 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 * LIF: per channel ``HW*T + 6``; EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
   SDHA: per head ``d*d*HW + d*d*HW*T + 6``, then ``+1``.
 
-:func:`predict` estimates whole-model latency from a layer list (:func:`layers_from_graph`)
-for graphs too large for the v1 on-chip plan (svf-small/large): the same per-descriptor
-costs as the RTL (serial weight loads, spike maps stored), within 1 % of the dense
-:func:`program_cycles` on the bundled model, with the *ideal* bound
-``adds / (P_o * P_t) / f`` beside it so adder utilisation is visible. ``skip`` (the
-all-zero T-bundle fraction, :func:`bundle_sparsity`) applies the CONV unit's bundle
-skipping; ``stream_weights`` models a planned change the RTL does not have (weights
-streamed a beat per cycle behind compute).
+:func:`program_cycles` holds for both memory plans of :mod:`.program` (a DDR-resident
+program is just more ``LOAD``/``STORE`` descriptors and CONV descriptors on row bands, whose
+``pad_y``/``h``/``w``/``pad`` the CONV terms above use); it is the latency of real-size
+models (svf-small/large at 224/256, ``benchmarks/accel_latency.py``).
+
+:func:`predict` is the older layer-list approximation kept for lengths no program is
+emitted for (T = 32): the same per-descriptor costs, but every tensor assumed on chip (no
+tiling traffic), so it is optimistic for real sizes; within 5 % of the dense
+:func:`program_cycles` on the bundled model's on-chip program. ``skip`` (the all-zero
+T-bundle fraction, :func:`bundle_sparsity`) applies the CONV unit's bundle skipping
+assuming independent bundles; ``stream_weights`` models a planned change the RTL does not
+have (weights streamed a beat per cycle behind compute).
 """
 
 from __future__ import annotations

@@ -6,17 +6,25 @@ word, tile-major), the per-channel parameters (conv biases, LIF ``theta``/``bias
 ``polarity``, requant shifts) and the DDR memory map, all in the byte layout the hardware
 reads. Nothing here executes the model: the engine does, and the golden reference judges.
 
-Memory plan (v1)
-----------------
+Memory plans (``emit(..., plan="auto" | "chip" | "ddr")``, recorded as ``Program.plan``)
+----------------------------------------------------------------------------------------
 * DDR (relocatable, 4 KiB-aligned regions): program | weights | parameters | input
-  bit-planes | outputs (every spike map, the final output, optionally every integer map).
-* On chip: all parameters are loaded once; every node's output gets an activation-buffer
-  region live from its producer to its last consumer (first-fit), so the residual stream
-  and spike maps never leave the chip; each spike map is also stored to DDR for the host.
-* Weights stream from DDR once per clip, per convolution, in chunks of whole ``P_o``
-  output-channel tiles that fit the weight buffer.
+  bit-planes | outputs (every spike map, the final output, optionally every integer map)
+  [| scratch: the ddr plan's other tensors, regions reused once their last consumer ran].
+* ``"chip"``: all parameters are loaded once; every node's output gets an
+  activation-buffer region live from its producer to its last consumer (first-fit), so
+  the residual stream and spike maps never leave the chip; each spike map is also stored
+  to DDR for the host. Weights stream from DDR once per clip, per convolution, in chunks
+  of whole ``P_o`` output-channel tiles that fit the weight buffer.
+* ``"ddr"`` (:mod:`.tiling`): every tensor lives in DDR; each node runs on tiles moved
+  through the activation buffer (conv: input-channel groups x output-channel chunks x
+  row bands x, only if needed, column tiles, the halo loaded with each band and the
+  band's top padding in the CONV ``pad_y`` field; LIF/EW/REDUCE: channel or neuron
+  ranges; SDHA: whole heads). Weights are still read once per clip.
+* ``"auto"`` (default): ``"chip"`` when its live set, parameters and weight tiles fit,
+  else ``"ddr"``.
 
-A graph whose live set does not fit the activation buffer, or a node the engine cannot
+A layer that cannot be tiled into the buffers (words needed vs available), or a node the engine cannot
 run exactly (I-LIF with ``levels > 1``, grouped convs, SSSA, spatial/SDSA attention,
 values wider than the datapath) raises :class:`HardwareError` naming the node and the fix.
 """

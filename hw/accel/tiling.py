@@ -12,7 +12,9 @@ and runs each node on tiles that fit ``act_depth``:
   and runs with ``h = hi - lo`` and top padding ``pad_y = lo - (y0*s - p)``: output row
   ``oy`` of the band reads band row ``oy*s - pad_y + ky``, i.e. frame row
   ``(y0 + oy)*s - p + ky`` - the whole conv, restricted to rows ``[y0, y1)``. The band's
-  integer output is stored channel by channel. Group ``g > 0`` adds its sums to the
+  integer output is stored channel by channel. When even a 1-row band of the whole width
+  does not fit, output columns are tiled the same way (``w`` = loaded columns, ``pad`` =
+  the tile's left padding; loads and stores then go row by row). Group ``g > 0`` adds its sums to the
   stored partial (zero bias, an ``EW`` add), exact: every partial sum is bounded by the
   proved bound of the whole sum (interval arithmetic), which fits 32 bits.
 * **LIF / EW / REDUCE**: channel ranges (parameters loaded per node, the descriptor's

@@ -158,3 +158,44 @@ def test_refuses_a_layer_that_cannot_fit_with_the_words_needed():
         emit(g, CI, plan="ddr", act_words=60)
     with pytest.raises(HardwareError, match="unknown memory plan"):
         emit(g, CI, plan="disk")
+
+
+@pytest.fixture(scope="module")
+def tiny64():
+    """svf-tiny at 64x64, T=4 (random weights): its live set does not fit the CI buffer."""
+    from svf_deploy.compiler.pipeline import CompileOptions, compile_model
+    from svf_deploy.models.svf import build_model
+
+    torch.manual_seed(0)
+    m = build_model("svf-tiny", img_size=64, T=4).eval()
+    g, _ = compile_model(m, CompileOptions(), frame_shape=(m.cfg.in_channels, 64, 64))
+    frames = torch.rand(4, 1, m.cfg.in_channels, 64, 64)
+    return g, frames
+
+
+@pytest.mark.parametrize("budget", [{}, {"act_words": 6000, "wbuf_words": 512}], ids=["ci", "ci-6000-words"])
+def test_zoo_model_needs_and_gets_the_ddr_plan_every_conv_exact(tiny64, budget):
+    g, frames = tiny64
+    with pytest.raises(HardwareError, match="activation buffer holds 131072"):
+        emit(g, CI, plan="chip")
+    prog = emit(g, CI, store_ints=True, **budget)
+    assert prog.plan == "ddr" and prog.manifest()["plan"] == "ddr"
+    assert prog.act_peak <= budget.get("act_words", CI.act_depth)
+    assert emit(g, PRODUCTION).plan == "ddr"
+    if budget:                                        # row bands and column tiles in play
+        cf = [f for op, f, _ in prog.descriptors if op == isa.OP_CONV]
+        assert any(f["pad_y"] != f["pad"] for f in cf) and any(f["h"] < 64 and f["hout"] > 1 for f in cf)
+    golden = reference.run(g, frames, record=True)
+    codes = golden.values[g.input.name][:, 0].numpy()
+    ddr = prog.ddr_image(codes)
+    T = prog.T
+    for name in prog.stored:                          # every spike map as the engine stores it
+        if prog.tensors[name].layout == "bundles":
+            v = golden.values[name][:, 0].numpy().astype(np.int64)
+            b = sum(v[t].astype(np.uint32) << t for t in range(T)).ravel().astype(np.uint32)
+            ddr[prog.tensors[name].ddr: prog.tensors[name].ddr + 4 * b.size] = b.view(np.uint8)
+    convs = [n.name for n in g.nodes if isinstance(n, (ir.Conv, ir.Linear))]
+    for name in convs:                                # each conv's tiles rebuild its whole output
+        run_node(prog, ddr, name)
+        assert np.array_equal(prog.read_tensor(ddr, name), golden.values[name][:, 0].numpy().reshape(
+            (T,) + prog.tensors[name].shape)), name
