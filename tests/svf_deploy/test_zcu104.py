@@ -83,3 +83,39 @@ def test_configuration_that_does_not_fit_is_refused():
     big = estimate_resources(AccelConfig(name="big", p_o=512, p_t=32, act_depth=1 << 20))
     with pytest.raises(HardwareError, match="does not fit the XCZU7EV.*lut"):
         check_fits(big | {"capacity": {}})
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    import torch
+
+    from svf_deploy.models import build_model
+    from svf_deploy.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    return save_checkpoint(build_model("svf-tiny"), tmp_path_factory.mktemp("ck") / "m.pt")
+
+
+def test_a_model_too_big_for_the_chip_plan_compiles_ddr_resident(tiny_ckpt, tmp_path):
+    d = tmp_path / "out"
+    r = subprocess.run([str(EXE), str(tiny_ckpt), "--target", "zcu104", "--img-size", "64", "--clips", "1",
+                        "-o", str(d), "--quiet"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((d / "manifest.json").read_text())
+    prog = json.loads((d / "program" / "program.json").read_text())
+    assert m["zcu104"]["plan"] == prog["plan"] == "ddr" and prog["regions"]["scratch"]["bytes"] > 0
+    lat = m["latency"]
+    assert lat["cycles"] >= lat["golden_clip_cycles"] > lat["ideal_cycles"] > 0
+    assert "DDR-resident" in (d / "zcu104.md").read_text()
+
+
+def test_verify_rtl_refused_up_front_when_verilator_would_take_too_long(tiny_ckpt, tmp_path):
+    d = tmp_path / "out"
+    r = subprocess.run([str(EXE), str(tiny_ckpt), "--target", "zcu104", "--img-size", "224", "--clips", "1",
+                        "--verify", "rtl", "-o", str(d), "--quiet"], capture_output=True, text=True, timeout=600)
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert r.returncode == HardwareError.exit_code and len(errors) == 1, r.stderr
+    assert "simulated minutes" in errors[0] and "drop --verify rtl" in errors[0] and "Traceback" not in r.stderr
+    cycles = int(errors[0].split("up to ")[1].split(" cycles")[0].replace(",", ""))
+    assert cycles > 10 * 60 * 125_000
+    assert not d.exists()
