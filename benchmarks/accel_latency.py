@@ -141,8 +141,7 @@ def main(argv=None) -> int:
                 prog = emit(g, cfg)
             except HardwareError as e:
                 programs.append({"model": name, "size": size, "T": 8, "config": cfg.name, "refused": str(e)})
-                t.add_row(name, str(size), cfg.name, f"{time.time() - t0:.1f}", "refused: " + str(e)[:90],
-                          *[""] * 8)
+                t.add_row(name, str(size), cfg.name, f"{time.time() - t0:.1f}", "refused (below)", *[""] * 8)
                 continue
             emit_s = time.time() - t0
             t0 = time.time()
@@ -191,6 +190,9 @@ def main(argv=None) -> int:
     out["predictions"] = preds
     out["programs"] = programs
     con.print(t)
+    for rec in programs:
+        if "refused" in rec:
+            con.print(f"{rec['model']} {rec['size']}x{rec['size']} on {rec['config']}: refused: {rec['refused']}")
     con.print(f"'{BIG_ACT.name}': the production engine with act_depth {BIG_ACT.act_depth:,} words "
               "(all 96 URAM for the two-read-port buffer), tried only where production refuses")
     if last is not None:
