@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     t = Table(title=f"latency of the emitted programs, production engine ({PRODUCTION.p_o}x{PRODUCTION.p_t} = "
                     f"{PRODUCTION.adders} gated adders, {PRODUCTION.clock_mhz:g} MHz), T = 8")
     for c in ("model", "size", "config / plan", "emit s", "descriptors", "DDR image MB", "G adds/clip",
-              "cycles (dense)", "ms/clip", "ideal ms", "utilisation", "ms @ bundled skip", "goal"):
+              "M cycles (dense)", "ms/clip", "ideal ms", "utilisation", "ms @ bundled skip", "goal"):
         t.add_column(c, justify="right")
     runs = [("svf-small", 224)] if a.quick else [("svf-small", 224), ("svf-small", 256),
                                                  ("svf-large", 224), ("svf-large", 256)]
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
                               "utilisation": round(ideal / cyc, 4), "cycles": cyc})
             goal = "< 100 ms" if (name, size) == ("svf-large", 256) else ""
             t.add_row(name, str(size), f"{cfg.name} / {prog.plan}", f"{emit_s:.1f}", f"{len(prog.descriptors):,}",
-                      f"{prog.image.size / 2**20:,.0f}", f"{adds / 1e9:.1f}", f"{dense:,}", f"{ms:,.1f}",
+                      f"{prog.image.size / 2**20:,.0f}", f"{adds / 1e9:.1f}", f"{dense / 1e6:,.1f}", f"{ms:,.1f}",
                       f"{rec['ideal_ms']:,.1f}", f"{100 * rec['utilisation']:.1f} %",
                       f"{rec['skip_ms']:,.1f}", goal)
             last = (name, size, cfg, per)
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
         p = predict(layers_from_graph(g), PRODUCTION, model=name, T=32, size=size)
         preds.append(p.as_dict() | {"engine": "predict() approximation, on-chip (optimistic)"})
         t.add_row(name, str(size), "T=32: predict() (approx.)", "", "", "", f"{p.adds / 1e9:.1f}",
-                  f"{p.cycles:,}", f"{p.ms:,.1f}", f"{p.ideal_ms:,.1f}", f"{100 * p.utilisation:.1f} %", "", "")
+                  f"{p.cycles / 1e6:,.1f}", f"{p.ms:,.1f}", f"{p.ideal_ms:,.1f}", f"{100 * p.utilisation:.1f} %", "", "")
     out["predictions"] = preds
     out["programs"] = programs
     con.print(t)

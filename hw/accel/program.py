@@ -99,6 +99,8 @@ class Program:
     windows : ``{CONV descriptor index: (first input channel, first row, frame height,
         first column, frame width)}`` of a ddr-plan program: the part of the node's input
         the descriptor reads.
+    fused : IntLIF nodes of a ddr-plan program run on their conv's integer tiles in the
+        buffer (the conv's integer map never goes to DDR).
     """
 
     cfg: AccelConfig
@@ -115,6 +117,7 @@ class Program:
     input_shape: tuple = ()
     plan: str = "chip"
     windows: dict = field(default_factory=dict)
+    fused: tuple = ()
 
     # ------------------------------------------------------------------ host-side helpers
     def words(self, base: int = 0) -> np.ndarray:
@@ -183,7 +186,7 @@ class Program:
         """JSON description of the program (versions, config, memory map, tensors)."""
         return {
             "format": FORMAT, "isa_version": isa.VERSION, "magic": isa.MAGIC, "T": self.T,
-            "plan": self.plan,
+            "plan": self.plan, "fused_lif": list(self.fused),
             "config": self.cfg.as_dict(), "descriptors": len(self.descriptors),
             "descriptor_bytes": isa.DESC_BYTES,
             "regions": {k: {"offset": o, "bytes": b} for k, (o, b) in self.regions.items()},

@@ -20,6 +20,9 @@ and runs each node on tiles that fit ``act_depth``:
 * **LIF / EW / REDUCE**: channel ranges (parameters loaded per node, the descriptor's
   parameter base at the range's offset), or pixel ranges of one channel when one channel
   does not fit. **SDHA**: groups of whole heads (a head's q/k/v channels are contiguous).
+* **Fusion**: a conv whose only consumer is an IntLIF (and whose integer map is not stored)
+  runs that LIF on each finished integer tile in the buffer and stores only the spikes, when
+  every spike store starts on a beat (``Program.fused``).
 
 Invariants: the bands of a chunk partition ``[0, hout)``, the chunks partition
 ``[0, cout)``, the groups partition ``[0, cin)``, so every output element is written once
@@ -179,11 +182,11 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
         if pad:
             pblocks.append(np.zeros(pad // 4, np.uint32))
 
-    def pload(n: ir.Node) -> int:
+    def pload(n: ir.Node, addr: int = 0) -> int:
         if n.name not in poff:
             return 0
         o, w = poff[n.name]
-        dma(isa.OP_LOAD, n.name, "params", o, 0, w)
+        dma(isa.OP_LOAD, n.name, "params", o, addr, w)
         return w
 
     # ---- tensors: DDR homes (stored ones in "outputs", the rest in reused scratch)
@@ -230,12 +233,26 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
 
     add(isa.OP_HEADER, magic=isa.MAGIC, version=isa.VERSION, n_desc=0)
     stats: list[LayerStats] = []
+    consumers: dict[str, list[ir.Node]] = {}
+    for n in graph.nodes:
+        for s_ in n.inputs:
+            consumers.setdefault(s_, []).append(n)
+    fused: set[str] = set()        # LIF nodes run inside their conv's tiles
+
+    def release_inputs(i: int, n: ir.Node) -> None:
+        for s_ in set(n.inputs):
+            if last.get(s_) == i and loc.get(s_, ("", 0))[0] == "scratch":
+                heap.release(loc[s_][1], 4 * tensors[s_].words)
 
     for i, n in enumerate(graph.nodes):
         t = graph.types[n.name]
         tw = tensors[n.name].words
         if isinstance(n, ir.Input):
             stats.append(LayerStats(n.name, n.op, "DMA", 0, 0, 0, 0))
+            continue
+        if n.name in fused:
+            stats.append(LayerStats(n.name, n.op, n.op, 0, 0, int(traffic.get(n.name, 0)), 0))
+            release_inputs(i, n)
             continue
         loc[n.name] = ("outputs", out_off[n.name]) if n.name in out_off else ("scratch", heap.alloc(4 * tw))
         dst = loc[n.name]
@@ -261,11 +278,19 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             tiles = -(-cout // P)
             hwt = wout * T
 
+            # conv -> LIF fusion: the LIF runs on each integer tile in the buffer and only
+            # its spikes go to DDR (the conv's integer map never leaves the chip)
+            cons = consumers.get(n.name, [])
+            lif = cons[0] if (len(cons) == 1 and isinstance(cons[0], ir.IntLIF) and n.name not in out_off
+                              and cons[0].name in out_off) else None
+            lpw = poff[lif.name][1] if lif is not None else 0
+
             def need(gc, nt, hb, G, wt):
                 rows = min(H, (hb - 1) * s + k)
                 cols = min(W, (wt - 1) * s + k)
                 o = min(cout, nt * P) * hb * wt * T
-                return pw + S + gc * planes * rows * cols + S + o + (S + o if G > 1 else 0)
+                spk = (S + o // T) if lif is not None else 0
+                return pw + lpw + S + gc * planes * rows * cols + S + o + (S + o if G > 1 else 0) + spk
 
             best = None
             gmax = min(cin, WB // kk) if planes == 1 else (cin if cin * kk <= WB else 0)
@@ -311,6 +336,33 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             G = -(-cin // gc)
             pb_bias, pb_zero = 0, tiles * P
             src_loc = loc[n.inputs[0]]
+
+            def spike_runs(oc_s, och, y0, y1, x0, x1):
+                """(word offset in the spike map, offset in the spike tile, words) runs."""
+                hbb, wtb = y1 - y0, x1 - x0
+                if hbb == hout and wtb == wout:
+                    return [(oc_s * hout * wout, 0, och * hout * wout)]
+                if wtb == wout:
+                    return [(((oc_s + o) * hout + y0) * wout, o * hbb * wout, hbb * wout) for o in range(och)]
+                return [(((oc_s + o) * hout + y) * wout + x0, (o * hbb + y - y0) * wtb, wtb)
+                        for o in range(och) for y in range(y0, y1)]
+
+            if lif is not None:                 # fuse only where every spike store starts on a beat
+                lif = lif if all(d_ % u == 0 for c0 in range(0, tiles, nt)
+                                 for y0, y1 in bands(hout, hb) for x0, x1 in bands(wout, wt)
+                                 for d_, _, _ in spike_runs(c0 * P, min(cout, (c0 + nt) * P) - c0 * P,
+                                                            y0, y1, x0, x1)) else None
+            pb_lif = pw
+            if lif is not None:
+                fused.add(lif.name)
+                pload(lif, pb_lif)
+                pw += lpw
+                if G == 1 and dst[0] == "scratch":      # the integer map needs no DDR home
+                    heap.release(dst[1], 4 * tw)
+                    del loc[n.name]
+                lflags = int(lif.decay_input) | (2 if lif.reset == "soft" else 0)
+                ldst = ("outputs", out_off[lif.name])
+                loc[lif.name] = ldst
             for g in range(G):
                 i0, i1 = g * gc, min(cin, (g + 1) * gc)
                 put_weights(n.name, g, w4[:, i0:i1])
@@ -356,14 +408,24 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                             else:
                                 runs = [((((oc_s + o) * hout + y) * wout + x0) * T, o * tw_ + (y - y0) * wtb * T,
                                          wtb * T) for o in range(och) for y in range(y0, y1)]
+                            top = ob + ow
                             if g > 0:               # add the stored partial sums of the groups before
                                 pp = ob + ow + S
                                 for d_off, b_off, cnt in reversed(runs):
                                     load(n.name, dst, d_off, pp + b_off, cnt)
                                 add(isa.OP_EW, n.name, a=ob, b=pp, outb=ob, n=ow, mode=0, per=1)
                                 used = max(used, pp + ow)
-                            for d_off, b_off, cnt in runs:
-                                store(n, dst, d_off, ob + b_off, cnt)
+                                top = pp + ow
+                            if lif is not None and g == G - 1:
+                                sb = top + S
+                                add(isa.OP_LIF, lif.name, inb=ob, outb=sb, pb=pb_lif + 3 * oc_s, c=och,
+                                    hw=hbb * wtb, t=T, frac=lif.frac_bits, leak=lif.leak_shift, flags=lflags)
+                                for d_off, b_off, cnt in spike_runs(oc_s, och, y0, y1, x0, x1):
+                                    store(lif, ldst, d_off, sb + b_off, cnt)
+                                used = max(used, sb + och * hbb * wtb)
+                            else:
+                                for d_off, b_off, cnt in runs:
+                                    store(n, dst, d_off, ob + b_off, cnt)
             dense = cout * hout * wout * cin * planes * kk * T
             wbytes = tiles * cin * kk * P
         elif isinstance(n, ir.IntLIF):
@@ -497,9 +559,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             raise AssertionError(f"tiling of {n.name} overflows the buffer ({used} > {D})")
         peak = max(peak, used)
         stats.append(LayerStats(n.name, n.op, unit, int(dense), int(wbytes), int(traffic.get(n.name, 0)), int(used)))
-        for s_ in set(n.inputs):
-            if last.get(s_) == i and loc.get(s_, ("", 0))[0] == "scratch":
-                heap.release(loc[s_][1], 4 * tensors[s_].words)
+        release_inputs(i, n)
     add(isa.OP_END)
 
     # ---- DDR map: program | weights | params | input | outputs | scratch
@@ -528,7 +588,8 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
         placed[name] = TensorPlacement(name, p.layout, p.shape, -1, p.words, ddr)
     prog = Program(cfg=cfg, T=T, descriptors=descs, image=image, regions=regions, tensors=placed,
                    relocs=relocs, input_name=graph.input.name, output_names=outputs, stats=stats,
-                   act_peak=peak, input_shape=tuple(graph.input.shape), plan="ddr", windows=windows)
+                   act_peak=peak, input_shape=tuple(graph.input.shape), plan="ddr", windows=windows,
+                   fused=tuple(n.name for n in graph.nodes if n.name in fused))
     w = prog.words().view(np.uint8).ravel()
     image[: w.size] = w
     return prog

@@ -154,7 +154,7 @@ def test_column_tiles_when_one_row_does_not_fit(s):
 
 def test_refuses_a_layer_that_cannot_fit_with_the_words_needed():
     g = _graph(4, 9, 9, 8, 3, 1, 1, 4, np.random.default_rng(0))
-    with pytest.raises(HardwareError, match=r"Conv 'c1': needs \d+ activation words .*holds 60.*larger act_depth"):
+    with pytest.raises(HardwareError, match=r"Conv 'c[01]': needs \d+ activation words .*holds 60.*larger act_depth"):
         emit(g, CI, plan="ddr", act_words=60)
     with pytest.raises(HardwareError, match="unknown memory plan"):
         emit(g, CI, plan="disk")
