@@ -67,3 +67,25 @@ def test_skipping_cuts_the_bundled_clip_by_the_modelled_amount(bundled):
     assert exact < 0.9 * dense                 # >10 % of the clip's cycles are zero-bundle terms
     for l, d in zip(layers, dlayers):           # only CONV layers change, none gets slower
         assert l.name == d.name and (0 <= d.cycles - l.cycles if l.unit == "CONV" else d.cycles == l.cycles)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_busy_of_a_tile_equals_the_whole_frame_rows(stride):
+    """A band/column tile (pad_y, h, pad, w of the DDR-resident plan) costs exactly what its
+    output pixels cost in the whole-frame conv: the cycle model follows the tile's padding."""
+    from svf_deploy.hw.accel.tiling import band_rows
+
+    c = AccelConfig(name="c", p_o=16, p_t=4)
+    rng = np.random.default_rng(stride)
+    cin, H, W, k, pad, T = 3, 11, 9, 3, 1, 8
+    words = np.where(rng.random((cin, H, W)) < 0.5, 0, rng.integers(1, 256, (cin, H, W))).astype(np.uint32)
+    hout, wout = (H + 2 * pad - k) // stride + 1, (W + 2 * pad - k) // stride + 1
+    f = {"cin": cin, "h": H, "w": W, "k": k, "stride": stride, "pad": pad, "pad_y": pad, "hout": hout,
+         "wout": wout, "t": T}
+    whole = conv_busy(words.ravel(), c, f).reshape(hout, wout, -1)
+    for (y0, y1), (x0, x1) in (((0, 2), (0, wout)), ((1, hout), (0, 2)), ((2, 3), (1, wout))):
+        lo, h, pad_y = band_rows(y0, y1, H, k, stride, pad)
+        clo, w, pad_x = band_rows(x0, x1, W, k, stride, pad)
+        ft = f | {"h": h, "w": w, "pad": pad_x, "pad_y": pad_y, "hout": y1 - y0, "wout": x1 - x0}
+        tile = conv_busy(words[:, lo:lo + h, clo:clo + w].ravel(), c, ft).reshape(y1 - y0, x1 - x0, -1)
+        assert np.array_equal(tile, whole[y0:y1, x0:x1])
