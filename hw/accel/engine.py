@@ -292,9 +292,14 @@ class Engine(wiring.Component):
         theta = Signal(signed(MB))
         lbias = Signal(signed(MB))
         lneg = Signal()
-        vmem = Signal(signed(MB))
-        bund = Signal(32)
+        vmem = [Signal(signed(MB), name=f"vmem{i}") for i in range(2)]   # two lanes
+        bund = [Signal(32, name=f"bund{i}") for i in range(2)]
         pi = Signal(3)
+        l1v = Signal()       # lane 1 holds a neuron (the last pair of an odd-HW channel has none)
+        lh = Signal(32)      # lane 1's finished bundle, written the cycle after lane 0's
+        lh_vld = Signal()
+        lh_addr = Signal(32)
+        p_vld_d = Signal()
 
         # REDUCE / SDHA accumulators
         racc = Signal(signed(32))
@@ -303,7 +308,25 @@ class Engine(wiring.Component):
         ai = Signal(16)
         bj = Signal(16)
         pp = Signal(32)
-        ti = Signal(8)
+        # SDHA phase 2: one accumulator per time step (a T-bundle word has 32 steps)
+        ST = 32
+        yacc = [Signal(signed(32), name=f"yacc{t}") for t in range(ST)]
+        yshd = Array(Signal(signed(32), name=f"yshd{t}") for t in range(ST))
+        ycool = Signal(8)    # cycles until the write-back frees the shadow for the next output
+        yaddr = Signal(32)   # next output word
+        ywb = Signal()       # phase-2 write-back busy
+        ywi = Signal(6)
+        ywn = Signal(6)
+        yw_addr = Signal(32)
+
+        # ------------------------------------------------------------------ SDHA write-back
+        # writes the T sums of the previous output (n, b) while the next one accumulates;
+        # before the sequencer, whose hand-off (a new output) overrides the last write's update
+        with m.If(ywb):
+            m.d.comb += [wp.addr.eq(yw_addr), wp.data.eq(yshd[ywi]), wp.en.eq(1)]
+            m.d.sync += [ywi.eq(ywi + 1), yw_addr.eq(yw_addr + 1)]
+            with m.If(ywi == ywn - 1):
+                m.d.sync += ywb.eq(0)
 
         # ------------------------------------------------------------------ sequencer
         with m.FSM(name="seq"):
@@ -604,53 +627,70 @@ class Engine(wiring.Component):
                         m.d.sync += lbias.eq(r1.data.as_signed())
                     with m.Case(3):
                         m.d.sync += [lneg.eq(r1.data[31]), pi.eq(0), cnt.eq(0), cnt2.eq(0), p_vld.eq(0),
-                                     addr_c.eq(addr_c + 3)]
+                                     p_vld_d.eq(0), addr_c.eq(addr_c + 3)]
                         m.next = "L_RUN"
             with m.State("L_RUN"):
+                # two lanes: neurons 2j and 2j+1 of the channel, step t of both per cycle (two
+                # read ports); a pair takes max(T, 2) cycles so that the two bundle writes
+                # (one write port) never collide
                 T_ = f(isa.OP_LIF, "t")
-                n_el = Signal(32)
-                m.d.comb += n_el.eq(f(isa.OP_LIF, "hw"))
+                hw_ = f(isa.OP_LIF, "hw")
+                pairs = Signal(32)
+                last_slot = Signal(32)
+                m.d.comb += [pairs.eq((hw_ + 1) >> 1), last_slot.eq(Mux(T_ < 2, 1, T_ - 1))]
+                in_run = Signal()
                 issue = Signal()
-                m.d.comb += [issue.eq(cnt < n_el), r0.addr.eq(addr_a)]
-                m.d.sync += p_vld.eq(issue)
+                m.d.comb += [in_run.eq(cnt < pairs), issue.eq(in_run & (cnt2 < T_)),
+                             r0.addr.eq(addr_a + cnt2), r1.addr.eq(addr_a + T_ + cnt2)]
+                m.d.sync += [p_vld.eq(issue), p_vld_d.eq(p_vld)]
+                nxt1 = ((cnt << 1) + 1) < hw_
                 with m.If(issue):
-                    m.d.sync += [addr_a.eq(addr_a + 1), p_t.eq(cnt2), p_last.eq(cnt2 == T_ - 1)]
-                    with m.If(cnt2 == T_ - 1):
-                        m.d.sync += [cnt2.eq(0), cnt.eq(cnt + 1)]
+                    m.d.sync += [p_t.eq(cnt2), p_last.eq(cnt2 == T_ - 1), l1v.eq(nxt1)]
+                with m.If(in_run):
+                    with m.If(cnt2 == last_slot):
+                        m.d.sync += [cnt2.eq(0), cnt.eq(cnt + 1),
+                                     addr_a.eq(addr_a + Mux(nxt1, T_ << 1, T_))]
                     with m.Else():
                         m.d.sync += cnt2.eq(cnt2 + 1)
-                # stage B
-                x = r0.data.as_signed()
+                # stage B: X = pol*(x<<F) + b, leak, fire, reset; per lane
                 F_ = f(isa.OP_LIF, "frac")[:6]
                 k_ = f(isa.OP_LIF, "leak")[:6]
-                xs = Signal(signed(MB))
-                m.d.comb += xs.eq(x << F_)
-                X = Signal(signed(MB))
-                m.d.comb += X.eq(Mux(lneg, -xs, xs) + lbias)
-                V = Signal(signed(MB))
-                m.d.comb += V.eq(Mux(p_t == 0, 0, vmem))
-                H = Signal(signed(MB))
-                d = Signal(signed(MB))
-                m.d.comb += d.eq(X - V)
-                with m.If(f(isa.OP_LIF, "flags")[0]):
-                    m.d.comb += H.eq(V + (d >> k_))
-                with m.Else():
-                    m.d.comb += H.eq(V - (V >> k_) + X)
-                S = Signal()
-                m.d.comb += S.eq(H >= theta)
-                Vn = Signal(signed(MB))
-                with m.If(f(isa.OP_LIF, "flags")[1]):
-                    m.d.comb += Vn.eq(Mux(S, H - theta, H))
-                with m.Else():
-                    m.d.comb += Vn.eq(Mux(S, 0, H))
-                nb = Signal(32)
-                m.d.comb += nb.eq(Mux(p_t == 0, 0, bund) | (S.as_unsigned() << p_t[:5]))
-                with m.If(p_vld):
-                    m.d.sync += [vmem.eq(Vn), bund.eq(nb)]
-                    with m.If(p_last):
-                        m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nb), wp.en.eq(1)]
-                        m.d.sync += addr_o.eq(addr_o + 1)
-                with m.If(~issue & ~p_vld):
+                nbs = []
+                for i, rp in enumerate((r0, r1)):
+                    x = rp.data.as_signed()
+                    xs = Signal(signed(MB), name=f"l{i}_xs")
+                    m.d.comb += xs.eq(x << F_)
+                    X = Signal(signed(MB), name=f"l{i}_X")
+                    m.d.comb += X.eq(Mux(lneg, -xs, xs) + lbias)
+                    V = Signal(signed(MB), name=f"l{i}_V")
+                    m.d.comb += V.eq(Mux(p_t == 0, 0, vmem[i]))
+                    H = Signal(signed(MB), name=f"l{i}_H")
+                    d = Signal(signed(MB), name=f"l{i}_d")
+                    m.d.comb += d.eq(X - V)
+                    with m.If(f(isa.OP_LIF, "flags")[0]):
+                        m.d.comb += H.eq(V + (d >> k_))
+                    with m.Else():
+                        m.d.comb += H.eq(V - (V >> k_) + X)
+                    S = Signal(name=f"l{i}_S")
+                    m.d.comb += S.eq(H >= theta)
+                    Vn = Signal(signed(MB), name=f"l{i}_Vn")
+                    with m.If(f(isa.OP_LIF, "flags")[1]):
+                        m.d.comb += Vn.eq(Mux(S, H - theta, H))
+                    with m.Else():
+                        m.d.comb += Vn.eq(Mux(S, 0, H))
+                    nb = Signal(32, name=f"l{i}_nb")
+                    m.d.comb += nb.eq(Mux(p_t == 0, 0, bund[i]) | (S.as_unsigned() << p_t[:5]))
+                    with m.If(p_vld):
+                        m.d.sync += [vmem[i].eq(Vn), bund[i].eq(nb)]
+                    nbs.append(nb)
+                with m.If(lh_vld):
+                    m.d.comb += [wp.addr.eq(lh_addr), wp.data.eq(lh), wp.en.eq(1)]
+                    m.d.sync += lh_vld.eq(0)
+                with m.If(p_vld & p_last):
+                    m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nbs[0]), wp.en.eq(1)]
+                    m.d.sync += [lh.eq(nbs[1]), lh_vld.eq(l1v), lh_addr.eq(addr_o + 1),
+                                 addr_o.eq(addr_o + Mux(l1v, 2, 1))]
+                with m.If(~in_run & ~p_vld & ~p_vld_d):
                     with m.If(ch == f(isa.OP_LIF, "c") - 1):
                         m.next = "NEXT"
                     with m.Else():
@@ -747,37 +787,50 @@ class Engine(wiring.Component):
                         m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nacc), wp.en.eq(1)]
                         m.d.sync += addr_o.eq(addr_o + 1)
                 with m.If(~issue & ~p_vld):
-                    # phase 2: for b, p, t: y = sum_a (Q bit t ? kv[a,b] : -kv[a,b])
-                    m.d.sync += [bj.eq(0), pp.eq(0), ti.eq(0), ai.eq(0),
+                    # phase 2: for b, p: y[t] = sum_a (Q bit t ? kv[a,b] : -kv[a,b]), all t at once
+                    m.d.sync += [bj.eq(0), pp.eq(0), ai.eq(0), ycool.eq(0),
                                  addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(f(isa.OP_SDHA, "kvb")),
-                                 addr_o.eq(f(isa.OP_SDHA, "outb") + cnt3)]
+                                 yaddr.eq(f(isa.OP_SDHA, "outb") + cnt3)]
                     m.next = "S_Y"
             with m.State("S_Y"):
+                # stage A: one term a per cycle (Q[n, a] bundle, kv[a, b]); an output (n, b)
+                # starts only when the write-back of the previous one ends by its hand-off:
+                # outputs are max(d, T) cycles apart
+                Ts = f(isa.OP_SDHA, "t")
                 issue = Signal()
-                m.d.comb += [issue.eq(bj < dd), r0.addr.eq(addr_a + pp), r1.addr.eq(addr_b + bj)]
-                m.d.sync += [p_vld.eq(issue), p_first.eq(ai == 0), p_last.eq(ai == dd - 1), p_t.eq(ti)]
+                m.d.comb += [issue.eq((bj < dd) & ((ai != 0) | (ycool <= 1))),
+                             r0.addr.eq(addr_a + pp), r1.addr.eq(addr_b + bj)]
+                m.d.sync += [p_vld.eq(issue), p_first.eq(ai == 0), p_last.eq(ai == dd - 1)]
+                with m.If(issue & (ai == 0)):
+                    m.d.sync += ycool.eq(Ts[:8])
+                with m.Elif(ycool != 0):
+                    m.d.sync += ycool.eq(ycool - 1)
                 with m.If(issue):
                     with m.If(ai != dd - 1):
                         m.d.sync += [ai.eq(ai + 1), addr_a.eq(addr_a + HWs), addr_b.eq(addr_b + dd)]
                     with m.Else():
                         m.d.sync += [ai.eq(0), addr_a.eq(f(isa.OP_SDHA, "q") + hb),
                                      addr_b.eq(f(isa.OP_SDHA, "kvb"))]
-                        with m.If(ti != f(isa.OP_SDHA, "t") - 1):
-                            m.d.sync += ti.eq(ti + 1)
-                        with m.Elif(pp != HWs - 1):
-                            m.d.sync += [ti.eq(0), pp.eq(pp + 1)]
+                        with m.If(pp != HWs - 1):
+                            m.d.sync += pp.eq(pp + 1)
                         with m.Else():
-                            m.d.sync += [ti.eq(0), pp.eq(0), bj.eq(bj + 1)]
-                qbit = (r0.data >> p_t[:5])[0]
+                            m.d.sync += [pp.eq(0), bj.eq(bj + 1)]
+                # stage B: acc[t] +/- kv by bundle bit t (selection and addition only)
+                qb = r0.data
                 kv = r1.data.as_signed()
-                nacc = Signal(signed(32))
-                m.d.comb += nacc.eq(Mux(p_first, 0, sacc) + Mux(qbit, kv, -kv))
+                nkv = Signal(signed(32))
+                m.d.comb += nkv.eq(-kv)
+                ynacc = [Signal(signed(32), name=f"ynacc{t}") for t in range(ST)]
+                for t in range(ST):
+                    m.d.comb += ynacc[t].eq(Mux(p_first, 0, yacc[t]) + Mux(qb[t], kv, nkv))
                 with m.If(p_vld):
-                    m.d.sync += sacc.eq(nacc)
+                    m.d.sync += [yacc[t].eq(ynacc[t]) for t in range(ST)]
                     with m.If(p_last):
-                        m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nacc), wp.en.eq(1)]
-                        m.d.sync += addr_o.eq(addr_o + 1)
-                with m.If(~issue & ~p_vld):
+                        # hand the T sums to the write-back (free by now, see ycool)
+                        m.d.sync += [yshd[t].eq(ynacc[t]) for t in range(ST)]
+                        m.d.sync += [ywb.eq(1), ywi.eq(0), ywn.eq(Ts[:6]), yw_addr.eq(yaddr),
+                                     yaddr.eq(yaddr + Ts)]
+                with m.If(~issue & ~p_vld & ~ywb & (bj == dd)):
                     m.next = "S_NEXTH"
             with m.State("S_NEXTH"):
                 # next head: channel base += d (K/V/Q rows += d*HW), output base += d*HW*T
