@@ -13,13 +13,22 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   both terms are non-zero (the second is held and added in a stall cycle). No multiplier anywhere: selection and addition only. All
   ``T`` steps of a neuron accumulate together (weights are read once per term, shared by
   the ``p_t`` steps). Then the ``p_o x T`` sums are written back as an integer map.
-* **LIF**: one integer-LIF lane; a neuron's ``T`` steps are processed back to back with
-  the membrane in a register, never stored (``X = pol*(x<<F) + b``,
-  ``H = V + ((X - V) >> k)`` or ``H = V - (V >> k) + X``, ``S = H >= theta``, hard/soft reset).
+* **LIF**: two integer-LIF lanes on the activation buffer's two read ports: neurons
+  ``2j`` and ``2j+1`` of a channel run side by side, each neuron's ``T`` steps back to
+  back with its membrane in a register, never stored (``X = pol*(x<<F) + b``,
+  ``H = V + ((X - V) >> k)`` or ``H = V - (V >> k) + X``, ``S = H >= theta``, hard/soft
+  reset). The two finished bundles share the write port (lane 1's a cycle later), so a
+  pair takes ``max(T, 2)`` cycles.
 * **EW**: residual add ``a + b`` or per-channel rounding shift ``(a + (2**s >> 1)) >> s``.
 * **REDUCE**: strided sums (global pooling, time sum).
-* **SDHA**: joint spike-driven attention per head, ``kv[a,b] = sum_n (2K[n,a]-1) V[n,b]``
-  (2*popcount(K&V) - popcount(V) per bundle), then ``y[n,b] = sum_a (2Q[n,a]-1) kv[a,b]``.
+* **SDHA**: joint spike-driven attention per head. Phase 1: ``kv[a,b] = sum_n (2K[n,a]-1)
+  V[n,b]`` summed over the ``T`` steps, ``2*popcount(K&V) - popcount(V)`` per bundle pair,
+  one ``(a, b, n)`` per cycle. Phase 2 over T-bundles: for output ``(n, b)`` one term
+  ``a`` per cycle reads the bundle ``Q[n,a]`` and ``kv[a,b]`` and updates all ``T``
+  accumulators at once, ``acc[t] += Q bit t ? kv : -kv`` (32 selection-and-add lanes, one
+  per bundle bit; no multiplier), so ``y[n,b,t] = sum_a (2Q[n,a,t]-1) kv[a,b]``. The
+  ``T`` sums go to shadow registers and are written one per cycle while the next output
+  accumulates; outputs start ``max(d, T)`` cycles apart.
 
 Every unit is a 1-result-per-cycle pipeline over synchronous 1-cycle-latency memory
 ports: stage A issues addresses, stage B consumes the data. The cycle counts are exact

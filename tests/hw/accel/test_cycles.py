@@ -67,3 +67,18 @@ def test_skipping_cuts_the_bundled_clip_by_the_modelled_amount(bundled):
     assert exact < 0.9 * dense                 # >10 % of the clip's cycles are zero-bundle terms
     for l, d in zip(layers, dlayers):           # only CONV layers change, none gets slower
         assert l.name == d.name and (0 <= d.cycles - l.cycles if l.unit == "CONV" else d.cycles == l.cycles)
+
+
+def test_lif_and_sdha_formulas():
+    from svf_deploy.hw.accel.cycles import lif_cycles, sdha_cycles
+
+    # two lanes: 5 neurons -> 3 pairs of max(T, 2) cycles, 4 parameter reads, 3 to drain
+    assert lif_cycles(1, 5, 4) == 4 + 3 * 4 + 3
+    assert lif_cycles(2, 4, 1) == 2 * (4 + 2 * 2 + 2)       # T = 1: a pair still takes 2
+    assert lif_cycles(64, 16, 8) < 64 * (16 * 8 + 6) / 1.8  # about half the one-lane cost
+    # phase 2 over T-bundles: outputs max(d, T) apart
+    d, hw, T = 8, 4, 4
+    assert sdha_cycles(1, d, hw, T) == d * d * hw + 2 + (d * hw - 1) * d + d + T + 2 + 2 + 1
+    assert sdha_cycles(2, 2, 3, 5) == 2 * (4 * 3 + 2 + (2 * 3 - 1) * 5 + 2 + 5 + 4) + 1   # T > d
+    old = 2 * (d * d * hw * (T + 1) + 6) + 1                 # one time step per cycle
+    assert sdha_cycles(2, d, hw, T) < 0.6 * old
