@@ -19,8 +19,8 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
   ``terms + 3`` with ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``).
 * LIF (:func:`lif_cycles`, two lanes): per channel ``ceil(HW/2)*max(T, 2) + 7`` (``+6``
   at ``T = 1``); EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
-  SDHA (:func:`sdha_cycles`, phase 2 over T-bundles): per head
-  ``d*d*HW + (d*HW - 1)*max(d, T) + d + T + 6``, then ``+1``.
+  SDHA (:func:`sdha_cycles`, ``w = P_o/4`` lanes, ``g = ceil(d/w)``): per head
+  ``g*HW*w + d*g*HW + (d*HW - 1)*max(d, T) + d + T + 8``, then ``+1``.
 
 :func:`predict` estimates whole-model latency from a layer list (:func:`layers_from_graph`)
 for graphs too large for the v1 on-chip plan (svf-small/large): the same per-descriptor
@@ -102,7 +102,7 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
     if op == isa.OP_REDUCE:
         return fetch + f["n0"] * f["n1"] * f["n2"] + 2
     if op == isa.OP_SDHA:
-        return fetch + sdha_cycles(f["heads"], f["d"], f["hw"], f["t"])
+        return fetch + sdha_cycles(f["heads"], f["d"], f["hw"], f["t"], cfg)
     raise ValueError(f"unknown opcode {op}")
 
 
@@ -115,13 +115,18 @@ def lif_cycles(c: int, hw: int, T: int) -> int:
     return c * (4 + -(-hw // 2) * max(T, 2) + (3 if T >= 2 else 2))
 
 
-def sdha_cycles(heads: int, d: int, hw: int, T: int) -> int:
-    """Cycles of the SDHA unit (no fetch). Per head: phase 1 ``kv[a, b]`` one ``(a, b, n)``
-    per cycle, ``d*d*hw + 2``; phase 2 one term ``a`` per cycle for all ``T`` steps of an
-    output ``(n, b)`` at once, outputs ``max(d, T)`` apart (the ``T`` sums' write-back
-    overlaps the next output), the last one's ``d`` terms, ``T`` writes and 2 to drain:
+def sdha_cycles(heads: int, d: int, hw: int, T: int, cfg: AccelConfig) -> int:
+    """Cycles of the SDHA unit (no fetch), ``w = P_o/4`` 32-bit lanes per weight-buffer
+    word, ``g = ceil(d/w)`` words per token. Per head: phase 0 copies V transposed into the
+    weight buffer, one bundle per cycle, ``g*hw*w + 2``; phase 1 computes ``kv[a, b]`` for
+    the ``w`` channels ``b`` of a word at once, one ``(a, word, n)`` per cycle,
+    ``d*g*hw + 2``; phase 2 one term ``a`` per cycle for all ``T`` steps of an output
+    ``(n, b)`` at once, outputs ``max(d, T)`` apart (the ``T`` sums' write-back overlaps the
+    next output), the last one's ``d`` terms, ``T`` writes and 2 to drain:
     ``(d*hw - 1) * max(d, T) + d + T + 2``; 2 cycles of head control. Then 1."""
-    per_head = d * d * hw + 2 + (d * hw - 1) * max(d, T) + d + T + 2 + 2
+    w = cfg.p_o // 4
+    g = -(-d // w)
+    per_head = (g * hw * w + 2) + (d * g * hw + 2) + (d * hw - 1) * max(d, T) + d + T + 2 + 2
     return heads * per_head + 1
 
 
@@ -368,6 +373,6 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
         elif op in ("ew", "reduce"):
             cycles += fetch + L["n"] * T + 2
         elif op == "sdha":
-            cycles += fetch + sdha_cycles(L["heads"], L["d"], L["hw"], T)
+            cycles += fetch + sdha_cycles(L["heads"], L["d"], L["hw"], T, cfg)
             adds += 2 * L["heads"] * L["d"] * L["d"] * L["hw"] * T
     return Prediction(model, T, size, cfg.clock_mhz, int(adds), int(cycles), int(ideal), int(wbytes), skip)

@@ -21,10 +21,14 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   pair takes ``max(T, 2)`` cycles.
 * **EW**: residual add ``a + b`` or per-channel rounding shift ``(a + (2**s >> 1)) >> s``.
 * **REDUCE**: strided sums (global pooling, time sum).
-* **SDHA**: joint spike-driven attention per head. Phase 1: ``kv[a,b] = sum_n (2K[n,a]-1)
-  V[n,b]`` summed over the ``T`` steps, ``2*popcount(K&V) - popcount(V)`` per bundle pair,
-  one ``(a, b, n)`` per cycle. Phase 2 over T-bundles: for output ``(n, b)`` one term
-  ``a`` per cycle reads the bundle ``Q[n,a]`` and ``kv[a,b]`` and updates all ``T``
+* **SDHA**: joint spike-driven attention per head, using the weight buffer as scratch
+  (``w = P_o/4`` 32-bit lanes per word, :mod:`.isa`). Phase 0 copies V transposed into it
+  (one bundle per cycle), so that a word holds ``V[n, b]`` for ``w`` channels ``b``.
+  Phase 1: ``kv[a,b] = sum_n (2K[n,a]-1) V[n,b]`` summed over the ``T`` steps,
+  ``2*popcount(K&V) - popcount(V)`` per bundle pair, for the ``w`` channels of a word at
+  once (one ``K[n,a]`` read, one word read per cycle); each finished ``kv[a, word]`` is
+  one weight-buffer write. Phase 2 over T-bundles: for output ``(n, b)`` one term
+  ``a`` per cycle reads the bundle ``Q[n,a]`` and the word holding ``kv[a,b]`` and updates all ``T``
   accumulators at once, ``acc[t] += Q bit t ? kv : -kv`` (32 selection-and-add lanes, one
   per bundle bit; no multiplier), so ``y[n,b,t] = sum_a (2Q[n,a,t]-1) kv[a,b]``. The
   ``T`` sums go to shadow registers and are written one per cycle while the next output
@@ -327,6 +331,20 @@ class Engine(wiring.Component):
         ywi = Signal(6)
         ywn = Signal(6)
         yw_addr = Signal(32)
+        # SDHA scratch in the weight buffer (NW 32-bit lanes per word): V transposed, then kv
+        NW = PO // 4
+        vsh = Signal(WBW)    # word assembly (phase 0)
+        rowg = Signal(32)
+        rowl = Signal(32)
+        b0 = Signal(16)      # first channel of the group
+        gi = Signal(16)
+        wq = Signal(32)      # weight-buffer address (phase 0 writes, phase 1 reads)
+        kw = Signal(32)      # kv word address
+        lane_ok = Signal()
+        kacc = [Signal(signed(32), name=f"kacc{l}") for l in range(NW)]
+        lb = Signal(range(NW + 1))   # phase 2: lane of b in its kv word
+        p_lb = Signal(range(NW + 1))
+        kvrow = Signal(32)
 
         # ------------------------------------------------------------------ SDHA write-back
         # writes the T sums of the previous output (n, b) while the next one accumulates;
@@ -766,40 +784,69 @@ class Engine(wiring.Component):
                 with m.If(ch == f(isa.OP_SDHA, "heads")):
                     m.next = "NEXT"
                 with m.Else():
-                    # phase 1 counters: ai (K channel), bj (V channel), pp (pixel)
-                    m.d.sync += [ai.eq(0), bj.eq(0), pp.eq(0), p_vld.eq(0),
-                                 addr_a.eq(f(isa.OP_SDHA, "k") + hb),   # K row of channel hb+a
-                                 addr_b.eq(f(isa.OP_SDHA, "v") + hb),   # V row of channel hb+b
-                                 addr_o.eq(f(isa.OP_SDHA, "kvb"))]
+                    # phase 0 counters: b0 (group's first V channel), pp (pixel), ai (lane)
+                    m.d.sync += [ai.eq(0), b0.eq(0), pp.eq(0), p_vld.eq(0), wq.eq(0),
+                                 rowg.eq(f(isa.OP_SDHA, "v") + hb), rowl.eq(f(isa.OP_SDHA, "v") + hb)]
+                    m.next = "S_VT"
+            with m.State("S_VT"):
+                # phase 0: weight-buffer word g*HW + n, lane l = V bundle of channel g*NW + l at
+                # token n (zero past d); one lane per cycle
+                issue = Signal()
+                m.d.comb += [issue.eq(b0 < dd), r0.addr.eq(rowl + pp)]
+                m.d.sync += [p_vld.eq(issue), p_last.eq(ai == NW - 1), lane_ok.eq(b0 + ai < dd)]
+                with m.If(issue):
+                    with m.If(ai != NW - 1):
+                        m.d.sync += [ai.eq(ai + 1), rowl.eq(rowl + HWs)]
+                    with m.Else():
+                        m.d.sync += ai.eq(0)
+                        with m.If(pp != HWs - 1):
+                            m.d.sync += [pp.eq(pp + 1), rowl.eq(rowg)]
+                        with m.Else():
+                            m.d.sync += [pp.eq(0), b0.eq(b0 + NW), rowg.eq(rowl + HWs), rowl.eq(rowl + HWs)]
+                lane = Mux(lane_ok, r0.data, 0)
+                nvw = Cat(vsh[32:], lane) if NW > 1 else lane
+                with m.If(p_vld):
+                    m.d.sync += vsh.eq(nvw)
+                    with m.If(p_last):
+                        m.d.comb += [ww.addr.eq(wq), ww.data.eq(nvw), ww.en.eq(1)]
+                        m.d.sync += wq.eq(wq + 1)
+                with m.If(~issue & ~p_vld):
+                    # phase 1 counters: ai (K channel a), gi (V group), pp (token)
+                    m.d.sync += [ai.eq(0), gi.eq(0), pp.eq(0), wq.eq(0), kw.eq(f(isa.OP_SDHA, "kvw")),
+                                 addr_a.eq(f(isa.OP_SDHA, "k") + hb)]
                     m.next = "S_KV"
             with m.State("S_KV"):
+                # phase 1: kv[a, g*NW + l] for the NW lanes of a weight-buffer word at once
                 issue = Signal()
-                m.d.comb += [issue.eq(ai < dd), r0.addr.eq(addr_a + pp), r1.addr.eq(addr_b + pp)]
+                m.d.comb += [issue.eq(ai < dd), r0.addr.eq(addr_a + pp), wr.addr.eq(wq)]
                 m.d.sync += [p_vld.eq(issue), p_first.eq(pp == 0), p_last.eq(pp == HWs - 1)]
                 with m.If(issue):
+                    m.d.sync += wq.eq(wq + 1)
                     with m.If(pp != HWs - 1):
                         m.d.sync += pp.eq(pp + 1)
-                    with m.Elif(bj != dd - 1):
-                        m.d.sync += [pp.eq(0), bj.eq(bj + 1), addr_b.eq(addr_b + HWs)]
+                    with m.Elif(gi != f(isa.OP_SDHA, "g") - 1):
+                        m.d.sync += [pp.eq(0), gi.eq(gi + 1)]
                     with m.Else():
-                        m.d.sync += [pp.eq(0), bj.eq(0), ai.eq(ai + 1), addr_a.eq(addr_a + HWs),
-                                     addr_b.eq(f(isa.OP_SDHA, "v") + hb)]
+                        m.d.sync += [pp.eq(0), gi.eq(0), ai.eq(ai + 1), addr_a.eq(addr_a + HWs), wq.eq(0)]
                 kk_ = r0.data
-                vv_ = r1.data
-                pc_kv = sum((kk_[i] & vv_[i]).as_unsigned() for i in range(32))
-                pc_v = sum(vv_[i].as_unsigned() for i in range(32))
-                nacc = Signal(signed(32))
-                m.d.comb += nacc.eq(Mux(p_first, 0, sacc) + (pc_kv << 1) - pc_v)
+                knext = []
+                for l in range(NW):
+                    vv_ = wr.data[32 * l: 32 * l + 32]
+                    pc_kv = sum((kk_[i] & vv_[i]).as_unsigned() for i in range(32))
+                    pc_v = sum(vv_[i].as_unsigned() for i in range(32))
+                    nacc = Signal(signed(32), name=f"kvn{l}")
+                    m.d.comb += nacc.eq(Mux(p_first, 0, kacc[l]) + (pc_kv << 1) - pc_v)
+                    knext.append(nacc)
                 with m.If(p_vld):
-                    m.d.sync += sacc.eq(nacc)
+                    m.d.sync += [kacc[l].eq(knext[l]) for l in range(NW)]
                     with m.If(p_last):
-                        m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nacc), wp.en.eq(1)]
-                        m.d.sync += addr_o.eq(addr_o + 1)
+                        m.d.comb += [ww.addr.eq(kw), ww.data.eq(Cat(*knext)), ww.en.eq(1)]
+                        m.d.sync += kw.eq(kw + 1)
                 with m.If(~issue & ~p_vld):
-                    # phase 2: for b, p: y[t] = sum_a (Q bit t ? kv[a,b] : -kv[a,b]), all t at once
-                    m.d.sync += [bj.eq(0), pp.eq(0), ai.eq(0), ycool.eq(0),
-                                 addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(f(isa.OP_SDHA, "kvb")),
-                                 yaddr.eq(f(isa.OP_SDHA, "outb") + cnt3)]
+                    # phase 2: for b, n: y[t] = sum_a (Q bit t ? kv[a,b] : -kv[a,b]), all t at once
+                    m.d.sync += [bj.eq(0), pp.eq(0), ai.eq(0), ycool.eq(0), lb.eq(0),
+                                 addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(f(isa.OP_SDHA, "kvw")),
+                                 kvrow.eq(f(isa.OP_SDHA, "kvw")), yaddr.eq(f(isa.OP_SDHA, "outb") + cnt3)]
                     m.next = "S_Y"
             with m.State("S_Y"):
                 # stage A: one term a per cycle (Q[n, a] bundle, kv[a, b]); an output (n, b)
@@ -808,25 +855,30 @@ class Engine(wiring.Component):
                 Ts = f(isa.OP_SDHA, "t")
                 issue = Signal()
                 m.d.comb += [issue.eq((bj < dd) & ((ai != 0) | (ycool <= 1))),
-                             r0.addr.eq(addr_a + pp), r1.addr.eq(addr_b + bj)]
-                m.d.sync += [p_vld.eq(issue), p_first.eq(ai == 0), p_last.eq(ai == dd - 1)]
+                             r0.addr.eq(addr_a + pp), wr.addr.eq(addr_b)]
+                m.d.sync += [p_vld.eq(issue), p_first.eq(ai == 0), p_last.eq(ai == dd - 1), p_lb.eq(lb)]
                 with m.If(issue & (ai == 0)):
                     m.d.sync += ycool.eq(Ts[:8])
                 with m.Elif(ycool != 0):
                     m.d.sync += ycool.eq(ycool - 1)
                 with m.If(issue):
                     with m.If(ai != dd - 1):
-                        m.d.sync += [ai.eq(ai + 1), addr_a.eq(addr_a + HWs), addr_b.eq(addr_b + dd)]
+                        m.d.sync += [ai.eq(ai + 1), addr_a.eq(addr_a + HWs),
+                                     addr_b.eq(addr_b + f(isa.OP_SDHA, "g"))]
                     with m.Else():
-                        m.d.sync += [ai.eq(0), addr_a.eq(f(isa.OP_SDHA, "q") + hb),
-                                     addr_b.eq(f(isa.OP_SDHA, "kvb"))]
+                        m.d.sync += [ai.eq(0), addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(kvrow)]
                         with m.If(pp != HWs - 1):
                             m.d.sync += pp.eq(pp + 1)
                         with m.Else():
                             m.d.sync += [pp.eq(0), bj.eq(bj + 1)]
+                            with m.If(lb == NW - 1):
+                                m.d.sync += [lb.eq(0), kvrow.eq(kvrow + 1), addr_b.eq(kvrow + 1)]
+                            with m.Else():
+                                m.d.sync += lb.eq(lb + 1)
                 # stage B: acc[t] +/- kv by bundle bit t (selection and addition only)
                 qb = r0.data
-                kv = r1.data.as_signed()
+                kv = Signal(signed(32))
+                m.d.comb += kv.eq(Array(wr.data[32 * l: 32 * l + 32] for l in range(NW))[p_lb])
                 nkv = Signal(signed(32))
                 m.d.comb += nkv.eq(-kv)
                 ynacc = [Signal(signed(32), name=f"ynacc{t}") for t in range(ST)]

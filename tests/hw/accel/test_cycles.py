@@ -76,9 +76,12 @@ def test_lif_and_sdha_formulas():
     assert lif_cycles(1, 5, 4) == 4 + 3 * 4 + 3
     assert lif_cycles(2, 4, 1) == 2 * (4 + 2 * 2 + 2)       # T = 1: a pair still takes 2
     assert lif_cycles(64, 16, 8) < 64 * (16 * 8 + 6) / 1.8  # about half the one-lane cost
-    # phase 2 over T-bundles: outputs max(d, T) apart
+    # P_o = 16: 4 lanes per weight-buffer word; d = 8: g = 2 words per token / kv row
+    c = AccelConfig(name="c", p_o=16, p_t=4)
     d, hw, T = 8, 4, 4
-    assert sdha_cycles(1, d, hw, T) == d * d * hw + 2 + (d * hw - 1) * d + d + T + 2 + 2 + 1
-    assert sdha_cycles(2, 2, 3, 5) == 2 * (4 * 3 + 2 + (2 * 3 - 1) * 5 + 2 + 5 + 4) + 1   # T > d
-    old = 2 * (d * d * hw * (T + 1) + 6) + 1                 # one time step per cycle
-    assert sdha_cycles(2, d, hw, T) < 0.6 * old
+    phase0, phase1 = 2 * hw * 4 + 2, d * 2 * hw + 2
+    assert sdha_cycles(1, d, hw, T, c) == phase0 + phase1 + (d * hw - 1) * d + d + T + 2 + 2 + 1
+    # T > d: outputs T apart (the write-back of T sums is the bound); g = 1
+    assert sdha_cycles(2, 2, 3, 5, c) == 2 * ((3 * 4 + 2) + (2 * 3 + 2) + (2 * 3 - 1) * 5 + 2 + 5 + 2 + 2) + 1
+    old = 2 * (d * d * hw * (T + 1) + 6) + 1                 # one (a, b, n) / one time step per cycle
+    assert sdha_cycles(2, d, hw, T, c) < 0.5 * old
