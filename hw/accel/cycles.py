@@ -19,8 +19,9 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
   ``terms + 3`` with ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``).
 * LIF (:func:`lif_cycles`, two lanes): per channel ``ceil(HW/2)*max(T, 2) + 7`` (``+6``
   at ``T = 1``); EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
-  SDHA (:func:`sdha_cycles`, ``w = P_o/4`` lanes, ``g = ceil(d/w)``): per head
-  ``g*HW*w + d*g*HW + (d*HW - 1)*max(d, T) + d + T + 8``, then ``+1``.
+  SDHA (:func:`sdha_cycles`, ``w = P_o/4`` lanes, ``g = ceil(d/w)``, ``m = gcd(w, 8)``
+  outputs at once): per head ``g*HW*w + d*g*HW + (d*HW/m - 1)*max(d, m*T) + d + m*T + 8``
+  when ``m`` divides ``d``, then ``+1``.
 
 :func:`predict` estimates whole-model latency from a layer list (:func:`layers_from_graph`)
 for graphs too large for the v1 on-chip plan (svf-small/large): the same per-descriptor
@@ -34,6 +35,7 @@ streamed a beat per cycle behind compute).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,16 +119,25 @@ def lif_cycles(c: int, hw: int, T: int) -> int:
 
 def sdha_cycles(heads: int, d: int, hw: int, T: int, cfg: AccelConfig) -> int:
     """Cycles of the SDHA unit (no fetch), ``w = P_o/4`` 32-bit lanes per weight-buffer
-    word, ``g = ceil(d/w)`` words per token. Per head: phase 0 copies V transposed into the
-    weight buffer, one bundle per cycle, ``g*hw*w + 2``; phase 1 computes ``kv[a, b]`` for
-    the ``w`` channels ``b`` of a word at once, one ``(a, word, n)`` per cycle,
-    ``d*g*hw + 2``; phase 2 one term ``a`` per cycle for all ``T`` steps of an output
-    ``(n, b)`` at once, outputs ``max(d, T)`` apart (the ``T`` sums' write-back overlaps the
-    next output), the last one's ``d`` terms, ``T`` writes and 2 to drain:
-    ``(d*hw - 1) * max(d, T) + d + T + 2``; 2 cycles of head control. Then 1."""
+    word, ``g = ceil(d/w)`` words per token, ``m = gcd(w, 8)`` output lanes. Per head:
+
+    * phase 0 copies V transposed into the weight buffer, one bundle per cycle,
+      ``g*hw*w + 2``;
+    * phase 1 computes ``kv[a, b]`` for the ``w`` channels ``b`` of a word at once, one
+      ``(a, word, n)`` per cycle, ``d*g*hw + 2``;
+    * phase 2 computes the outputs ``(n, b..b+m-1)`` together, one term ``a`` per cycle for
+      all ``T`` steps: groups of ``l = min(m, d - b)`` outputs start ``max(d, l*T)`` cycles
+      apart (their ``l*T`` sums are written back, one per cycle, while the next group
+      accumulates); the last group's ``d`` terms, ``l*T`` writes and 2 to drain;
+    * 2 cycles of head control.
+
+    Then 1. With ``m*T >= d`` phase 2 is bound by its ``d*hw*T`` output writes."""
     w = cfg.p_o // 4
     g = -(-d // w)
-    per_head = (g * hw * w + 2) + (d * g * hw + 2) + (d * hw - 1) * max(d, T) + d + T + 2 + 2
+    m = math.gcd(w, 8)
+    lanes = [min(m, d - b) for b in range(0, d, m)]
+    phase2 = hw * sum(max(d, n * T) for n in lanes) - max(d, lanes[-1] * T) + d + lanes[-1] * T + 2
+    per_head = (g * hw * w + 2) + (d * g * hw + 2) + phase2 + 2
     return heads * per_head + 1
 
 

@@ -42,6 +42,8 @@ the bounds the program emitter checks (32-bit stored values, 64-bit membranes).
 
 from __future__ import annotations
 
+import math
+
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -321,16 +323,6 @@ class Engine(wiring.Component):
         ai = Signal(16)
         bj = Signal(16)
         pp = Signal(32)
-        # SDHA phase 2: one accumulator per time step (a T-bundle word has 32 steps)
-        ST = 32
-        yacc = [Signal(signed(32), name=f"yacc{t}") for t in range(ST)]
-        yshd = Array(Signal(signed(32), name=f"yshd{t}") for t in range(ST))
-        ycool = Signal(8)    # cycles until the write-back frees the shadow for the next output
-        yaddr = Signal(32)   # next output word
-        ywb = Signal()       # phase-2 write-back busy
-        ywi = Signal(6)
-        ywn = Signal(6)
-        yw_addr = Signal(32)
         # SDHA scratch in the weight buffer (NW 32-bit lanes per word): V transposed, then kv
         NW = PO // 4
         vsh = Signal(WBW)    # word assembly (phase 0)
@@ -342,18 +334,43 @@ class Engine(wiring.Component):
         kw = Signal(32)      # kv word address
         lane_ok = Signal()
         kacc = [Signal(signed(32), name=f"kacc{l}") for l in range(NW)]
-        lb = Signal(range(NW + 1))   # phase 2: lane of b in its kv word
-        p_lb = Signal(range(NW + 1))
+        # SDHA phase 2: NB outputs b (lanes of one kv word) x one accumulator per time step
+        # (a T-bundle word has 32 steps)
+        ST = 32
+        NB = math.gcd(NW, 8)
+        LNB = NB.bit_length() - 1
+        SB = NW // NB        # NB-lane blocks per kv word
+        yacc = [[Signal(signed(32), name=f"yacc{j}_{t}") for t in range(ST)] for j in range(NB)]
+        yshd = Array(Array(Signal(signed(32), name=f"yshd{j}_{t}") for t in range(ST)) for j in range(NB))
+        ycool = Signal(16)   # cycles until the write-back frees the shadow for the next outputs
+        yaddr = Signal(32)   # lane 0's output word of the current (b group, n)
+        ygrp = Signal(32)    # lane 0's first output word of the current b group
+        ywb = Signal()       # phase-2 write-back busy
+        ywi = Signal(6)      # step
+        ywn = Signal(6)      # steps (T)
+        ywj = Signal(range(NB + 1))   # lane
+        ywl = Signal(range(NB + 1))   # lanes
+        yw_addr = Signal(32)
+        yw_row = Signal(32)
+        sb = Signal(range(SB + 1))    # block of the group's lanes in its kv word
+        p_sb = Signal(range(SB + 1))
+        p_wn = Signal(range(NB + 1))
+        p_eg = Signal()      # the output is the last token of its b group
         kvrow = Signal(32)
 
         # ------------------------------------------------------------------ SDHA write-back
         # writes the T sums of the previous output (n, b) while the next one accumulates;
         # before the sequencer, whose hand-off (a new output) overrides the last write's update
         with m.If(ywb):
-            m.d.comb += [wp.addr.eq(yw_addr), wp.data.eq(yshd[ywi]), wp.en.eq(1)]
-            m.d.sync += [ywi.eq(ywi + 1), yw_addr.eq(yw_addr + 1)]
+            m.d.comb += [wp.addr.eq(yw_addr), wp.data.eq(yshd[ywj][ywi]), wp.en.eq(1)]
             with m.If(ywi == ywn - 1):
-                m.d.sync += ywb.eq(0)
+                # next lane: output channel b+1, HW*T words on
+                m.d.sync += [ywi.eq(0), ywj.eq(ywj + 1), yw_row.eq(yw_row + f(isa.OP_SDHA, "hwt")),
+                             yw_addr.eq(yw_row + f(isa.OP_SDHA, "hwt"))]
+                with m.If(ywj == ywl - 1):
+                    m.d.sync += ywb.eq(0)
+            with m.Else():
+                m.d.sync += [ywi.eq(ywi + 1), yw_addr.eq(yw_addr + 1)]
 
         # ------------------------------------------------------------------ sequencer
         with m.FSM(name="seq"):
@@ -844,24 +861,31 @@ class Engine(wiring.Component):
                         m.d.sync += kw.eq(kw + 1)
                 with m.If(~issue & ~p_vld):
                     # phase 2: for b, n: y[t] = sum_a (Q bit t ? kv[a,b] : -kv[a,b]), all t at once
-                    m.d.sync += [bj.eq(0), pp.eq(0), ai.eq(0), ycool.eq(0), lb.eq(0),
+                    m.d.sync += [bj.eq(0), pp.eq(0), ai.eq(0), ycool.eq(0), sb.eq(0),
                                  addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(f(isa.OP_SDHA, "kvw")),
-                                 kvrow.eq(f(isa.OP_SDHA, "kvw")), yaddr.eq(f(isa.OP_SDHA, "outb") + cnt3)]
+                                 kvrow.eq(f(isa.OP_SDHA, "kvw")), yaddr.eq(f(isa.OP_SDHA, "outb") + cnt3),
+                                 ygrp.eq(f(isa.OP_SDHA, "outb") + cnt3)]
                     m.next = "S_Y"
             with m.State("S_Y"):
-                # stage A: one term a per cycle (Q[n, a] bundle, kv[a, b]); an output (n, b)
-                # starts only when the write-back of the previous one ends by its hand-off:
-                # outputs are max(d, T) cycles apart
+                # stage A: one term a per cycle (Q[n, a] bundle, kv word [a, b group]) for the
+                # NB outputs (n, b..b+NB-1); the next group of outputs starts only when the
+                # write-back of this one ends by its hand-off: max(d, lanes*T) cycles apart
                 Ts = f(isa.OP_SDHA, "t")
+                left = Signal(16)
+                wn = Signal(range(NB + 1))
+                m.d.comb += [left.eq(dd - bj), wn.eq(Mux(left >= NB, NB, left))]
+                wnT = Signal(16)
+                m.d.comb += wnT.eq(sum(Mux(wn[i], Ts[:8] << i, 0) for i in range(len(wn))))
                 issue = Signal()
                 m.d.comb += [issue.eq((bj < dd) & ((ai != 0) | (ycool <= 1))),
                              r0.addr.eq(addr_a + pp), wr.addr.eq(addr_b)]
-                m.d.sync += [p_vld.eq(issue), p_first.eq(ai == 0), p_last.eq(ai == dd - 1), p_lb.eq(lb)]
+                m.d.sync += [p_vld.eq(issue), p_first.eq(ai == 0), p_last.eq(ai == dd - 1)]
                 with m.If(issue & (ai == 0)):
-                    m.d.sync += ycool.eq(Ts[:8])
+                    m.d.sync += ycool.eq(wnT)
                 with m.Elif(ycool != 0):
                     m.d.sync += ycool.eq(ycool - 1)
                 with m.If(issue):
+                    m.d.sync += [p_sb.eq(sb), p_wn.eq(wn), p_eg.eq(pp == HWs - 1)]
                     with m.If(ai != dd - 1):
                         m.d.sync += [ai.eq(ai + 1), addr_a.eq(addr_a + HWs),
                                      addr_b.eq(addr_b + f(isa.OP_SDHA, "g"))]
@@ -870,28 +894,34 @@ class Engine(wiring.Component):
                         with m.If(pp != HWs - 1):
                             m.d.sync += pp.eq(pp + 1)
                         with m.Else():
-                            m.d.sync += [pp.eq(0), bj.eq(bj + 1)]
-                            with m.If(lb == NW - 1):
-                                m.d.sync += [lb.eq(0), kvrow.eq(kvrow + 1), addr_b.eq(kvrow + 1)]
+                            m.d.sync += [pp.eq(0), bj.eq(bj + NB)]
+                            with m.If(sb == SB - 1):
+                                m.d.sync += [sb.eq(0), kvrow.eq(kvrow + 1), addr_b.eq(kvrow + 1)]
                             with m.Else():
-                                m.d.sync += lb.eq(lb + 1)
-                # stage B: acc[t] +/- kv by bundle bit t (selection and addition only)
+                                m.d.sync += sb.eq(sb + 1)
+                # stage B: acc[j][t] +/- kv[a, b+j] by bundle bit t (selection and addition only)
                 qb = r0.data
-                kv = Signal(signed(32))
-                m.d.comb += kv.eq(Array(wr.data[32 * l: 32 * l + 32] for l in range(NW))[p_lb])
-                nkv = Signal(signed(32))
-                m.d.comb += nkv.eq(-kv)
-                ynacc = [Signal(signed(32), name=f"ynacc{t}") for t in range(ST)]
-                for t in range(ST):
-                    m.d.comb += ynacc[t].eq(Mux(p_first, 0, yacc[t]) + Mux(qb[t], kv, nkv))
+                blk = Array(wr.data[32 * NB * i: 32 * NB * (i + 1)] for i in range(SB))[p_sb]
+                ynacc = [[Signal(signed(32), name=f"ynacc{j}_{t}") for t in range(ST)] for j in range(NB)]
+                for j in range(NB):
+                    kv = blk[32 * j: 32 * j + 32].as_signed()
+                    nkv = Signal(signed(32), name=f"nkv{j}")
+                    m.d.comb += nkv.eq(-kv)
+                    for t in range(ST):
+                        m.d.comb += ynacc[j][t].eq(Mux(p_first, 0, yacc[j][t]) + Mux(qb[t], kv, nkv))
                 with m.If(p_vld):
-                    m.d.sync += [yacc[t].eq(ynacc[t]) for t in range(ST)]
+                    m.d.sync += [yacc[j][t].eq(ynacc[j][t]) for j in range(NB) for t in range(ST)]
                     with m.If(p_last):
-                        # hand the T sums to the write-back (free by now, see ycool)
-                        m.d.sync += [yshd[t].eq(ynacc[t]) for t in range(ST)]
-                        m.d.sync += [ywb.eq(1), ywi.eq(0), ywn.eq(Ts[:6]), yw_addr.eq(yaddr),
-                                     yaddr.eq(yaddr + Ts)]
-                with m.If(~issue & ~p_vld & ~ywb & (bj == dd)):
+                        # hand the lanes x T sums to the write-back (free by now, see ycool)
+                        m.d.sync += [yshd[j][t].eq(ynacc[j][t]) for j in range(NB) for t in range(ST)]
+                        m.d.sync += [ywb.eq(1), ywi.eq(0), ywj.eq(0), ywn.eq(Ts[:6]), ywl.eq(p_wn),
+                                     yw_addr.eq(yaddr), yw_row.eq(yaddr)]
+                        with m.If(p_eg):
+                            nxt = ygrp + (f(isa.OP_SDHA, "hwt") << LNB)
+                            m.d.sync += [ygrp.eq(nxt), yaddr.eq(nxt)]
+                        with m.Else():
+                            m.d.sync += yaddr.eq(yaddr + Ts)
+                with m.If(~issue & ~p_vld & ~ywb & (bj >= dd)):
                     m.next = "S_NEXTH"
             with m.State("S_NEXTH"):
                 # next head: channel base += d (K/V/Q rows += d*HW), output base += d*HW*T

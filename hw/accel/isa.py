@@ -59,7 +59,7 @@ FIELDS: dict[int, tuple[str, ...]] = {
     OP_REDUCE: ("inb", "outb", "n0", "s0", "n1", "s1", "n2", "s2"),
     # SDHA (joint tokens): scratch in the weight buffer, g = ceil(d / (P_o/4)) words per
     # token (V transposed, words 0 .. g*hw-1) and per kv row (words kvw .. kvw + d*g - 1)
-    OP_SDHA: ("q", "k", "v", "outb", "kvw", "heads", "d", "hw", "t", "hwd", "hwdt", "g"),
+    OP_SDHA: ("q", "k", "v", "outb", "kvw", "heads", "d", "hw", "t", "hwd", "hwdt", "g", "hwt"),
 }
 
 

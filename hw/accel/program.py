@@ -524,7 +524,7 @@ def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, store_ints:
             # weight-buffer scratch: V transposed (g*h*w words), then kv (d*g words); every
             # CONV loads its weights after, so nothing live is overwritten
             add(isa.OP_SDHA, n.name, q=ins[0], k=ins[1], v=ins[2], outb=out, kvw=g * h * w, heads=n.heads,
-                d=d, hw=h * w, t=T, hwd=d * h * w, hwdt=d * h * w * T, g=g)
+                d=d, hw=h * w, t=T, hwd=d * h * w, hwdt=d * h * w * T, g=g, hwt=h * w * T)
             dense = 2 * n.heads * d * d * h * w * T
             unit = "SDHA"
         if n.name in out_off:
