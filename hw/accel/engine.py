@@ -27,12 +27,13 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   Phase 1: ``kv[a,b] = sum_n (2K[n,a]-1) V[n,b]`` summed over the ``T`` steps,
   ``2*popcount(K&V) - popcount(V)`` per bundle pair, for the ``w`` channels of a word at
   once (one ``K[n,a]`` read, one word read per cycle); each finished ``kv[a, word]`` is
-  one weight-buffer write. Phase 2 over T-bundles: for output ``(n, b)`` one term
-  ``a`` per cycle reads the bundle ``Q[n,a]`` and the word holding ``kv[a,b]`` and updates all ``T``
-  accumulators at once, ``acc[t] += Q bit t ? kv : -kv`` (32 selection-and-add lanes, one
-  per bundle bit; no multiplier), so ``y[n,b,t] = sum_a (2Q[n,a,t]-1) kv[a,b]``. The
-  ``T`` sums go to shadow registers and are written one per cycle while the next output
-  accumulates; outputs start ``max(d, T)`` cycles apart.
+  one weight-buffer write. Phase 2 over T-bundles, ``m = gcd(w, 8)`` outputs at once:
+  for outputs ``(n, b..b+m-1)`` one term ``a`` per cycle reads the bundle ``Q[n,a]`` and
+  the word holding ``kv[a, b..b+m-1]`` and updates all ``m x 32`` accumulators at once,
+  ``acc[j][t] += Q bit t ? kv[a,b+j] : -kv[a,b+j]`` (selection and addition, no
+  multiplier), so ``y[n,b+j,t] = sum_a (2Q[n,a,t]-1) kv[a,b+j]``. The ``m x T`` sums go
+  to shadow registers and are written one per cycle while the next outputs accumulate;
+  groups start ``max(d, m*T)`` cycles apart (``m*T >= d``: bound by the output writes).
 
 Every unit is a 1-result-per-cycle pipeline over synchronous 1-cycle-latency memory
 ports: stage A issues addresses, stage B consumes the data. The cycle counts are exact
@@ -78,6 +79,15 @@ def axi_signature(cfg: AccelConfig) -> dict:
         "irq": Out(1),
         "status": Out(4),
     }
+
+
+def _popcount(v):
+    """Number of set bits of ``v`` as a balanced adder tree (operand widths grow by one
+    bit per level, not per bit as a linear chain of sums would)."""
+    xs = [v[i].as_unsigned() for i in range(len(v))]
+    while len(xs) > 1:
+        xs = [xs[i] + xs[i + 1] if i + 1 < len(xs) else xs[i] for i in range(0, len(xs), 2)]
+    return xs[0]
 
 
 def _log2(n: int) -> int:
@@ -316,10 +326,9 @@ class Engine(wiring.Component):
         lh_addr = Signal(32)
         p_vld_d = Signal()
 
-        # REDUCE / SDHA accumulators
+        # REDUCE accumulator, SDHA counters
         racc = Signal(signed(32))
-        sacc = Signal(signed(32))
-        hb = Signal(32)      # head base channel
+        hb = Signal(32)      # head base word (head * d * HW)
         ai = Signal(16)
         bj = Signal(16)
         pp = Signal(32)
@@ -849,8 +858,8 @@ class Engine(wiring.Component):
                 knext = []
                 for l in range(NW):
                     vv_ = wr.data[32 * l: 32 * l + 32]
-                    pc_kv = sum((kk_[i] & vv_[i]).as_unsigned() for i in range(32))
-                    pc_v = sum(vv_[i].as_unsigned() for i in range(32))
+                    pc_kv = _popcount(kk_ & vv_)
+                    pc_v = _popcount(vv_)
                     nacc = Signal(signed(32), name=f"kvn{l}")
                     m.d.comb += nacc.eq(Mux(p_first, 0, kacc[l]) + (pc_kv << 1) - pc_v)
                     knext.append(nacc)
