@@ -17,8 +17,11 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
   zero): ``busy = ceil(terms/2) + #(pairs with both non-zero) + 3`` (:func:`conv_busy`,
   data-dependent, exact with the clip's bundles); the dense upper bound is
   ``terms + 3`` with ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``).
-* LIF: per channel ``HW*T + 6``; EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
-  SDHA: per head ``d*d*HW + d*d*HW*T + 6``, then ``+1``.
+* LIF (:func:`lif_cycles`, two lanes): per channel ``ceil(HW/2)*max(T, 2) + 7`` (``+6``
+  at ``T = 1``); EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
+  SDHA (:func:`sdha_cycles`, ``w = P_o/4`` lanes, ``g = ceil(d/w)``, ``m = gcd(w, 8)``
+  outputs at once): per head ``g*HW*w + d*g*HW + (d*HW/m - 1)*max(d, m*T) + d + m*T + 8``
+  when ``m`` divides ``d``, then ``+1``.
 
 :func:`program_cycles` holds for both memory plans of :mod:`.program` (a DDR-resident
 program is just more ``LOAD``/``STORE`` descriptors and CONV descriptors on row bands, whose
@@ -36,6 +39,7 @@ have (weights streamed a beat per cycle behind compute).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +48,7 @@ from . import isa
 from .config import AccelConfig
 
 __all__ = ["layers_from_graph", "dma_read", "dma_write", "conv_cycles", "conv_busy", "conv_inputs",
-           "descriptor_cycles", "program_cycles", "LayerCycles",
+           "descriptor_cycles", "program_cycles", "lif_cycles", "sdha_cycles", "LayerCycles",
            "bundle_sparsity", "predict", "Prediction"]
 
 FETCH_OVERHEAD = 3  # FETCH, DECODE, NEXT
@@ -98,15 +102,47 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
                                    cout=f["cout"], oc_start=f["oc_start"], oc_end=f["oc_end"],
                                    busy=None if words is None else conv_busy(words, cfg, f))
     if op == isa.OP_LIF:
-        return fetch + f["c"] * (f["hw"] * f["t"] + 6)
+        return fetch + lif_cycles(f["c"], f["hw"], f["t"])
     if op == isa.OP_EW:
         return fetch + f["n"] + 2
     if op == isa.OP_REDUCE:
         return fetch + f["n0"] * f["n1"] * f["n2"] + 2
     if op == isa.OP_SDHA:
-        d2hw = f["d"] * f["d"] * f["hw"]
-        return fetch + f["heads"] * (d2hw + d2hw * f["t"] + 6) + 1
+        return fetch + sdha_cycles(f["heads"], f["d"], f["hw"], f["t"], cfg)
     raise ValueError(f"unknown opcode {op}")
+
+
+def lif_cycles(c: int, hw: int, T: int) -> int:
+    """Cycles of the LIF unit (no fetch): two lanes take neurons ``2j, 2j+1`` of a channel
+    together, one step each per cycle; a pair takes ``max(T, 2)`` cycles (its two bundle
+    writes share one port). Per channel: 4 parameter reads, ``ceil(hw/2) * max(T, 2)``
+    issue cycles, then 3 to drain (2 when ``T = 1``: the held write already fell in the
+    pair's idle cycle)."""
+    return c * (4 + -(-hw // 2) * max(T, 2) + (3 if T >= 2 else 2))
+
+
+def sdha_cycles(heads: int, d: int, hw: int, T: int, cfg: AccelConfig) -> int:
+    """Cycles of the SDHA unit (no fetch), ``w = P_o/4`` 32-bit lanes per weight-buffer
+    word, ``g = ceil(d/w)`` words per token, ``m = gcd(w, 8)`` output lanes. Per head:
+
+    * phase 0 copies V transposed into the weight buffer, one bundle per cycle,
+      ``g*hw*w + 2``;
+    * phase 1 computes ``kv[a, b]`` for the ``w`` channels ``b`` of a word at once, one
+      ``(a, word, n)`` per cycle, ``d*g*hw + 2``;
+    * phase 2 computes the outputs ``(n, b..b+m-1)`` together, one term ``a`` per cycle for
+      all ``T`` steps: groups of ``l = min(m, d - b)`` outputs start ``max(d, l*T)`` cycles
+      apart (their ``l*T`` sums are written back, one per cycle, while the next group
+      accumulates); the last group's ``d`` terms, ``l*T`` writes and 2 to drain;
+    * 2 cycles of head control.
+
+    Then 1. With ``m*T >= d`` phase 2 is bound by its ``d*hw*T`` output writes."""
+    w = cfg.p_o // 4
+    g = -(-d // w)
+    m = math.gcd(w, 8)
+    lanes = [min(m, d - b) for b in range(0, d, m)]
+    phase2 = hw * sum(max(d, n * T) for n in lanes) - max(d, lanes[-1] * T) + d + lanes[-1] * T + 2
+    per_head = (g * hw * w + 2) + (d * g * hw + 2) + phase2 + 2
+    return heads * per_head + 1
 
 
 def conv_cycles(cfg: AccelConfig, *, terms: int, hw: int, T: int, cout: int, oc_start: int = 0,
@@ -364,11 +400,10 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
             ideal += -(-a // cfg.adders)
             wbytes += tiles * wtile * P
         elif op == "lif":
-            cycles += 2 * fetch + L["c"] * (L["hw"] * T + 6) + dma_write(L["c"] * L["hw"], cfg)
+            cycles += 2 * fetch + lif_cycles(L["c"], L["hw"], T) + dma_write(L["c"] * L["hw"], cfg)
         elif op in ("ew", "reduce"):
             cycles += fetch + L["n"] * T + 2
         elif op == "sdha":
-            d2hw = L["d"] * L["d"] * L["hw"]
-            cycles += fetch + L["heads"] * (d2hw + d2hw * T + 6) + 1
-            adds += 2 * L["heads"] * d2hw * T
+            cycles += fetch + sdha_cycles(L["heads"], L["d"], L["hw"], T, cfg)
+            adds += 2 * L["heads"] * L["d"] * L["d"] * L["hw"] * T
     return Prediction(model, T, size, cfg.clock_mhz, int(adds), int(cycles), int(ideal), int(wbytes), skip)

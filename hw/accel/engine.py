@@ -13,13 +13,27 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   both terms are non-zero (the second is held and added in a stall cycle). No multiplier anywhere: selection and addition only. All
   ``T`` steps of a neuron accumulate together (weights are read once per term, shared by
   the ``p_t`` steps). Then the ``p_o x T`` sums are written back as an integer map.
-* **LIF**: one integer-LIF lane; a neuron's ``T`` steps are processed back to back with
-  the membrane in a register, never stored (``X = pol*(x<<F) + b``,
-  ``H = V + ((X - V) >> k)`` or ``H = V - (V >> k) + X``, ``S = H >= theta``, hard/soft reset).
+* **LIF**: two integer-LIF lanes on the activation buffer's two read ports: neurons
+  ``2j`` and ``2j+1`` of a channel run side by side, each neuron's ``T`` steps back to
+  back with its membrane in a register, never stored (``X = pol*(x<<F) + b``,
+  ``H = V + ((X - V) >> k)`` or ``H = V - (V >> k) + X``, ``S = H >= theta``, hard/soft
+  reset). The two finished bundles share the write port (lane 1's a cycle later), so a
+  pair takes ``max(T, 2)`` cycles.
 * **EW**: residual add ``a + b`` or per-channel rounding shift ``(a + (2**s >> 1)) >> s``.
 * **REDUCE**: strided sums (global pooling, time sum).
-* **SDHA**: joint spike-driven attention per head, ``kv[a,b] = sum_n (2K[n,a]-1) V[n,b]``
-  (2*popcount(K&V) - popcount(V) per bundle), then ``y[n,b] = sum_a (2Q[n,a]-1) kv[a,b]``.
+* **SDHA**: joint spike-driven attention per head, using the weight buffer as scratch
+  (``w = P_o/4`` 32-bit lanes per word, :mod:`.isa`). Phase 0 copies V transposed into it
+  (one bundle per cycle), so that a word holds ``V[n, b]`` for ``w`` channels ``b``.
+  Phase 1: ``kv[a,b] = sum_n (2K[n,a]-1) V[n,b]`` summed over the ``T`` steps,
+  ``2*popcount(K&V) - popcount(V)`` per bundle pair, for the ``w`` channels of a word at
+  once (one ``K[n,a]`` read, one word read per cycle); each finished ``kv[a, word]`` is
+  one weight-buffer write. Phase 2 over T-bundles, ``m = gcd(w, 8)`` outputs at once:
+  for outputs ``(n, b..b+m-1)`` one term ``a`` per cycle reads the bundle ``Q[n,a]`` and
+  the word holding ``kv[a, b..b+m-1]`` and updates all ``m x 32`` accumulators at once,
+  ``acc[j][t] += Q bit t ? kv[a,b+j] : -kv[a,b+j]`` (selection and addition, no
+  multiplier), so ``y[n,b+j,t] = sum_a (2Q[n,a,t]-1) kv[a,b+j]``. The ``m x T`` sums go
+  to shadow registers and are written one per cycle while the next outputs accumulate;
+  groups start ``max(d, m*T)`` cycles apart (``m*T >= d``: bound by the output writes).
 
 Every unit is a 1-result-per-cycle pipeline over synchronous 1-cycle-latency memory
 ports: stage A issues addresses, stage B consumes the data. The cycle counts are exact
@@ -28,6 +42,8 @@ the bounds the program emitter checks (32-bit stored values, 64-bit membranes).
 """
 
 from __future__ import annotations
+
+import math
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
@@ -63,6 +79,15 @@ def axi_signature(cfg: AccelConfig) -> dict:
         "irq": Out(1),
         "status": Out(4),
     }
+
+
+def _popcount(v):
+    """Number of set bits of ``v`` as a balanced adder tree (operand widths grow by one
+    bit per level, not per bit as a linear chain of sums would)."""
+    xs = [v[i].as_unsigned() for i in range(len(v))]
+    while len(xs) > 1:
+        xs = [xs[i] + xs[i + 1] if i + 1 < len(xs) else xs[i] for i in range(0, len(xs), 2)]
+    return xs[0]
 
 
 def _log2(n: int) -> int:
@@ -292,18 +317,69 @@ class Engine(wiring.Component):
         theta = Signal(signed(MB))
         lbias = Signal(signed(MB))
         lneg = Signal()
-        vmem = Signal(signed(MB))
-        bund = Signal(32)
+        vmem = [Signal(signed(MB), name=f"vmem{i}") for i in range(2)]   # two lanes
+        bund = [Signal(32, name=f"bund{i}") for i in range(2)]
         pi = Signal(3)
+        l1v = Signal()       # lane 1 holds a neuron (the last pair of an odd-HW channel has none)
+        lh = Signal(32)      # lane 1's finished bundle, written the cycle after lane 0's
+        lh_vld = Signal()
+        lh_addr = Signal(32)
+        p_vld_d = Signal()
 
-        # REDUCE / SDHA accumulators
+        # REDUCE accumulator, SDHA counters
         racc = Signal(signed(32))
-        sacc = Signal(signed(32))
-        hb = Signal(32)      # head base channel
+        hb = Signal(32)      # head base word (head * d * HW)
         ai = Signal(16)
         bj = Signal(16)
         pp = Signal(32)
-        ti = Signal(8)
+        # SDHA scratch in the weight buffer (NW 32-bit lanes per word): V transposed, then kv
+        NW = PO // 4
+        vsh = Signal(WBW)    # word assembly (phase 0)
+        rowg = Signal(32)
+        rowl = Signal(32)
+        b0 = Signal(16)      # first channel of the group
+        gi = Signal(16)
+        wq = Signal(32)      # weight-buffer address (phase 0 writes, phase 1 reads)
+        kw = Signal(32)      # kv word address
+        lane_ok = Signal()
+        kacc = [Signal(signed(32), name=f"kacc{l}") for l in range(NW)]
+        # SDHA phase 2: NB outputs b (lanes of one kv word) x one accumulator per time step
+        # (a T-bundle word has 32 steps)
+        ST = 32
+        NB = math.gcd(NW, 8)
+        LNB = NB.bit_length() - 1
+        SB = NW // NB        # NB-lane blocks per kv word
+        yacc = [[Signal(signed(32), name=f"yacc{j}_{t}") for t in range(ST)] for j in range(NB)]
+        yshd = Array(Array(Signal(signed(32), name=f"yshd{j}_{t}") for t in range(ST)) for j in range(NB))
+        ycool = Signal(16)   # cycles until the write-back frees the shadow for the next outputs
+        yaddr = Signal(32)   # lane 0's output word of the current (b group, n)
+        ygrp = Signal(32)    # lane 0's first output word of the current b group
+        ywb = Signal()       # phase-2 write-back busy
+        ywi = Signal(6)      # step
+        ywn = Signal(6)      # steps (T)
+        ywj = Signal(range(NB + 1))   # lane
+        ywl = Signal(range(NB + 1))   # lanes
+        yw_addr = Signal(32)
+        yw_row = Signal(32)
+        sb = Signal(range(SB + 1))    # block of the group's lanes in its kv word
+        p_sb = Signal(range(SB + 1))
+        p_wn = Signal(range(NB + 1))
+        p_eg = Signal()      # the output is the last token of its b group
+        kvrow = Signal(32)
+
+        # ------------------------------------------------------------------ SDHA write-back
+        # writes the T sums of the previous output (n, b) while the next one accumulates;
+        # before the sequencer, whose hand-off (a new output) overrides the last write's update
+        with m.If(ywb):
+            m.d.comb += [wp.addr.eq(yw_addr), wp.data.eq(yshd[ywj][ywi]), wp.en.eq(1)]
+            with m.If(ywi == ywn - 1):
+                # next lane: output channel b+1, HW*T words on
+                m.d.sync += [ywi.eq(0), ywj.eq(ywj + 1), yw_row.eq(yw_row + f(isa.OP_SDHA, "hwt")),
+                             yw_addr.eq(yw_row + f(isa.OP_SDHA, "hwt"))]
+                with m.If(ywj == ywl - 1):
+                    m.d.sync += ywb.eq(0)
+            with m.Else():
+                m.d.sync += [ywi.eq(ywi + 1), yw_addr.eq(yw_addr + 1)]
 
         # ------------------------------------------------------------------ sequencer
         with m.FSM(name="seq"):
@@ -605,53 +681,70 @@ class Engine(wiring.Component):
                         m.d.sync += lbias.eq(r1.data.as_signed())
                     with m.Case(3):
                         m.d.sync += [lneg.eq(r1.data[31]), pi.eq(0), cnt.eq(0), cnt2.eq(0), p_vld.eq(0),
-                                     addr_c.eq(addr_c + 3)]
+                                     p_vld_d.eq(0), addr_c.eq(addr_c + 3)]
                         m.next = "L_RUN"
             with m.State("L_RUN"):
+                # two lanes: neurons 2j and 2j+1 of the channel, step t of both per cycle (two
+                # read ports); a pair takes max(T, 2) cycles so that the two bundle writes
+                # (one write port) never collide
                 T_ = f(isa.OP_LIF, "t")
-                n_el = Signal(32)
-                m.d.comb += n_el.eq(f(isa.OP_LIF, "hw"))
+                hw_ = f(isa.OP_LIF, "hw")
+                pairs = Signal(32)
+                last_slot = Signal(32)
+                m.d.comb += [pairs.eq((hw_ + 1) >> 1), last_slot.eq(Mux(T_ < 2, 1, T_ - 1))]
+                in_run = Signal()
                 issue = Signal()
-                m.d.comb += [issue.eq(cnt < n_el), r0.addr.eq(addr_a)]
-                m.d.sync += p_vld.eq(issue)
+                m.d.comb += [in_run.eq(cnt < pairs), issue.eq(in_run & (cnt2 < T_)),
+                             r0.addr.eq(addr_a + cnt2), r1.addr.eq(addr_a + T_ + cnt2)]
+                m.d.sync += [p_vld.eq(issue), p_vld_d.eq(p_vld)]
+                nxt1 = ((cnt << 1) + 1) < hw_
                 with m.If(issue):
-                    m.d.sync += [addr_a.eq(addr_a + 1), p_t.eq(cnt2), p_last.eq(cnt2 == T_ - 1)]
-                    with m.If(cnt2 == T_ - 1):
-                        m.d.sync += [cnt2.eq(0), cnt.eq(cnt + 1)]
+                    m.d.sync += [p_t.eq(cnt2), p_last.eq(cnt2 == T_ - 1), l1v.eq(nxt1)]
+                with m.If(in_run):
+                    with m.If(cnt2 == last_slot):
+                        m.d.sync += [cnt2.eq(0), cnt.eq(cnt + 1),
+                                     addr_a.eq(addr_a + Mux(nxt1, T_ << 1, T_))]
                     with m.Else():
                         m.d.sync += cnt2.eq(cnt2 + 1)
-                # stage B
-                x = r0.data.as_signed()
+                # stage B: X = pol*(x<<F) + b, leak, fire, reset; per lane
                 F_ = f(isa.OP_LIF, "frac")[:6]
                 k_ = f(isa.OP_LIF, "leak")[:6]
-                xs = Signal(signed(MB))
-                m.d.comb += xs.eq(x << F_)
-                X = Signal(signed(MB))
-                m.d.comb += X.eq(Mux(lneg, -xs, xs) + lbias)
-                V = Signal(signed(MB))
-                m.d.comb += V.eq(Mux(p_t == 0, 0, vmem))
-                H = Signal(signed(MB))
-                d = Signal(signed(MB))
-                m.d.comb += d.eq(X - V)
-                with m.If(f(isa.OP_LIF, "flags")[0]):
-                    m.d.comb += H.eq(V + (d >> k_))
-                with m.Else():
-                    m.d.comb += H.eq(V - (V >> k_) + X)
-                S = Signal()
-                m.d.comb += S.eq(H >= theta)
-                Vn = Signal(signed(MB))
-                with m.If(f(isa.OP_LIF, "flags")[1]):
-                    m.d.comb += Vn.eq(Mux(S, H - theta, H))
-                with m.Else():
-                    m.d.comb += Vn.eq(Mux(S, 0, H))
-                nb = Signal(32)
-                m.d.comb += nb.eq(Mux(p_t == 0, 0, bund) | (S.as_unsigned() << p_t[:5]))
-                with m.If(p_vld):
-                    m.d.sync += [vmem.eq(Vn), bund.eq(nb)]
-                    with m.If(p_last):
-                        m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nb), wp.en.eq(1)]
-                        m.d.sync += addr_o.eq(addr_o + 1)
-                with m.If(~issue & ~p_vld):
+                nbs = []
+                for i, rp in enumerate((r0, r1)):
+                    x = rp.data.as_signed()
+                    xs = Signal(signed(MB), name=f"l{i}_xs")
+                    m.d.comb += xs.eq(x << F_)
+                    X = Signal(signed(MB), name=f"l{i}_X")
+                    m.d.comb += X.eq(Mux(lneg, -xs, xs) + lbias)
+                    V = Signal(signed(MB), name=f"l{i}_V")
+                    m.d.comb += V.eq(Mux(p_t == 0, 0, vmem[i]))
+                    H = Signal(signed(MB), name=f"l{i}_H")
+                    d = Signal(signed(MB), name=f"l{i}_d")
+                    m.d.comb += d.eq(X - V)
+                    with m.If(f(isa.OP_LIF, "flags")[0]):
+                        m.d.comb += H.eq(V + (d >> k_))
+                    with m.Else():
+                        m.d.comb += H.eq(V - (V >> k_) + X)
+                    S = Signal(name=f"l{i}_S")
+                    m.d.comb += S.eq(H >= theta)
+                    Vn = Signal(signed(MB), name=f"l{i}_Vn")
+                    with m.If(f(isa.OP_LIF, "flags")[1]):
+                        m.d.comb += Vn.eq(Mux(S, H - theta, H))
+                    with m.Else():
+                        m.d.comb += Vn.eq(Mux(S, 0, H))
+                    nb = Signal(32, name=f"l{i}_nb")
+                    m.d.comb += nb.eq(Mux(p_t == 0, 0, bund[i]) | (S.as_unsigned() << p_t[:5]))
+                    with m.If(p_vld):
+                        m.d.sync += [vmem[i].eq(Vn), bund[i].eq(nb)]
+                    nbs.append(nb)
+                with m.If(lh_vld):
+                    m.d.comb += [wp.addr.eq(lh_addr), wp.data.eq(lh), wp.en.eq(1)]
+                    m.d.sync += lh_vld.eq(0)
+                with m.If(p_vld & p_last):
+                    m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nbs[0]), wp.en.eq(1)]
+                    m.d.sync += [lh.eq(nbs[1]), lh_vld.eq(l1v), lh_addr.eq(addr_o + 1),
+                                 addr_o.eq(addr_o + Mux(l1v, 2, 1))]
+                with m.If(~in_run & ~p_vld & ~p_vld_d):
                     with m.If(ch == f(isa.OP_LIF, "c") - 1):
                         m.next = "NEXT"
                     with m.Else():
@@ -718,67 +811,127 @@ class Engine(wiring.Component):
                 with m.If(ch == f(isa.OP_SDHA, "heads")):
                     m.next = "NEXT"
                 with m.Else():
-                    # phase 1 counters: ai (K channel), bj (V channel), pp (pixel)
-                    m.d.sync += [ai.eq(0), bj.eq(0), pp.eq(0), p_vld.eq(0),
-                                 addr_a.eq(f(isa.OP_SDHA, "k") + hb),   # K row of channel hb+a
-                                 addr_b.eq(f(isa.OP_SDHA, "v") + hb),   # V row of channel hb+b
-                                 addr_o.eq(f(isa.OP_SDHA, "kvb"))]
+                    # phase 0 counters: b0 (group's first V channel), pp (pixel), ai (lane)
+                    m.d.sync += [ai.eq(0), b0.eq(0), pp.eq(0), p_vld.eq(0), wq.eq(0),
+                                 rowg.eq(f(isa.OP_SDHA, "v") + hb), rowl.eq(f(isa.OP_SDHA, "v") + hb)]
+                    m.next = "S_VT"
+            with m.State("S_VT"):
+                # phase 0: weight-buffer word g*HW + n, lane l = V bundle of channel g*NW + l at
+                # token n (zero past d); one lane per cycle
+                issue = Signal()
+                m.d.comb += [issue.eq(b0 < dd), r0.addr.eq(rowl + pp)]
+                m.d.sync += [p_vld.eq(issue), p_last.eq(ai == NW - 1), lane_ok.eq(b0 + ai < dd)]
+                with m.If(issue):
+                    with m.If(ai != NW - 1):
+                        m.d.sync += [ai.eq(ai + 1), rowl.eq(rowl + HWs)]
+                    with m.Else():
+                        m.d.sync += ai.eq(0)
+                        with m.If(pp != HWs - 1):
+                            m.d.sync += [pp.eq(pp + 1), rowl.eq(rowg)]
+                        with m.Else():
+                            m.d.sync += [pp.eq(0), b0.eq(b0 + NW), rowg.eq(rowl + HWs), rowl.eq(rowl + HWs)]
+                lane = Mux(lane_ok, r0.data, 0)
+                nvw = Cat(vsh[32:], lane) if NW > 1 else lane
+                with m.If(p_vld):
+                    m.d.sync += vsh.eq(nvw)
+                    with m.If(p_last):
+                        m.d.comb += [ww.addr.eq(wq), ww.data.eq(nvw), ww.en.eq(1)]
+                        m.d.sync += wq.eq(wq + 1)
+                with m.If(~issue & ~p_vld):
+                    # phase 1 counters: ai (K channel a), gi (V group), pp (token)
+                    m.d.sync += [ai.eq(0), gi.eq(0), pp.eq(0), wq.eq(0), kw.eq(f(isa.OP_SDHA, "kvw")),
+                                 addr_a.eq(f(isa.OP_SDHA, "k") + hb)]
                     m.next = "S_KV"
             with m.State("S_KV"):
+                # phase 1: kv[a, g*NW + l] for the NW lanes of a weight-buffer word at once
                 issue = Signal()
-                m.d.comb += [issue.eq(ai < dd), r0.addr.eq(addr_a + pp), r1.addr.eq(addr_b + pp)]
+                m.d.comb += [issue.eq(ai < dd), r0.addr.eq(addr_a + pp), wr.addr.eq(wq)]
                 m.d.sync += [p_vld.eq(issue), p_first.eq(pp == 0), p_last.eq(pp == HWs - 1)]
                 with m.If(issue):
+                    m.d.sync += wq.eq(wq + 1)
                     with m.If(pp != HWs - 1):
                         m.d.sync += pp.eq(pp + 1)
-                    with m.Elif(bj != dd - 1):
-                        m.d.sync += [pp.eq(0), bj.eq(bj + 1), addr_b.eq(addr_b + HWs)]
+                    with m.Elif(gi != f(isa.OP_SDHA, "g") - 1):
+                        m.d.sync += [pp.eq(0), gi.eq(gi + 1)]
                     with m.Else():
-                        m.d.sync += [pp.eq(0), bj.eq(0), ai.eq(ai + 1), addr_a.eq(addr_a + HWs),
-                                     addr_b.eq(f(isa.OP_SDHA, "v") + hb)]
+                        m.d.sync += [pp.eq(0), gi.eq(0), ai.eq(ai + 1), addr_a.eq(addr_a + HWs), wq.eq(0)]
                 kk_ = r0.data
-                vv_ = r1.data
-                pc_kv = sum((kk_[i] & vv_[i]).as_unsigned() for i in range(32))
-                pc_v = sum(vv_[i].as_unsigned() for i in range(32))
-                nacc = Signal(signed(32))
-                m.d.comb += nacc.eq(Mux(p_first, 0, sacc) + (pc_kv << 1) - pc_v)
+                knext = []
+                for l in range(NW):
+                    vv_ = wr.data[32 * l: 32 * l + 32]
+                    pc_kv = _popcount(kk_ & vv_)
+                    pc_v = _popcount(vv_)
+                    nacc = Signal(signed(32), name=f"kvn{l}")
+                    m.d.comb += nacc.eq(Mux(p_first, 0, kacc[l]) + (pc_kv << 1) - pc_v)
+                    knext.append(nacc)
                 with m.If(p_vld):
-                    m.d.sync += sacc.eq(nacc)
+                    m.d.sync += [kacc[l].eq(knext[l]) for l in range(NW)]
                     with m.If(p_last):
-                        m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nacc), wp.en.eq(1)]
-                        m.d.sync += addr_o.eq(addr_o + 1)
+                        m.d.comb += [ww.addr.eq(kw), ww.data.eq(Cat(*knext)), ww.en.eq(1)]
+                        m.d.sync += kw.eq(kw + 1)
                 with m.If(~issue & ~p_vld):
-                    # phase 2: for b, p, t: y = sum_a (Q bit t ? kv[a,b] : -kv[a,b])
-                    m.d.sync += [bj.eq(0), pp.eq(0), ti.eq(0), ai.eq(0),
-                                 addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(f(isa.OP_SDHA, "kvb")),
-                                 addr_o.eq(f(isa.OP_SDHA, "outb") + cnt3)]
+                    # phase 2: for b, n: y[t] = sum_a (Q bit t ? kv[a,b] : -kv[a,b]), all t at once
+                    m.d.sync += [bj.eq(0), pp.eq(0), ai.eq(0), ycool.eq(0), sb.eq(0),
+                                 addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(f(isa.OP_SDHA, "kvw")),
+                                 kvrow.eq(f(isa.OP_SDHA, "kvw")), yaddr.eq(f(isa.OP_SDHA, "outb") + cnt3),
+                                 ygrp.eq(f(isa.OP_SDHA, "outb") + cnt3)]
                     m.next = "S_Y"
             with m.State("S_Y"):
+                # stage A: one term a per cycle (Q[n, a] bundle, kv word [a, b group]) for the
+                # NB outputs (n, b..b+NB-1); the next group of outputs starts only when the
+                # write-back of this one ends by its hand-off: max(d, lanes*T) cycles apart
+                Ts = f(isa.OP_SDHA, "t")
+                left = Signal(16)
+                wn = Signal(range(NB + 1))
+                m.d.comb += [left.eq(dd - bj), wn.eq(Mux(left >= NB, NB, left))]
+                wnT = Signal(16)
+                m.d.comb += wnT.eq(sum(Mux(wn[i], Ts[:8] << i, 0) for i in range(len(wn))))
                 issue = Signal()
-                m.d.comb += [issue.eq(bj < dd), r0.addr.eq(addr_a + pp), r1.addr.eq(addr_b + bj)]
-                m.d.sync += [p_vld.eq(issue), p_first.eq(ai == 0), p_last.eq(ai == dd - 1), p_t.eq(ti)]
+                m.d.comb += [issue.eq((bj < dd) & ((ai != 0) | (ycool <= 1))),
+                             r0.addr.eq(addr_a + pp), wr.addr.eq(addr_b)]
+                m.d.sync += [p_vld.eq(issue), p_first.eq(ai == 0), p_last.eq(ai == dd - 1)]
+                with m.If(issue & (ai == 0)):
+                    m.d.sync += ycool.eq(wnT)
+                with m.Elif(ycool != 0):
+                    m.d.sync += ycool.eq(ycool - 1)
                 with m.If(issue):
+                    m.d.sync += [p_sb.eq(sb), p_wn.eq(wn), p_eg.eq(pp == HWs - 1)]
                     with m.If(ai != dd - 1):
-                        m.d.sync += [ai.eq(ai + 1), addr_a.eq(addr_a + HWs), addr_b.eq(addr_b + dd)]
+                        m.d.sync += [ai.eq(ai + 1), addr_a.eq(addr_a + HWs),
+                                     addr_b.eq(addr_b + f(isa.OP_SDHA, "g"))]
                     with m.Else():
-                        m.d.sync += [ai.eq(0), addr_a.eq(f(isa.OP_SDHA, "q") + hb),
-                                     addr_b.eq(f(isa.OP_SDHA, "kvb"))]
-                        with m.If(ti != f(isa.OP_SDHA, "t") - 1):
-                            m.d.sync += ti.eq(ti + 1)
-                        with m.Elif(pp != HWs - 1):
-                            m.d.sync += [ti.eq(0), pp.eq(pp + 1)]
+                        m.d.sync += [ai.eq(0), addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(kvrow)]
+                        with m.If(pp != HWs - 1):
+                            m.d.sync += pp.eq(pp + 1)
                         with m.Else():
-                            m.d.sync += [ti.eq(0), pp.eq(0), bj.eq(bj + 1)]
-                qbit = (r0.data >> p_t[:5])[0]
-                kv = r1.data.as_signed()
-                nacc = Signal(signed(32))
-                m.d.comb += nacc.eq(Mux(p_first, 0, sacc) + Mux(qbit, kv, -kv))
+                            m.d.sync += [pp.eq(0), bj.eq(bj + NB)]
+                            with m.If(sb == SB - 1):
+                                m.d.sync += [sb.eq(0), kvrow.eq(kvrow + 1), addr_b.eq(kvrow + 1)]
+                            with m.Else():
+                                m.d.sync += sb.eq(sb + 1)
+                # stage B: acc[j][t] +/- kv[a, b+j] by bundle bit t (selection and addition only)
+                qb = r0.data
+                blk = Array(wr.data[32 * NB * i: 32 * NB * (i + 1)] for i in range(SB))[p_sb]
+                ynacc = [[Signal(signed(32), name=f"ynacc{j}_{t}") for t in range(ST)] for j in range(NB)]
+                for j in range(NB):
+                    kv = blk[32 * j: 32 * j + 32].as_signed()
+                    nkv = Signal(signed(32), name=f"nkv{j}")
+                    m.d.comb += nkv.eq(-kv)
+                    for t in range(ST):
+                        m.d.comb += ynacc[j][t].eq(Mux(p_first, 0, yacc[j][t]) + Mux(qb[t], kv, nkv))
                 with m.If(p_vld):
-                    m.d.sync += sacc.eq(nacc)
+                    m.d.sync += [yacc[j][t].eq(ynacc[j][t]) for j in range(NB) for t in range(ST)]
                     with m.If(p_last):
-                        m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nacc), wp.en.eq(1)]
-                        m.d.sync += addr_o.eq(addr_o + 1)
-                with m.If(~issue & ~p_vld):
+                        # hand the lanes x T sums to the write-back (free by now, see ycool)
+                        m.d.sync += [yshd[j][t].eq(ynacc[j][t]) for j in range(NB) for t in range(ST)]
+                        m.d.sync += [ywb.eq(1), ywi.eq(0), ywj.eq(0), ywn.eq(Ts[:6]), ywl.eq(p_wn),
+                                     yw_addr.eq(yaddr), yw_row.eq(yaddr)]
+                        with m.If(p_eg):
+                            nxt = ygrp + (f(isa.OP_SDHA, "hwt") << LNB)
+                            m.d.sync += [ygrp.eq(nxt), yaddr.eq(nxt)]
+                        with m.Else():
+                            m.d.sync += yaddr.eq(yaddr + Ts)
+                with m.If(~issue & ~p_vld & ~ywb & (bj >= dd)):
                     m.next = "S_NEXTH"
             with m.State("S_NEXTH"):
                 # next head: channel base += d (K/V/Q rows += d*HW), output base += d*HW*T

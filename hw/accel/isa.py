@@ -25,12 +25,17 @@ rows ``y0..y0+hb-1`` sits at ``outb + c*hb*Wout*T`` and is stored channel by cha
   the 8-bit codes, so the first convolution is ``sum_j 2**j * conv(plane_j)``.
 * weight buffer word (``P_o`` lanes x 8 bits): lane ``o`` of word
   ``w_base + tile*cin*K*K + i*K*K + ky*K + kx`` is ``W[tile*P_o + o, i, ky, kx]``.
+* SDHA scratch (version 2): an ``SDHA`` reuses the weight buffer as ``P_o/4`` 32-bit lanes
+  per word, ``g = ceil(d / (P_o/4))``: per head, word ``j*hw + n`` lane ``l`` holds the V
+  bundle of channel ``j*P_o/4 + l`` at token ``n`` (zero past ``d``), word
+  ``kvw + a*g + j`` lane ``l`` holds ``kv[a, j*P_o/4 + l]``. It overwrites the weights:
+  every ``CONV`` must be preceded by its ``LOADW``.
 """
 
 from __future__ import annotations
 
 MAGIC = 0x41465653  # "SVFA" little-endian
-VERSION = 2  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan)
+VERSION = 3  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan); 3: SDHA scratch in the weight buffer
 DESC_WORDS = 32
 DESC_BYTES = DESC_WORDS * 4
 
@@ -61,8 +66,9 @@ FIELDS: dict[int, tuple[str, ...]] = {
     OP_EW: ("a", "b", "outb", "n", "mode", "per"),
     # REDUCE: out[i0*n1 + i1] = sum_i2 in[i0*s0 + i1*s1 + i2*s2]
     OP_REDUCE: ("inb", "outb", "n0", "s0", "n1", "s1", "n2", "s2"),
-    # SDHA (joint tokens): kv scratch of d*d words
-    OP_SDHA: ("q", "k", "v", "outb", "kvb", "heads", "d", "hw", "t", "hwd", "hwdt"),
+    # SDHA (joint tokens): scratch in the weight buffer, g = ceil(d / (P_o/4)) words per
+    # token (V transposed, words 0 .. g*hw-1) and per kv row (words kvw .. kvw + d*g - 1)
+    OP_SDHA: ("q", "k", "v", "outb", "kvw", "heads", "d", "hw", "t", "hwd", "hwdt", "g", "hwt"),
 }
 
 

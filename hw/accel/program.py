@@ -224,6 +224,15 @@ def _reject(n: ir.Node, why: str, fix: str) -> HardwareError:
     return HardwareError(f"{n.op} {n.name!r}: {why}; {fix}")
 
 
+def sdha_scratch_words(cfg: AccelConfig, shape, heads: int) -> int:
+    """Weight-buffer words an SDHA of output ``(C, H, W)`` uses per head: V transposed,
+    ``g*H*W``, and kv, ``d*g``, with ``d = C/heads`` and ``g = ceil(d / (P_o/4))``."""
+    c, h, w = shape
+    d = c // heads
+    g = -(-d // (cfg.p_o // 4))
+    return g * h * w + d * g
+
+
 def check_supported(graph: ir.Graph, cfg: AccelConfig, T: int) -> dict[str, int]:
     """Raise :class:`HardwareError` for the first node the engine cannot run exactly;
     returns the proved bounds."""
@@ -552,10 +561,15 @@ def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> P
         elif isinstance(n, ir.Attention):
             c, h, w = t.shape
             d = c // n.heads
-            kv = arena.alloc(d * d, f"Attention {n.name!r} kv scratch")
-            add(isa.OP_SDHA, n.name, q=ins[0], k=ins[1], v=ins[2], outb=out, kvb=kv, heads=n.heads,
-                d=d, hw=h * w, t=T, hwd=d * h * w, hwdt=d * h * w * T)
-            arena.release(kv, d * d)
+            g = -(-d // (P // 4))
+            words = sdha_scratch_words(cfg, t.shape, n.heads)
+            if words > cfg.wbuf_depth:
+                raise _reject(n, f"its weight-buffer scratch needs {words} words",
+                              f"the weight buffer holds {cfg.wbuf_depth}: use a larger wbuf_depth or more heads")
+            # weight-buffer scratch: V transposed (g*h*w words), then kv (d*g words); every
+            # CONV loads its weights after, so nothing live is overwritten
+            add(isa.OP_SDHA, n.name, q=ins[0], k=ins[1], v=ins[2], outb=out, kvw=g * h * w, heads=n.heads,
+                d=d, hw=h * w, t=T, hwd=d * h * w, hwdt=d * h * w * T, g=g, hwt=h * w * T)
             dense = 2 * n.heads * d * d * h * w * T
             unit = "SDHA"
         if n.name in out_off:

@@ -45,7 +45,7 @@ from ...models.errors import HardwareError
 from . import isa
 from .config import AccelConfig
 from .program import (PLANES, LayerStats, Program, TensorPlacement, _align, _reject,
-                      _weight_words)
+                      _weight_words, sdha_scratch_words)
 
 __all__ = ["emit_ddr", "bands", "band_rows"]
 
@@ -534,10 +534,16 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             c, h, w = t.shape
             d = c // n.heads
             hw = h * w
+            g = -(-d // (cfg.p_o // 4))
+            scratch = sdha_scratch_words(cfg, t.shape, n.heads)
+            if scratch > WB:
+                raise _reject(n, f"one attention head's weight-buffer scratch (V transposed + kv) needs "
+                              f"{scratch} words", f"the weight buffer holds {WB}: use a larger wbuf_depth")
+            # per head: q, k, v bundles and the T-step output; kv lives in the weight buffer
             head = 3 * (d * hw + S) + d * hw * T
-            nh = (D - S - d * d) // head
+            nh = (D - S) // head
             if nh < 1:
-                raise nofit(n, S + d * d + head, "the q/k/v/output of one attention head")
+                raise nofit(n, S + head, "the q/k/v/output of one attention head")
             nh = min(nh, n.heads)
             for h0 in range(0, n.heads, nh):
                 h1 = min(n.heads, h0 + nh)
@@ -546,13 +552,12 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 Ak = Aq + words + S
                 Av = Ak + words + S
                 O = Av + words
-                KV = O + words * T
                 for a, s_ in zip((Aq, Ak, Av), n.inputs):
                     load(n.name, loc[s_], h0 * d * hw, a, words)
-                add(isa.OP_SDHA, n.name, q=Aq, k=Ak, v=Av, outb=O, kvb=KV, heads=h1 - h0, d=d, hw=hw, t=T,
-                    hwd=d * hw, hwdt=d * hw * T)
+                add(isa.OP_SDHA, n.name, q=Aq, k=Ak, v=Av, outb=O, kvw=g * hw, heads=h1 - h0, d=d, hw=hw, t=T,
+                    hwd=d * hw, hwdt=d * hw * T, g=g, hwt=hw * T)
                 store(n, dst, h0 * d * hw * T, O, words * T)
-                used = max(used, KV + d * d)
+                used = max(used, O + words * T)
             dense = 2 * n.heads * d * d * hw * T
             unit = "SDHA"
         if used > D:

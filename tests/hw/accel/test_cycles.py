@@ -89,3 +89,23 @@ def test_conv_busy_of_a_tile_equals_the_whole_frame_rows(stride):
         ft = f | {"h": h, "w": w, "pad": pad_x, "pad_y": pad_y, "hout": y1 - y0, "wout": x1 - x0}
         tile = conv_busy(words[:, lo:lo + h, clo:clo + w].ravel(), c, ft).reshape(y1 - y0, x1 - x0, -1)
         assert np.array_equal(tile, whole[y0:y1, x0:x1])
+
+
+def test_lif_and_sdha_formulas():
+    from svf_deploy.hw.accel.cycles import lif_cycles, sdha_cycles
+
+    # two lanes: 5 neurons -> 3 pairs of max(T, 2) cycles, 4 parameter reads, 3 to drain
+    assert lif_cycles(1, 5, 4) == 4 + 3 * 4 + 3
+    assert lif_cycles(2, 4, 1) == 2 * (4 + 2 * 2 + 2)       # T = 1: a pair still takes 2
+    assert lif_cycles(64, 16, 8) < 64 * (16 * 8 + 6) / 1.8  # about half the one-lane cost
+    # P_o = 16: 4 lanes per weight-buffer word, 4 outputs at once; d = 8: g = 2 words per
+    # token / kv row, 2 groups of 4 outputs
+    c = AccelConfig(name="c", p_o=16, p_t=4)
+    d, hw, T = 8, 4, 4
+    phase0, phase1 = 2 * hw * 4 + 2, d * 2 * hw + 2
+    phase2 = (2 * hw - 1) * max(d, 4 * T) + d + 4 * T + 2      # write-bound: 4*T > d
+    assert sdha_cycles(1, d, hw, T, c) == phase0 + phase1 + phase2 + 2 + 1
+    # d = 6: groups of 4 and 2 outputs; T = 1: compute-bound, outputs d apart
+    assert sdha_cycles(1, 6, 3, 1, c) == (2 * 3 * 4 + 2) + (6 * 2 * 3 + 2) + (2 * 3 - 1) * 6 + 6 + 2 * 1 + 2 + 2 + 1
+    old = 2 * (d * d * hw * (T + 1) + 6) + 1                 # one (a, b, n) / one time step per cycle
+    assert sdha_cycles(2, d, hw, T, c) < 0.4 * old

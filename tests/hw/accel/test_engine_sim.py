@@ -97,3 +97,62 @@ def test_production_configuration_bit_exact(bundled):
     graph, golden, frames = bundled
     r = verify_rtl(graph, frames, PRODUCTION)
     assert r["mismatches"] == 0 and r["cycles"] == r["predicted_cycles"]
+
+
+def _with_word_loaded_before(prog, index, act_addr, word):
+    """``prog`` with a 1-word ``LOAD`` (DDR: the program region's slack) inserted before
+    descriptor ``index``: it overwrites activation word ``act_addr`` with ``word``."""
+    import dataclasses
+
+    descs = [(op, dict(f), node) for op, f, node in prog.descriptors]
+    slack = (len(descs) + 1) * isa.DESC_BYTES          # first byte after the new program
+    assert slack + 4 <= prog.regions[next(r for r in prog.regions if r != "program")][0]
+    descs.insert(index, (isa.OP_LOAD, {"ddr": slack, "addr": act_addr, "count": 1}, "mutation"))
+    descs[0][1]["n_desc"] = len(descs)
+    relocs = [(i + (i >= index), j) for i, j in prog.relocs] + [(index, isa.field_index(isa.OP_LOAD, "ddr"))]
+    new = dataclasses.replace(prog, descriptors=descs, relocs=relocs)
+    return new, slack
+
+
+def test_one_flipped_q_spike_bit_at_the_sdha_is_caught(bundled):
+    """One T-bundle word of the SDHA's Q input is overwritten just before the SDHA
+    descriptor: with its own value every tensor matches; with one spike bit flipped the
+    SDHA output (stored with ``store_ints``) must differ, while the Q spike map itself,
+    stored before, still matches."""
+    from svf_deploy.sim import accel as simaccel
+
+    graph, golden, frames = bundled
+    prog = emit(graph, CI, store_ints=True)
+    index, f, node = next((i, f, nd) for i, (op, f, nd) in enumerate(prog.descriptors) if op == isa.OP_SDHA)
+    att = graph.node(node)
+    q, k, v = (golden.values[s].numpy()[:, 0] != 0 for s in att.inputs[:3])   # [T, C, H, W]
+    T, d = q.shape[0], f["d"]
+    # head 0, token n = 0, step t = 0, channel a: a row of kv = sum (2K-1) V that is
+    # non-zero, so that the flip must change y[0, b, 0] = sum_a (2Q-1) kv[a, b]
+    ks = 2 * k[:, :d].reshape(T, d, -1).astype(np.int64) - 1
+    kv = np.einsum("tan,tbn->ab", ks, v[:, :d].reshape(T, d, -1).astype(np.int64))
+    a = int(np.flatnonzero(np.abs(kv).sum(1))[0])
+    word = int(sum(int(q[t, a].ravel()[0]) << t for t in range(T)))
+    sb = simaccel.build(CI)
+    codes = golden.values[graph.input.name].numpy()[:, 0]
+    for flip in (0, 1):
+        mprog, at = _with_word_loaded_before(prog, index, f["q"] + a * f["hw"], word ^ flip)
+        image = mprog.ddr_image(codes)
+        image[at: at + 4] = np.frombuffer(np.uint32(word ^ flip).tobytes(), np.uint8)
+        run = simaccel.run(mprog, codes, sb, image=image)
+        cmp = simaccel.compare(mprog, run.tensors, {n: golden.values[n].numpy() for n in mprog.stored})
+        if not flip:
+            assert cmp.mismatches == 0, cmp.first
+        else:
+            assert cmp.mismatches >= 1 and cmp.first.startswith(f"({node}, "), cmp.first
+            assert np.array_equal(run.tensors[att.inputs[0]], golden.values[att.inputs[0]].numpy()[:, 0])
+
+
+def test_sdha_with_a_partial_output_group_is_exact(bundled):
+    """32 heads of d = 2 channels: fewer than the CI engine's 4 output lanes, and T = 4 > d
+    (phase 2 bound by its write-back): still bit-exact and cycle-exact."""
+    graph, golden, frames = bundled
+    att = next(n for n in graph.nodes if isinstance(n, ir.Attention))
+    g2 = graph.replace(nodes=[n.replace(heads=32) if n.name == att.name else n for n in graph.nodes])
+    r = verify_rtl(g2, frames, CI)
+    assert r["mismatches"] == 0 and r["cycles"] == r["predicted_cycles"]

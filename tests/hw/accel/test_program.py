@@ -98,3 +98,17 @@ def test_refuses_what_it_cannot_run_exactly(bundled):
         emit(graph, AccelConfig(name="tiny", act_depth=1024))
     with pytest.raises(HardwareError, match="p_o must be a multiple of 4"):
         AccelConfig(name="bad", p_o=6)
+
+
+def test_sdha_scratch_fits_the_weight_buffer(bundled):
+    from svf_deploy.hw.accel.program import sdha_scratch_words
+
+    graph, _, _ = bundled
+    att = next(n for n in graph.nodes if isinstance(n, ir.Attention))
+    c, h, w = graph.types[att.name].shape
+    d = c // att.heads
+    g = -(-d // (CI.p_o // 4))                       # 4 lanes per CI weight word
+    assert sdha_scratch_words(CI, (c, h, w), att.heads) == g * h * w + d * g
+    f = next(f for op, f, nd in emit(graph, CI).descriptors if nd == att.name and "kvw" in f)
+    assert (f["g"], f["kvw"]) == (g, g * h * w)      # kv rows follow the transposed V
+    assert sdha_scratch_words(PRODUCTION, (640, 16, 16), 8) == 3 * 256 + 80 * 3   # svf-large block 4
