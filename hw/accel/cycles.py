@@ -21,7 +21,8 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
   at ``T = 1``); EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
   SDHA (:func:`sdha_cycles`, ``w = P_o/4`` lanes, ``g = ceil(d/w)``, ``m = gcd(w, 8)``
   outputs at once): per head ``g*HW*w + d*g*HW + (d*HW/m - 1)*max(d, m*T) + d + m*T + 8``
-  when ``m`` divides ``d``, then ``+1``.
+  when ``m`` divides ``d``, then ``+1``; a token range runs phase 2 over its ``ntok``
+  tokens only, ``mode`` skipping phases 0/1 (kv kept from before) or phase 2.
 
 :func:`program_cycles` holds for both memory plans of :mod:`.program` (a DDR-resident
 program is just more ``LOAD``/``STORE`` descriptors and CONV descriptors on row bands, whose
@@ -108,7 +109,8 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
     if op == isa.OP_REDUCE:
         return fetch + f["n0"] * f["n1"] * f["n2"] + 2
     if op == isa.OP_SDHA:
-        return fetch + sdha_cycles(f["heads"], f["d"], f["hw"], f["t"], cfg)
+        return fetch + sdha_cycles(f["heads"], f["d"], f["hw"], f["t"], cfg, ntok=f.get("ntok"),
+                                   mode=int(f.get("mode", 0)))
     raise ValueError(f"unknown opcode {op}")
 
 
@@ -121,9 +123,12 @@ def lif_cycles(c: int, hw: int, T: int) -> int:
     return c * (4 + -(-hw // 2) * max(T, 2) + (3 if T >= 2 else 2))
 
 
-def sdha_cycles(heads: int, d: int, hw: int, T: int, cfg: AccelConfig) -> int:
+def sdha_cycles(heads: int, d: int, hw: int, T: int, cfg: AccelConfig, *, ntok: int | None = None,
+                mode: int = 0) -> int:
     """Cycles of the SDHA unit (no fetch), ``w = P_o/4`` 32-bit lanes per weight-buffer
-    word, ``g = ceil(d/w)`` words per token, ``m = gcd(w, 8)`` output lanes. Per head:
+    word, ``g = ceil(d/w)`` words per token, ``m = gcd(w, 8)`` output lanes; phases 0/1
+    over the head's ``hw`` tokens, phase 2 over the ``ntok`` tokens of the range (default
+    ``hw``); ``mode`` bit 0 skips phases 0/1, bit 1 skips phase 2 (:mod:`.isa`). Per head:
 
     * phase 0 copies V transposed into the weight buffer, one bundle per cycle,
       ``g*hw*w + 2``;
@@ -135,14 +140,17 @@ def sdha_cycles(heads: int, d: int, hw: int, T: int, cfg: AccelConfig) -> int:
       accumulates); the last group's ``d`` terms, ``l*T`` writes and 2 to drain;
     * 2 cycles of head control.
 
-    Then 1. With ``m*T >= d`` phase 2 is bound by its ``d*hw*T`` output writes."""
+    Then 1. With ``m*T >= d`` phase 2 is bound by its ``d*ntok*T`` output writes. A head
+    split into token ranges costs ``2 + 1`` more per extra descriptor (plus its fetch)."""
     w = cfg.p_o // 4
     g = -(-d // w)
     m = math.gcd(w, 8)
+    nt = hw if ntok is None else int(ntok)
     lanes = [min(m, d - b) for b in range(0, d, m)]
-    phase2 = hw * sum(max(d, n * T) for n in lanes) - max(d, lanes[-1] * T) + d + lanes[-1] * T + 2
-    per_head = (g * hw * w + 2) + (d * g * hw + 2) + phase2 + 2
-    return heads * per_head + 1
+    phase01 = 0 if mode & 1 else (g * hw * w + 2) + (d * g * hw + 2)
+    phase2 = (0 if mode & 2 else
+              nt * sum(max(d, n * T) for n in lanes) - max(d, lanes[-1] * T) + d + lanes[-1] * T + 2)
+    return heads * (phase01 + phase2 + 2) + 1
 
 
 def conv_cycles(cfg: AccelConfig, *, terms: int, hw: int, T: int, cout: int, oc_start: int = 0,

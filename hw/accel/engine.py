@@ -34,6 +34,10 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   multiplier), so ``y[n,b+j,t] = sum_a (2Q[n,a,t]-1) kv[a,b+j]``. The ``m x T`` sums go
   to shadow registers and are written one per cycle while the next outputs accumulate;
   groups start ``max(d, m*T)`` cycles apart (``m*T >= d``: bound by the output writes).
+  Phase 2 runs over the ``ntok`` tokens of a range (Q channels ``qs`` apart, output
+  channels ``hwt`` apart); descriptor ``mode`` skips phases 0/1 (kv kept in the weight
+  buffer from an earlier SDHA of the head) or phase 2, so a head too big for the
+  activation buffer runs as one kv build and several token ranges (:mod:`.isa`).
 
 Every unit is a 1-result-per-cycle pipeline over synchronous 1-cycle-latency memory
 ports: stage A issues addresses, stage B consumes the data. The cycle counts are exact
@@ -807,9 +811,24 @@ class Engine(wiring.Component):
             # ---------------------------------------------------------- SDHA
             HWs = f(isa.OP_SDHA, "hw")
             dd = f(isa.OP_SDHA, "d")
+            smode = f(isa.OP_SDHA, "mode")
+            NT = f(isa.OP_SDHA, "ntok")
+            QS = f(isa.OP_SDHA, "qs")
+
+            def y_init():
+                # phase 2: for b, n: y[t] = sum_a (Q bit t ? kv[a,b] : -kv[a,b]), all t at once
+                return [bj.eq(0), pp.eq(0), ai.eq(0), ycool.eq(0), sb.eq(0), p_vld.eq(0),
+                        addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(f(isa.OP_SDHA, "kvw")),
+                        kvrow.eq(f(isa.OP_SDHA, "kvw")), yaddr.eq(f(isa.OP_SDHA, "outb") + cnt3),
+                        ygrp.eq(f(isa.OP_SDHA, "outb") + cnt3)]
+
             with m.State("S_HEAD"):
                 with m.If(ch == f(isa.OP_SDHA, "heads")):
                     m.next = "NEXT"
+                with m.Elif(smode[0]):
+                    # kv of this head already in the weight buffer: phase 2 only
+                    m.d.sync += y_init()
+                    m.next = "S_Y"
                 with m.Else():
                     # phase 0 counters: b0 (group's first V channel), pp (pixel), ai (lane)
                     m.d.sync += [ai.eq(0), b0.eq(0), pp.eq(0), p_vld.eq(0), wq.eq(0),
@@ -870,15 +889,14 @@ class Engine(wiring.Component):
                         m.d.comb += [ww.addr.eq(kw), ww.data.eq(Cat(*knext)), ww.en.eq(1)]
                         m.d.sync += kw.eq(kw + 1)
                 with m.If(~issue & ~p_vld):
-                    # phase 2: for b, n: y[t] = sum_a (Q bit t ? kv[a,b] : -kv[a,b]), all t at once
-                    m.d.sync += [bj.eq(0), pp.eq(0), ai.eq(0), ycool.eq(0), sb.eq(0),
-                                 addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(f(isa.OP_SDHA, "kvw")),
-                                 kvrow.eq(f(isa.OP_SDHA, "kvw")), yaddr.eq(f(isa.OP_SDHA, "outb") + cnt3),
-                                 ygrp.eq(f(isa.OP_SDHA, "outb") + cnt3)]
-                    m.next = "S_Y"
+                    with m.If(smode[1]):
+                        m.next = "S_NEXTH"       # phases 0/1 only: kv stays for later ranges
+                    with m.Else():
+                        m.d.sync += y_init()
+                        m.next = "S_Y"
             with m.State("S_Y"):
                 # stage A: one term a per cycle (Q[n, a] bundle, kv word [a, b group]) for the
-                # NB outputs (n, b..b+NB-1); the next group of outputs starts only when the
+                # NB outputs (n, b..b+NB-1), tokens n of the range (NT of them, Q channels QS apart); the next group of outputs starts only when the
                 # write-back of this one ends by its hand-off: max(d, lanes*T) cycles apart
                 Ts = f(isa.OP_SDHA, "t")
                 left = Signal(16)
@@ -895,13 +913,13 @@ class Engine(wiring.Component):
                 with m.Elif(ycool != 0):
                     m.d.sync += ycool.eq(ycool - 1)
                 with m.If(issue):
-                    m.d.sync += [p_sb.eq(sb), p_wn.eq(wn), p_eg.eq(pp == HWs - 1)]
+                    m.d.sync += [p_sb.eq(sb), p_wn.eq(wn), p_eg.eq(pp == NT - 1)]
                     with m.If(ai != dd - 1):
-                        m.d.sync += [ai.eq(ai + 1), addr_a.eq(addr_a + HWs),
+                        m.d.sync += [ai.eq(ai + 1), addr_a.eq(addr_a + QS),
                                      addr_b.eq(addr_b + f(isa.OP_SDHA, "g"))]
                     with m.Else():
                         m.d.sync += [ai.eq(0), addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(kvrow)]
-                        with m.If(pp != HWs - 1):
+                        with m.If(pp != NT - 1):
                             m.d.sync += pp.eq(pp + 1)
                         with m.Else():
                             m.d.sync += [pp.eq(0), bj.eq(bj + NB)]

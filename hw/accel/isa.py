@@ -30,12 +30,24 @@ rows ``y0..y0+hb-1`` sits at ``outb + c*hb*Wout*T`` and is stored channel by cha
   bundle of channel ``j*P_o/4 + l`` at token ``n`` (zero past ``d``), word
   ``kvw + a*g + j`` lane ``l`` holds ``kv[a, j*P_o/4 + l]``. It overwrites the weights:
   every ``CONV`` must be preceded by its ``LOADW``.
+* SDHA token ranges (version 4): head ``h`` reads K and V channel ``a`` of token ``n`` at
+  ``k/v + h*hwd + a*hw + n`` (``hw`` tokens, phases 0/1) and Q at
+  ``q + h*hwd + a*qs + j`` for the ``ntok`` tokens ``j`` of its range (phase 2); it writes
+  ``y[b, j, t]`` at ``outb + h*hwdt + b*hwt + j*T + t``. A whole head is ``ntok = qs = hw``,
+  ``hwt = hw*T`` (the integer map above). A range ``[n0, n1)`` of the whole-map layout is
+  ``q + n0`` / ``outb + n0*T`` with the whole head's strides; the DDR-resident plan instead
+  loads each Q channel's range to ``q + a*(n1-n0)`` (``qs = n1 - n0``, one ``LOAD`` per
+  channel) and writes ``hwt = (n1-n0)*T`` (one ``STORE`` per output channel). ``mode``
+  bit 0: skip phases 0/1 (the head's kv is already in the weight buffer from an earlier
+  ``SDHA`` with no ``LOADW`` between); bit 1: skip phase 2 (build kv only; Q and the
+  output are not touched). ``mode != 0`` needs ``heads = 1`` (the scratch holds one kv).
 """
 
 from __future__ import annotations
 
 MAGIC = 0x41465653  # "SVFA" little-endian
-VERSION = 3  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan); 3: SDHA scratch in the weight buffer
+VERSION = 4  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan); 3: SDHA scratch in the weight buffer;
+             # 4: SDHA token ranges (ntok, qs, mode)
 DESC_WORDS = 32
 DESC_BYTES = DESC_WORDS * 4
 
@@ -67,8 +79,11 @@ FIELDS: dict[int, tuple[str, ...]] = {
     # REDUCE: out[i0*n1 + i1] = sum_i2 in[i0*s0 + i1*s1 + i2*s2]
     OP_REDUCE: ("inb", "outb", "n0", "s0", "n1", "s1", "n2", "s2"),
     # SDHA (joint tokens): scratch in the weight buffer, g = ceil(d / (P_o/4)) words per
-    # token (V transposed, words 0 .. g*hw-1) and per kv row (words kvw .. kvw + d*g - 1)
-    OP_SDHA: ("q", "k", "v", "outb", "kvw", "heads", "d", "hw", "t", "hwd", "hwdt", "g", "hwt"),
+    # token (V transposed, words 0 .. g*hw-1) and per kv row (words kvw .. kvw + d*g - 1);
+    # phase 2 over ``ntok`` tokens, Q channels ``qs`` apart, output channels ``hwt`` apart;
+    # mode bit0: kv already built (phase 2 only), bit1: phases 0/1 only
+    OP_SDHA: ("q", "k", "v", "outb", "kvw", "heads", "d", "hw", "t", "hwd", "hwdt", "g", "hwt",
+              "ntok", "qs", "mode"),
 }
 
 

@@ -20,7 +20,8 @@ Memory plans (``emit(..., plan="auto" | "chip" | "ddr")``, recorded as ``Program
   through the activation buffer (conv: input-channel groups x output-channel chunks x
   row bands x, only if needed, column tiles, the halo loaded with each band and the
   band's top padding in the CONV ``pad_y`` field; LIF/EW/REDUCE: channel or neuron
-  ranges; SDHA: whole heads). Weights are still read once per clip.
+  ranges; SDHA: whole heads, or token ranges of a head when one head does not fit).
+  Weights are still read once per clip.
 * ``"auto"`` (default): ``"chip"`` when its live set, parameters and weight tiles fit,
   else ``"ddr"``.
 
@@ -355,14 +356,16 @@ class _NoFit(HardwareError):
 
 
 def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, plan: str = "auto",
-         store_ints: bool = False, act_words: int | None = None, wbuf_words: int | None = None) -> Program:
+         store_ints: bool = False, act_words: int | None = None, wbuf_words: int | None = None,
+         sdha_tokens: int | None = None) -> Program:
     """Lower ``graph`` to a :class:`Program` for ``cfg`` (see the module docstring).
 
     ``plan``: ``"chip"`` (every live tensor in the activation buffer), ``"ddr"`` (tensors
     in DDR, tiles through the buffer) or ``"auto"`` (chip when it fits, else ddr); the plan
     taken is ``Program.plan``. ``store_ints`` also stores every integer map to DDR
     (per-layer debugging). ``act_words`` / ``wbuf_words`` (ddr plan only) restrict the
-    tiles to the first words of the buffers (small tiles on the same engine).
+    tiles to the first words of the buffers (small tiles on the same engine);
+    ``sdha_tokens`` (ddr plan only) caps an SDHA's token ranges (splits heads that fit).
     """
     if plan not in PLANS:
         raise HardwareError(f"unknown memory plan {plan!r}: use one of {', '.join(PLANS)}")
@@ -376,7 +379,8 @@ def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, plan: str =
                 raise
     from .tiling import emit_ddr
 
-    return emit_ddr(graph, cfg, T, store_ints, act_words=act_words, wbuf_words=wbuf_words)
+    return emit_ddr(graph, cfg, T, store_ints, act_words=act_words, wbuf_words=wbuf_words,
+                    sdha_tokens=sdha_tokens)
 
 
 def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> Program:
@@ -569,7 +573,8 @@ def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> P
             # weight-buffer scratch: V transposed (g*h*w words), then kv (d*g words); every
             # CONV loads its weights after, so nothing live is overwritten
             add(isa.OP_SDHA, n.name, q=ins[0], k=ins[1], v=ins[2], outb=out, kvw=g * h * w, heads=n.heads,
-                d=d, hw=h * w, t=T, hwd=d * h * w, hwdt=d * h * w * T, g=g, hwt=h * w * T)
+                d=d, hw=h * w, t=T, hwd=d * h * w, hwdt=d * h * w * T, g=g, hwt=h * w * T, ntok=h * w,
+                qs=h * w, mode=0)
             dense = 2 * n.heads * d * d * h * w * T
             unit = "SDHA"
         if n.name in out_off:

@@ -19,7 +19,11 @@ and runs each node on tiles that fit ``act_depth``:
   proved bound of the whole sum (interval arithmetic), which fits 32 bits.
 * **LIF / EW / REDUCE**: channel ranges (parameters loaded per node, the descriptor's
   parameter base at the range's offset), or pixel ranges of one channel when one channel
-  does not fit. **SDHA**: groups of whole heads (a head's q/k/v channels are contiguous).
+  does not fit. **SDHA**: groups of whole heads (a head's q/k/v channels are contiguous);
+  when one head does not fit, per head one ``SDHA`` builds kv from its whole K and V
+  (``mode`` 2) and then ``SDHA``s over token ranges reuse it (``mode`` 1): each Q channel's
+  range is one ``LOAD``, each output channel's range one ``STORE`` (:mod:`.isa`). Refused
+  only when a head's K and V, or one token's Q and output, do not fit.
 * **Fusion**: a conv whose only consumer is an IntLIF (and whose integer map is not stored)
   runs that LIF on each finished integer tile in the buffer and stores only the spikes, when
   every spike store starts on a beat (``Program.fused``).
@@ -109,10 +113,14 @@ def _pow2_down(n: int) -> list[int]:
 
 
 def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False, *,
-             act_words: int | None = None, wbuf_words: int | None = None) -> Program:  # noqa: C901
+             act_words: int | None = None, wbuf_words: int | None = None,
+             sdha_tokens: int | None = None) -> Program:  # noqa: C901
     """The DDR-resident plan of ``graph`` on ``cfg`` (module docstring); ``check_supported``
     has already passed. ``act_words`` / ``wbuf_words`` restrict the program to the first
-    words of the buffers (the same RTL runs it: small tiles without another build)."""
+    words of the buffers (the same RTL runs it: small tiles without another build);
+    ``sdha_tokens`` caps the SDHA token ranges (heads that fit are split too)."""
+    if sdha_tokens is not None and int(sdha_tokens) < 1:
+        raise HardwareError(f"sdha_tokens must be a positive number of tokens, not {sdha_tokens!r}")
     P, u = cfg.p_o, cfg.units_per_beat
     D = cfg.act_depth if act_words is None else min(int(act_words), cfg.act_depth)
     WB = cfg.wbuf_depth if wbuf_words is None else min(int(wbuf_words), cfg.wbuf_depth)
@@ -541,11 +549,10 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                               f"{scratch} words", f"the weight buffer holds {WB}: use a larger wbuf_depth")
             # per head: q, k, v bundles and the T-step output; kv lives in the weight buffer
             head = 3 * (d * hw + S) + d * hw * T
-            nh = (D - S) // head
-            if nh < 1:
-                raise nofit(n, S + head, "the q/k/v/output of one attention head")
-            nh = min(nh, n.heads)
-            for h0 in range(0, n.heads, nh):
+            nh = min((D - S) // head, n.heads)
+            if sdha_tokens is not None and int(sdha_tokens) < hw:
+                nh = 0
+            for h0 in range(0, n.heads, nh) if nh >= 1 else ():
                 h1 = min(n.heads, h0 + nh)
                 words = (h1 - h0) * d * hw
                 Aq = S
@@ -555,9 +562,43 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 for a, s_ in zip((Aq, Ak, Av), n.inputs):
                     load(n.name, loc[s_], h0 * d * hw, a, words)
                 add(isa.OP_SDHA, n.name, q=Aq, k=Ak, v=Av, outb=O, kvw=g * hw, heads=h1 - h0, d=d, hw=hw, t=T,
-                    hwd=d * hw, hwdt=d * hw * T, g=g, hwt=hw * T)
+                    hwd=d * hw, hwdt=d * hw * T, g=g, hwt=hw * T, ntok=hw, qs=hw, mode=0)
                 store(n, dst, h0 * d * hw * T, O, words * T)
                 used = max(used, O + words * T)
+            if nh < 1:
+                # one head does not fit: per head, kv from its whole K and V (phases 0/1), then
+                # phase 2 over token ranges [n0, n0 + r): Q channel a's range loaded to
+                # Aq + a*r, output channel b's range stored from O + b*r*T
+                kvneed = S + d * hw + S + d * hw
+                if kvneed > D:
+                    raise nofit(n, kvneed, "the k and v bundles of one attention head, which build its kv")
+                q_ = u // gcd(T, u)            # ranges of q_ tokens keep output stores on a beat
+                rmax = (D - S) // (d * (1 + T)) // q_ * q_
+                if rmax < 1:
+                    raise nofit(n, S + d * (1 + T) * q_, f"the q bundles and output of {q_} token(s) of "
+                                "one attention head")
+                if sdha_tokens is not None:
+                    rmax = max(q_, min(rmax, int(sdha_tokens) // q_ * q_))
+                nr = -(-hw // rmax)
+                r = -(-(-(-hw // nr)) // q_) * q_      # balanced ranges, a multiple of q_ tokens
+                Ak, Aq = S, S
+                Av = Ak + d * hw + S
+                for hd in range(n.heads):
+                    load(n.name, loc[n.inputs[1]], hd * d * hw, Ak, d * hw)
+                    load(n.name, loc[n.inputs[2]], hd * d * hw, Av, d * hw)
+                    add(isa.OP_SDHA, n.name, q=0, k=Ak, v=Av, outb=0, kvw=g * hw, heads=1, d=d, hw=hw, t=T,
+                        hwd=d * hw, hwdt=0, g=g, hwt=0, ntok=0, qs=0, mode=2)
+                    used = max(used, Av + d * hw)
+                    for n0 in range(0, hw, r):
+                        rr = min(hw, n0 + r) - n0
+                        O = Aq + d * rr
+                        for a in reversed(range(d)):
+                            load(n.name, loc[n.inputs[0]], (hd * d + a) * hw + n0, Aq + a * rr, rr)
+                        add(isa.OP_SDHA, n.name, q=Aq, k=0, v=0, outb=O, kvw=g * hw, heads=1, d=d, hw=hw, t=T,
+                            hwd=d * hw, hwdt=d * rr * T, g=g, hwt=rr * T, ntok=rr, qs=rr, mode=1)
+                        for b in range(d):
+                            store(n, dst, ((hd * d + b) * hw + n0) * T, O + b * rr * T, rr * T)
+                        used = max(used, O + d * rr * T)
             dense = 2 * n.heads * d * d * hw * T
             unit = "SDHA"
         if used > D:

@@ -109,3 +109,9 @@ def test_lif_and_sdha_formulas():
     assert sdha_cycles(1, 6, 3, 1, c) == (2 * 3 * 4 + 2) + (6 * 2 * 3 + 2) + (2 * 3 - 1) * 6 + 6 + 2 * 1 + 2 + 2 + 1
     old = 2 * (d * d * hw * (T + 1) + 6) + 1                 # one (a, b, n) / one time step per cycle
     assert sdha_cycles(2, d, hw, T, c) < 0.4 * old
+    # token ranges: kv alone (mode 2), then phase 2 over 3 + 1 tokens (mode 1), each with
+    # its head control and exit; the whole head's phase 2 is the ranges' plus the overlap
+    assert sdha_cycles(1, d, hw, T, c, mode=2) == phase0 + phase1 + 2 + 1
+    p2 = [(2 * r - 1) * max(d, 4 * T) + d + 4 * T + 2 for r in (3, 1)]
+    assert [sdha_cycles(1, d, hw, T, c, ntok=r, mode=1) for r in (3, 1)] == [x + 2 + 1 for x in p2]
+    assert sdha_cycles(1, d, hw, T, c, ntok=hw, mode=0) == sdha_cycles(1, d, hw, T, c)

@@ -156,3 +156,111 @@ def test_sdha_with_a_partial_output_group_is_exact(bundled):
     g2 = graph.replace(nodes=[n.replace(heads=32) if n.name == att.name else n for n in graph.nodes])
     r = verify_rtl(g2, frames, CI)
     assert r["mismatches"] == 0 and r["cycles"] == r["predicted_cycles"]
+
+
+#: the ddr plan with every SDHA head split into token ranges of 2 of its 4 tokens (one
+#: SDHA builds a head's kv, one per range reuses it); integer maps stored so that the
+#: attention outputs themselves are compared
+SPLIT = DDR_BUDGET | {"sdha_tokens": 2, "store_ints": True}
+
+
+def _split_program(graph):
+    prog = emit(graph, CI, **SPLIT)
+    atts = [n for n in graph.nodes if isinstance(n, ir.Attention)]
+    for att in atts:
+        sd = [f for op, f, nd in prog.descriptors if op == isa.OP_SDHA and nd == att.name]
+        # per head: kv (mode 2), then 2 ranges of 2 tokens with Q / output laid out per range
+        assert [(f["mode"], f["ntok"], f["qs"], f["heads"]) for f in sd] == \
+            att.heads * [(2, 0, 0, 1), (1, 2, 2, 1), (1, 2, 2, 1)]
+        assert all(f["hwt"] == 2 * f["t"] for f in sd if f["mode"] == 1)
+    return prog, atts
+
+
+def _up_to(prog, node):
+    """``prog`` cut after ``node``'s last descriptor (then ``END``)."""
+    import dataclasses
+
+    cut = max(i for i, (_, _, nd) in enumerate(prog.descriptors) if nd == node) + 1
+    descs = [(op, dict(f), nd) for op, f, nd in prog.descriptors[:cut]] + [(isa.OP_END, {}, "")]
+    descs[0][1]["n_desc"] = len(descs)
+    return dataclasses.replace(prog, descriptors=descs, relocs=[(i, j) for i, j in prog.relocs if i < cut])
+
+
+def test_ddr_plan_sdha_token_ranges_bit_exact_and_cycle_exact(bundled):
+    from svf_deploy.sim import accel as simaccel
+
+    graph, golden, frames = bundled
+    prog, atts = _split_program(graph)
+    sb = simaccel.build(CI)
+    codes = golden.values[graph.input.name].numpy()[:, 0]
+    run = simaccel.run(prog, codes, sb)
+    cmp = simaccel.compare(prog, run.tensors, {n: golden.values[n].numpy() for n in prog.stored})
+    assert all(a.name in prog.stored for a in atts)
+    assert cmp.mismatches == 0 and cmp.compared == len(prog.stored) > 40, cmp.first
+    src = {graph.node(nd).inputs[0] for op, _, nd in prog.descriptors if op == isa.OP_CONV}
+    modelled, _ = program_cycles(prog, inputs=conv_inputs(prog, graph, {k: golden.values[k].numpy() for k in src}))
+    assert run.cycles == modelled
+
+
+def test_ddr_plan_sdha_token_ranges_flipped_spikes_are_caught(bundled):
+    """Two spike bits flipped in the buffer, each by a 1-word LOAD inserted before an SDHA:
+    a Q bit of head 0's second token range (before the SDHA that reuses head 0's kv) and a
+    V bit of head 1 (before the SDHA that builds head 1's kv). The program runs up to the
+    attention; its output must differ from the reference by exactly the numpy difference
+    of the two flips (non-zero in both heads), its Q spike map (stored before) must not."""
+    import dataclasses
+
+    from svf_deploy.sim import accel as simaccel
+
+    graph, golden, frames = bundled
+    prog, atts = _split_program(graph)
+    att = atts[0]
+    q, k, v = ((golden.values[s].numpy()[:, 0] != 0).astype(np.int64) for s in att.inputs[:3])
+    T = q.shape[0]
+    sd = [(i, f) for i, (op, f, nd) in enumerate(prog.descriptors) if op == isa.OP_SDHA and nd == att.name]
+    d, hw = sd[0][1]["d"], sd[0][1]["hw"]
+    # per head [t, channel, token]
+    qh, kh, vh = ([x[:, h * d:(h + 1) * d].reshape(T, d, hw) for h in range(2)] for x in (q, k, v))
+    kv = [np.einsum("tan,tbn->ab", 2 * kh[h] - 1, vh[h]) for h in range(2)]
+
+    def bundle(x, c, n):
+        return int(sum(int(x[s_, c, n]) << s_ for s_ in range(T)))
+
+    # head 0: token 3 (token 1 of range [2, 4)), step 0, a channel a with a non-zero kv row
+    a, n, t = int(np.flatnonzero(np.abs(kv[0]).sum(1))[0]), 3, 0
+    iq, fq = sd[2]
+    q2 = qh[0].copy()
+    q2[t, a, n] ^= 1
+    flips = [(iq, fq["q"] + a * fq["qs"] + (n - 2), bundle(qh[0], a, n) ^ (1 << t))]
+    dy0 = np.einsum("tan,ab->tbn", 2 * q2 - 1, kv[0]) - np.einsum("tan,ab->tbn", 2 * qh[0] - 1, kv[0])
+    # head 1: V channel 0, token 0, step 0 before its kv is built
+    iv, fv = sd[3]
+    v2 = vh[1].copy()
+    v2[0, 0, 0] ^= 1
+    flips.append((iv, fv["v"], bundle(vh[1], 0, 0) ^ 1))
+    kv2 = np.einsum("tan,tbn->ab", 2 * kh[1] - 1, v2)
+    dy1 = np.einsum("tan,ab->tbn", 2 * qh[1] - 1, kv2 - kv[1])
+    assert dy0.any() and dy1.any()                    # both flips change the output
+
+    cut = _up_to(prog, att.name)
+    descs = [(op, dict(f), nd) for op, f, nd in cut.descriptors]
+    slack = (len(descs) + len(flips)) * isa.DESC_BYTES     # after the new program
+    relocs = list(cut.relocs)
+    for j, (index, addr, word) in enumerate(sorted(flips, reverse=True)):
+        descs.insert(index, (isa.OP_LOAD, {"ddr": slack + 16 * j, "addr": addr, "count": 1}, "mutation"))
+        relocs = [(i + (i >= index), w) for i, w in relocs] + [(index, isa.field_index(isa.OP_LOAD, "ddr"))]
+    descs[0][1]["n_desc"] = len(descs)
+    mprog = dataclasses.replace(cut, descriptors=descs, relocs=relocs)
+    codes = golden.values[graph.input.name].numpy()[:, 0]
+    image = mprog.ddr_image(codes)
+    for j, (_, _, word) in enumerate(sorted(flips, reverse=True)):
+        image[slack + 16 * j: slack + 16 * j + 4] = np.frombuffer(np.uint32(word).tobytes(), np.uint8)
+    assert slack + 32 <= mprog.regions[next(r for r in mprog.regions if r != "program")][0]
+    run = simaccel.run(mprog, codes, simaccel.build(CI), image=image)
+
+    done = {nd.name for nd in graph.nodes[: graph.nodes.index(att) + 1]}
+    sub = dataclasses.replace(mprog, tensors={x: p for x, p in mprog.tensors.items() if x in done})
+    cmp = simaccel.compare(sub, run.tensors, {x: golden.values[x].numpy() for x in sub.stored})
+    assert cmp.mismatches == 1 and cmp.first.startswith(f"({att.name}, "), cmp.first
+    got, want = (x.reshape(T, 2, d, hw) for x in (run.tensors[att.name], golden.values[att.name].numpy()[:, 0]))
+    assert np.array_equal(got[:, 0] - want[:, 0], dy0) and np.array_equal(got[:, 1] - want[:, 1], dy1)

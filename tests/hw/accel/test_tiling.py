@@ -17,7 +17,7 @@ from svf_deploy.models.errors import HardwareError
 
 
 def run_node(prog, ddr: np.ndarray, node: str) -> np.ndarray:
-    """Execute ``node``'s LOAD / LOADW / STORE / CONV / EW(add) descriptors on ``ddr``
+    """Execute ``node``'s LOAD / LOADW / STORE / CONV / EW(add) / SDHA descriptors on ``ddr``
     (``uint8``, modified in place) with the engine's rules: a CONV output row ``oy`` reads
     band row ``oy*stride - pad_y + ky``, column ``ox*stride - pad + kx`` (outside the band:
     zero), input channel ``ci`` uses weight channel ``ci >> plog2`` shifted by ``ci & mask``."""
@@ -61,6 +61,24 @@ def run_node(prog, ddr: np.ndarray, node: str) -> np.ndarray:
                 base = f["outb"] + tile * f["otile"]
                 for o in range(lanes):
                     act[base + o * f["hwout_t"]: base + (o + 1) * f["hwout_t"]] = acc[o].ravel()
+        elif op == isa.OP_SDHA:
+            # isa: K/V channel a, token n at k/v + h*hwd + a*hw + n; Q at q + h*hwd + a*qs + j
+            # (j < ntok); y[b, j, t] at outb + h*hwdt + b*hwt + j*T + t; mode bit0 keeps kv
+            d, hw, T, nt = f["d"], f["hw"], f["t"], f["ntok"]
+            bits = (np.arange(T)[:, None, None])
+
+            def spikes(base, stride, n):
+                w = act[base + np.arange(d)[:, None] * stride + np.arange(n)[None]]
+                return (w[None] >> bits) & 1                                        # [T, d, n]
+            for h in range(f["heads"]):
+                if not f["mode"] & 1:
+                    kv = np.einsum("tan,tbn->ab", 2 * spikes(f["k"] + h * f["hwd"], hw, hw) - 1,
+                                   spikes(f["v"] + h * f["hwd"], hw, hw))
+                if not f["mode"] & 2:
+                    y = np.einsum("tan,ab->bnt", 2 * spikes(f["q"] + h * f["hwd"], f["qs"], nt) - 1, kv)
+                    addr = (f["outb"] + h * f["hwdt"] + np.arange(d)[:, None, None] * f["hwt"]
+                            + np.arange(nt)[None, :, None] * T + np.arange(T)[None, None])
+                    act[addr] = y
     return ddr
 
 
@@ -199,3 +217,30 @@ def test_zoo_model_needs_and_gets_the_ddr_plan_every_conv_exact(tiny64, budget):
         run_node(prog, ddr, name)
         assert np.array_equal(prog.read_tensor(ddr, name), golden.values[name][:, 0].numpy().reshape(
             (T,) + prog.tensors[name].shape)), name
+
+
+@pytest.mark.parametrize("tokens", [None, 5, 3], ids=["whole-heads", "ranges-4", "ranges-3-and-1"])
+def test_sdha_token_ranges_rebuild_the_attention(tiny64, tokens):
+    """Per head one SDHA builds kv from K and V (mode 2), SDHAs over token ranges reuse it
+    (mode 1) with each Q channel's range loaded and each output channel's range stored on
+    its own: executed in numpy by the isa's address rules, every attention output equals
+    the reference, for balanced ranges (16 tokens: 4 x 4) and a short last one (5 x 3 + 1)."""
+    g, frames = tiny64
+    prog = emit(g, CI, plan="ddr", store_ints=True, sdha_tokens=tokens)
+    atts = [n for n in g.nodes if isinstance(n, ir.Attention)]
+    golden = reference.run(g, frames, record=True)
+    ddr = prog.ddr_image(golden.values[g.input.name][:, 0].numpy())
+    T = prog.T
+    for att in atts:
+        for name in att.inputs:                       # q, k, v spike maps as the engine stored them
+            v = golden.values[name][:, 0].numpy().astype(np.int64)
+            b = sum(v[t].astype(np.uint32) << t for t in range(T)).ravel().astype(np.uint32)
+            ddr[prog.tensors[name].ddr: prog.tensors[name].ddr + 4 * b.size] = b.view(np.uint8)
+        sd = [f for op, f, nd in prog.descriptors if op == isa.OP_SDHA and nd == att.name]
+        want = {None: [(0, 16)], 5: [(2, 0)] + 4 * [(1, 4)], 3: [(2, 0)] + 5 * [(1, 3)] + [(1, 1)]}[tokens]
+        assert [(f["mode"], f["ntok"]) for f in sd] == (want if tokens is None else att.heads * want)
+        run_node(prog, ddr, att.name)
+        assert np.array_equal(prog.read_tensor(ddr, att.name), golden.values[att.name][:, 0].numpy().reshape(
+            (T,) + prog.tensors[att.name].shape)), att.name
+    with pytest.raises(HardwareError, match="sdha_tokens must be a positive number"):
+        emit(g, CI, plan="ddr", sdha_tokens=0)
