@@ -4,6 +4,10 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
 
 * **DMA** (AXI4 master, INCR bursts): ``LOAD`` DDR -> activation buffer, ``LOADW`` DDR ->
   weight buffer, ``STORE`` activation buffer -> DDR; descriptors are fetched the same way.
+  One beat per cycle both ways: the activation buffer has one 32-bit bank per beat unit
+  (:mod:`.actbuf`), so a beat's ``u`` words go in (or come out) together at any word
+  alignment of the buffer address; a partial last beat is masked (``WSTRB`` on a store).
+  A weight word is ``P_o*8 / axi_data_width`` beats.
 * **CONV**: output-stationary gated-add array of ``p_t x p_o`` adders. For one output pixel
   and a tile of ``p_o`` output channels, every cycle reads a pair of terms ``(i, ky, kx)``:
   their T-bundles (two activation ports) and weight vectors ``W[tile, i, ky, kx]`` (two
