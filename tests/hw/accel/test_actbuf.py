@@ -73,3 +73,23 @@ def test_configurations_the_banks_cannot_hold_are_rejected():
     with pytest.raises(HardwareError, match="p_o \\* 8 = 32 bits must be a multiple of axi_data_width 64"):
         AccelConfig(name="x", p_o=4, axi_data_width=64)
     assert AccelConfig(name="x", p_o=4, act_depth=65535, axi_data_width=32).units_per_beat == 1
+
+
+def test_ci_engine_banks_its_buffer_and_has_no_multipliers():
+    """The CI engine's RTLIL: ``u`` activation banks of ``act_depth / u`` words, and no
+    multiplier, divider or modulo cell anywhere (the banks' rotations are multiplexers)."""
+    import re
+
+    from amaranth.back import rtlil
+
+    from svf_deploy.hw.accel import CI
+    from svf_deploy.hw.accel.engine import Engine
+
+    txt = rtlil.convert(Engine(CI))
+    mems = re.findall(r"^\s*memory width (\d+) size (\d+) \\(\S+)", txt, re.M)
+    u = CI.units_per_beat
+    assert sorted((n, int(w), int(s)) for w, s, n in mems if n.startswith("bank")) == \
+        [(f"bank{b}", 32, CI.act_depth // u) for b in range(u)]
+    cells = set(re.findall(r"^\s*cell \$(\w+)", txt, re.M))
+    assert "add" in cells and "memwr_v2" in cells
+    assert not cells & {"mul", "div", "mod", "divfloor", "modfloor", "pow"}
