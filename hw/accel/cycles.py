@@ -35,7 +35,7 @@ tiling traffic), so it is optimistic for real sizes; within 5 % of the dense
 :func:`program_cycles` on the bundled model's on-chip program. ``skip`` (the all-zero
 T-bundle fraction, :func:`bundle_sparsity`) applies the CONV unit's bundle skipping
 assuming independent bundles; ``stream_weights`` models a planned change the RTL does not
-have (weights streamed a beat per cycle behind compute).
+have (weight loads, a beat per cycle as now, hidden behind compute by a double buffer).
 """
 
 from __future__ import annotations
@@ -367,8 +367,8 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
     ``ceil(n/2) + floor(n/2) * (1 - skip)**2`` cycles for ``n`` terms if bundles are
     independent (``skip = 0``: the dense bound). :func:`program_cycles` with the real
     bundles is exact. ``stream_weights`` models a *planned* change (not in the RTL):
-    weights arrive a full AXI beat per cycle into a double-buffered weight buffer, hidden
-    behind the previous chunk's compute.
+    weights arrive a full AXI beat per cycle (as ``LOADW`` does) into a double-buffered
+    weight buffer, hidden behind the previous chunk's compute.
     """
     P = cfg.p_o
     fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg)
