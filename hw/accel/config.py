@@ -21,7 +21,8 @@ class AccelConfig:
     p_o : output-channel lanes (each conv term adds one weight into ``p_o`` channels).
     p_t : time-step lanes; a spike bundle's ``p_t`` steps share one weight vector, so a
         term is ``p_o * p_t`` gated additions per cycle. ``T > p_t`` runs in chunks.
-    act_depth : activation buffer, 32-bit words (spike bundles, integer maps, parameters).
+    act_depth : activation buffer, 32-bit words (spike bundles, integer maps, parameters), in
+        ``axi_data_width/32`` banks so that the DMA moves a whole beat per cycle.
     wbuf_depth : weight buffer, ``p_o * 8``-bit words.
     axi_data_width : DDR port width (64 or 128 bits), INCR bursts of ``burst`` beats.
     clock_mhz : target clock for latency predictions.
@@ -50,6 +51,14 @@ class AccelConfig:
             raise HardwareError(f"AccelConfig.p_t must be in 1..32, not {self.p_t}")
         if self.axi_data_width not in (32, 64, 128):
             raise HardwareError(f"AccelConfig.axi_data_width must be 32, 64 or 128, not {self.axi_data_width}")
+        u = self.axi_data_width // 32
+        if (self.p_o * 8) % self.axi_data_width:
+            raise HardwareError(f"AccelConfig.p_o * 8 = {self.p_o * 8} bits must be a multiple of "
+                                f"axi_data_width {self.axi_data_width} (a weight word is whole beats): "
+                                f"use p_o a multiple of {self.axi_data_width // 8}")
+        if self.act_depth % u:
+            raise HardwareError(f"AccelConfig.act_depth {self.act_depth} must be a multiple of the {u} "
+                                "activation-buffer banks (32-bit units per AXI beat)")
         if self.burst > 256:
             raise HardwareError(f"AccelConfig.burst must be <= 256 beats, not {self.burst}")
         for f in ("act_ram_style", "wbuf_ram_style"):

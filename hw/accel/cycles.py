@@ -8,8 +8,9 @@ the ``CYCLES`` register of the Verilator run (tests/hw/accel).
 
 Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 
-* fetch: ``3 + read(32 units)``; ``read(N)`` = per burst ``u*(B-1) + r + 4`` (``r`` units in
-  its last beat); ``write(N)`` = per burst ``3 + B*(u+2)``.
+* fetch: ``3 + read(32 units)``; one AXI beat (``u`` units) per cycle in both directions
+  (the activation buffer has ``u`` banks, :mod:`.actbuf`): ``read(N)`` = per burst
+  ``B + 2``, ``write(N)`` = per burst ``B + 3``, ``ceil(N/u)`` beats in bursts of ``B``.
 * CONV: :func:`conv_cycles`: per output pixel and ``P_t`` chunk ``max(busy, L + 1)`` with
   ``L = lanes * t_n`` the overlapped write-back of the previous chunk; per ``P_o`` tile
   bias loading and a drain. The unit reads terms ``(i, ky, kx)`` in pairs (two activation
@@ -35,7 +36,7 @@ tiling traffic), so it is optimistic for real sizes; within 5 % of the dense
 :func:`program_cycles` on the bundled model's on-chip program. ``skip`` (the all-zero
 T-bundle fraction, :func:`bundle_sparsity`) applies the CONV unit's bundle skipping
 assuming independent bundles; ``stream_weights`` models a planned change the RTL does not
-have (weights streamed a beat per cycle behind compute).
+have (weight loads, a beat per cycle as now, hidden behind compute by a double buffer).
 """
 
 from __future__ import annotations
@@ -65,24 +66,19 @@ def _bursts(beats: int, burst: int) -> list[int]:
 
 
 def dma_read(units: int, cfg: AccelConfig, ddr_latency: int = 0) -> int:
-    """Cycles of a DMA read of ``units`` 32-bit units (RD_AR .. RD_DRAIN)."""
-    u = cfg.units_per_beat
-    beats = -(-units // u)
-    total = 0
-    left = units
-    for b in _bursts(beats, cfg.burst):
-        take = min(left, b * u)
-        r = take - u * (b - 1)
-        total += u * (b - 1) + r + 4 + ddr_latency
-        left -= take
-    return total
+    """Cycles of a DMA read of ``units`` 32-bit units (RD_AR, RD_R): per burst of ``B``
+    beats, 2 for the address handshake and one per beat (the banked activation buffer takes
+    a whole beat per cycle), ``B + 2``."""
+    beats = -(-units // cfg.units_per_beat)
+    return sum(b + 2 + ddr_latency for b in _bursts(beats, cfg.burst))
 
 
 def dma_write(units: int, cfg: AccelConfig, ddr_latency: int = 0) -> int:
-    """Cycles of a DMA write of ``units`` 32-bit units (WR_AW .. WR_B)."""
-    u = cfg.units_per_beat
-    beats = -(-units // u)
-    return sum(3 + b * (u + 2) + ddr_latency for b in _bursts(beats, cfg.burst))
+    """Cycles of a DMA write of ``units`` 32-bit units (WR_AW, WR_W, WR_B): per burst of
+    ``B`` beats, 2 for the address handshake, one per beat (the banked buffer reads a whole
+    beat per cycle, one cycle ahead) and 1 for the response, ``B + 3``."""
+    beats = -(-units // cfg.units_per_beat)
+    return sum(b + 3 + ddr_latency for b in _bursts(beats, cfg.burst))
 
 
 def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
@@ -379,8 +375,8 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
     ``ceil(n/2) + floor(n/2) * (1 - skip)**2`` cycles for ``n`` terms if bundles are
     independent (``skip = 0``: the dense bound). :func:`program_cycles` with the real
     bundles is exact. ``stream_weights`` models a *planned* change (not in the RTL):
-    weights arrive a full AXI beat per cycle into a double-buffered weight buffer, hidden
-    behind the previous chunk's compute.
+    weights arrive a full AXI beat per cycle (as ``LOADW`` does) into a double-buffered
+    weight buffer, hidden behind the previous chunk's compute.
     """
     P = cfg.p_o
     fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg)

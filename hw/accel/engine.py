@@ -4,6 +4,10 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
 
 * **DMA** (AXI4 master, INCR bursts): ``LOAD`` DDR -> activation buffer, ``LOADW`` DDR ->
   weight buffer, ``STORE`` activation buffer -> DDR; descriptors are fetched the same way.
+  One beat per cycle both ways: the activation buffer has one 32-bit bank per beat unit
+  (:mod:`.actbuf`), so a beat's ``u`` words go in (or come out) together at any word
+  alignment of the buffer address; a partial last beat is masked (``WSTRB`` on a store).
+  A weight word is ``P_o*8 / axi_data_width`` beats.
 * **CONV**: output-stationary gated-add array of ``p_t x p_o`` adders. For one output pixel
   and a tile of ``p_o`` output channels, every cycle reads a pair of terms ``(i, ky, kx)``:
   their T-bundles (two activation ports) and weight vectors ``W[tile, i, ky, kx]`` (two
@@ -48,12 +52,14 @@ the bounds the program emitter checks (32-bit stored values, 64-bit membranes).
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .actbuf import ActBuffer
 from .config import AccelConfig
 
 __all__ = ["Engine", "axi_signature", "MEM_BITS"]
@@ -131,11 +137,11 @@ class Engine(wiring.Component):
         beat_bytes = DW // 8
 
         # ------------------------------------------------------------------ memories
-        m.submodules.act = act = memory.Memory(shape=unsigned(32), depth=cfg.act_depth, init=[],
-                                               attrs={"ram_style": cfg.act_ram_style})
-        r0 = act.read_port()
-        r1 = act.read_port()
-        wp = act.write_port()
+        # activation buffer: UPB banks, a whole AXI beat per cycle (DMA), single words for the units
+        m.submodules.act = act = ActBuffer(cfg.act_depth, UPB, cfg.act_ram_style)
+        r0 = SimpleNamespace(addr=act.r0_addr, data=act.r0_data)
+        r1 = SimpleNamespace(addr=act.r1_addr, data=act.r1_data)
+        wp = SimpleNamespace(addr=act.w_addr, data=act.w_data, en=act.w_en)
         m.submodules.wbuf = wbuf = memory.Memory(shape=unsigned(WBW), depth=cfg.wbuf_depth, init=[],
                                                  attrs={"ram_style": cfg.wbuf_ram_style})
         wr = wbuf.read_port()
@@ -224,30 +230,28 @@ class Engine(wiring.Component):
 
         # ------------------------------------------------------------------ DMA state
         dma_addr = Signal(32)         # DDR byte address of the next burst
-        dma_left = Signal(32)         # units (or wbuf words) still to move
-        dma_beats = Signal(32)        # beats still to move
-        dma_dst = Signal(32)          # destination/source index in the buffer
+        dma_left = Signal(32)         # 32-bit units still to move
+        dma_beats = Signal(32)        # beats not yet requested
+        dma_dst = Signal(32)          # buffer word of the current beat (LOADW: weight word)
         dma_kind = Signal(2)          # 0 act, 1 wbuf, 2 descriptor
-        sh = Signal(DW)               # read serializer
-        sh_n = Signal(range(UPB + 1))
+        BPW = WBW // DW               # beats per weight-buffer word (AccelConfig checks DW | WBW)
         wasm = Signal(WBW)            # weight word assembly
-        wasm_n = Signal(range(PO // 4 + 1))
+        wasm_n = Signal(range(max(BPW, 2)))
         burst_len = Signal(9)
         wlen = Signal(9)
         beat_i = Signal(9)
-        wbeat = Signal(DW)
-        g_n = Signal(range(UPB + 1))  # gathered units of the current write beat
-        g_vld = Signal()              # a unit read issued last cycle
-        g_i = Signal(range(UPB + 1))  # issued units of the current beat
-        wstrb = Signal(DW // 8)
+        # units i of the current beat that belong to the transfer (a partial last beat)
+        beat_ok = [dma_left > i for i in range(UPB)]
 
         m.d.comb += [self.m_axi_arsize.eq((beat_bytes - 1).bit_length()), self.m_axi_arburst.eq(1),
                      self.m_axi_awsize.eq((beat_bytes - 1).bit_length()), self.m_axi_awburst.eq(1),
                      self.m_axi_araddr.eq(dma_addr), self.m_axi_awaddr.eq(dma_addr),
                      self.m_axi_arlen.eq(burst_len - 1), self.m_axi_awlen.eq(burst_len - 1),
-                     self.m_axi_wdata.eq(wbeat), self.m_axi_wstrb.eq(wstrb),
+                     # STORE: the run of UPB words at dma_dst read last cycle, as one beat
+                     self.m_axi_wdata.eq(Cat(*(Mux(beat_ok[i], act.r0_beat[32 * i: 32 * i + 32], 0)
+                                               for i in range(UPB)))),
+                     self.m_axi_wstrb.eq(Cat(*(Mux(beat_ok[i], 0xF, 0) for i in range(UPB)))),
                      self.m_axi_wlast.eq(beat_i == burst_len - 1)]
-        units_total = Signal(32)  # units of 32 bits to move in this DMA
 
         # ------------------------------------------------------------------ CONV state
         oc0 = Signal(32)
@@ -395,7 +399,7 @@ class Engine(wiring.Component):
             # ---------------------------------------------------------- fetch a descriptor
             with m.State("FETCH"):
                 m.d.sync += [dma_addr.eq(prog + (pc << 7)), dma_kind.eq(2), dma_dst.eq(0),
-                             units_total.eq(isa.DESC_WORDS), dma_left.eq(isa.DESC_WORDS),
+                             dma_left.eq(isa.DESC_WORDS),
                              dma_beats.eq((isa.DESC_WORDS + UPB - 1) // UPB)]
                 for i in range(isa.DESC_WORDS):
                     m.d.sync += desc[i].eq(0)
@@ -418,7 +422,7 @@ class Engine(wiring.Component):
                         m.d.sync += [dma_addr.eq(f(isa.OP_LOAD, "ddr")),
                                      dma_dst.eq(f(isa.OP_LOAD, "addr")),
                                      dma_kind.eq(Mux(opcode == isa.OP_LOADW, 1, 0)),
-                                     units_total.eq(units), dma_left.eq(units),
+                                     dma_left.eq(units),
                                      dma_beats.eq((units + UPB - 1) >> (UPB - 1).bit_length()),
                                      wasm_n.eq(0)]
                         m.next = "RD_AR"
@@ -459,6 +463,9 @@ class Engine(wiring.Component):
                 m.next = "IDLE"
 
             # ---------------------------------------------------------- DMA read
+            # one beat per cycle: LOAD writes its UPB units to the banks at once (any buffer
+            # alignment, the last beat partial); LOADW assembles a weight word from BPW
+            # beats; a descriptor shifts in UPB words per beat
             with m.State("RD_AR"):
                 blen = Mux(dma_beats > cfg.burst, cfg.burst, dma_beats)
                 m.d.comb += [self.m_axi_arvalid.eq(1), burst_len.eq(blen)]
@@ -468,96 +475,53 @@ class Engine(wiring.Component):
                                  dma_addr.eq(dma_addr + (blen << (beat_bytes.bit_length() - 1)))]
                     m.next = "RD_R"
             with m.State("RD_R"):
-                m.d.comb += burst_len.eq(beat_i)
-                take = Signal()
-                m.d.comb += [self.m_axi_rready.eq(sh_n <= 1), take.eq(self.m_axi_rvalid & (sh_n <= 1))]
-                unit = sh[:32]
-                wr_unit = Signal()
-                m.d.comb += wr_unit.eq((sh_n != 0) & (dma_left != 0))
-                with m.If(take):
-                    m.d.sync += [sh.eq(self.m_axi_rdata), sh_n.eq(UPB)]
-                with m.Elif(sh_n != 0):
-                    m.d.sync += [sh.eq(sh >> 32), sh_n.eq(sh_n - 1)]
-                with m.If(wr_unit):
-                    m.d.sync += dma_left.eq(dma_left - 1)
+                m.d.comb += [burst_len.eq(beat_i), self.m_axi_rready.eq(1)]
+                rbeat = self.m_axi_rdata
+                with m.If(self.m_axi_rvalid):
+                    m.d.sync += dma_left.eq(Mux(dma_left > UPB, dma_left - UPB, 0))
                     with m.Switch(dma_kind):
                         with m.Case(0):
-                            m.d.comb += [wp.addr.eq(dma_dst), wp.data.eq(unit), wp.en.eq(1)]
-                            m.d.sync += dma_dst.eq(dma_dst + 1)
+                            m.d.comb += [act.w_addr.eq(dma_dst), act.w_data.eq(rbeat),
+                                         act.w_mask.eq(Cat(*beat_ok))]
+                            m.d.sync += dma_dst.eq(dma_dst + UPB)
                         with m.Case(1):
-                            nw = Cat(wasm[32:], unit) if WBW > 32 else unit
-                            with m.If(wasm_n == PO // 4 - 1):
+                            nw = Cat(wasm[DW:], rbeat) if BPW > 1 else rbeat
+                            with m.If(wasm_n == BPW - 1):
                                 m.d.comb += [ww.addr.eq(dma_dst), ww.data.eq(nw), ww.en.eq(1)]
                                 m.d.sync += [dma_dst.eq(dma_dst + 1), wasm_n.eq(0)]
                             with m.Else():
                                 m.d.sync += [wasm.eq(nw), wasm_n.eq(wasm_n + 1)]
                         with m.Case(2):
-                            m.d.sync += [desc[dma_dst[:5]].eq(unit), dma_dst.eq(dma_dst + 1)]
-                with m.If(take & self.m_axi_rlast):
-                    m.next = "RD_DRAIN"
-            with m.State("RD_DRAIN"):
-                # finish serialising the last beat of the burst
-                unit = sh[:32]
-                with m.If((sh_n != 0) & (dma_left != 0)):
-                    m.d.sync += [sh.eq(sh >> 32), sh_n.eq(sh_n - 1), dma_left.eq(dma_left - 1)]
-                    with m.Switch(dma_kind):
-                        with m.Case(0):
-                            m.d.comb += [wp.addr.eq(dma_dst), wp.data.eq(unit), wp.en.eq(1)]
-                            m.d.sync += dma_dst.eq(dma_dst + 1)
-                        with m.Case(1):
-                            nw = Cat(wasm[32:], unit) if WBW > 32 else unit
-                            with m.If(wasm_n == PO // 4 - 1):
-                                m.d.comb += [ww.addr.eq(dma_dst), ww.data.eq(nw), ww.en.eq(1)]
-                                m.d.sync += [dma_dst.eq(dma_dst + 1), wasm_n.eq(0)]
-                            with m.Else():
-                                m.d.sync += [wasm.eq(nw), wasm_n.eq(wasm_n + 1)]
-                        with m.Case(2):
-                            m.d.sync += [desc[dma_dst[:5]].eq(unit), dma_dst.eq(dma_dst + 1)]
-                with m.Else():
-                    m.d.sync += sh_n.eq(0)
-                    with m.If(dma_beats != 0):
-                        m.next = "RD_AR"
-                    with m.Elif(dma_kind == 2):
-                        m.next = "DECODE"
-                    with m.Else():
-                        m.next = "NEXT"
+                            words = [desc[i] for i in range(UPB, isa.DESC_WORDS)] + \
+                                    [rbeat[32 * j: 32 * j + 32] for j in range(UPB)]
+                            m.d.sync += [desc[i].eq(words[i]) for i in range(isa.DESC_WORDS)]
+                    with m.If(self.m_axi_rlast):
+                        with m.If(dma_beats != 0):
+                            m.next = "RD_AR"
+                        with m.Elif(dma_kind == 2):
+                            m.next = "DECODE"
+                        with m.Else():
+                            m.next = "NEXT"
 
             # ---------------------------------------------------------- DMA write
+            # one beat per cycle: read port 0 reads the run of UPB words at dma_dst (any
+            # alignment) the cycle before its beat; it holds while WREADY is low
             with m.State("WR_AW"):
                 blen = Mux(dma_beats > cfg.burst, cfg.burst, dma_beats)
-                m.d.comb += [self.m_axi_awvalid.eq(1), burst_len.eq(blen)]
-                m.d.sync += [beat_i.eq(0), g_n.eq(0), g_i.eq(0), g_vld.eq(0), wstrb.eq(0)]
+                m.d.comb += [self.m_axi_awvalid.eq(1), burst_len.eq(blen), r0.addr.eq(dma_dst)]
+                m.d.sync += beat_i.eq(0)
                 with m.If(self.m_axi_awready):
                     m.d.sync += [dma_beats.eq(dma_beats - blen), wlen.eq(blen),
                                  dma_addr.eq(dma_addr + (blen << (beat_bytes.bit_length() - 1)))]
-                    m.next = "WR_GATHER"
-            with m.State("WR_GATHER"):
-                m.d.comb += burst_len.eq(wlen)
-                # issue unit reads (one per cycle), capture one cycle later
-                issue = Signal()
-                m.d.comb += [issue.eq(g_i < UPB), r0.addr.eq(dma_dst)]
-                with m.If(issue):
-                    m.d.sync += [g_i.eq(g_i + 1), g_vld.eq(dma_left != 0)]
-                    with m.If(dma_left != 0):
-                        m.d.sync += [dma_dst.eq(dma_dst + 1), dma_left.eq(dma_left - 1)]
-                with m.Else():
-                    m.d.sync += g_vld.eq(0)
-                with m.If(g_i != 0):
-                    # the unit issued last cycle (or padding) lands in slot g_n
-                    m.d.sync += [wbeat.eq(Cat(wbeat[32:], Mux(g_vld, r0.data, 0)) if DW > 32 else
-                                          Mux(g_vld, r0.data, 0)),
-                                 wstrb.eq(Cat(wstrb[4:], Mux(g_vld, 0xF, 0)) if DW > 32 else Mux(g_vld, 0xF, 0)),
-                                 g_n.eq(g_n + 1)]
-                    with m.If(g_n == UPB - 1):
-                        m.next = "WR_W"
+                    m.next = "WR_W"
             with m.State("WR_W"):
-                m.d.comb += [burst_len.eq(wlen), self.m_axi_wvalid.eq(1)]
+                m.d.comb += [burst_len.eq(wlen), self.m_axi_wvalid.eq(1), r0.addr.eq(dma_dst + UPB),
+                             act.r0_en.eq(self.m_axi_wready)]
                 with m.If(self.m_axi_wready):
-                    m.d.sync += [beat_i.eq(beat_i + 1), g_n.eq(0), g_i.eq(0), g_vld.eq(0)]
+                    m.d.sync += [beat_i.eq(beat_i + 1), dma_dst.eq(dma_dst + UPB),
+                                 dma_left.eq(Mux(dma_left > UPB, dma_left - UPB, 0))]
                     with m.If(beat_i == wlen - 1):
                         m.next = "WR_B"
-                    with m.Else():
-                        m.next = "WR_GATHER"
             with m.State("WR_B"):
                 m.d.comb += self.m_axi_bready.eq(1)
                 with m.If(self.m_axi_bvalid):

@@ -53,7 +53,8 @@ def estimate_resources(cfg: AccelConfig) -> dict:
     """Analytic resource estimate (used when no Yosys result is cached for this RTL).
 
     Memories are counted exactly from their shapes (URAM288 4k x 72; RAMB36 512 x 72; the
-    activation buffer has two read ports and one write port, so it is built twice). Logic:
+    activation buffer's ``axi_data_width/32`` banks have two read ports and one write port, so
+    each is built twice). Logic:
     per gated adder (32-bit accumulate + select) ~40 LUT / 64 FF (sum + shadow), plus the write-back
     multiplexer and a fixed control/DMA/LIF/SDHA block.
     """
@@ -63,8 +64,9 @@ def estimate_resources(cfg: AccelConfig) -> dict:
     def uram(width: int, depth: int) -> int:
         return -(-width // 72) * -(-depth // 4096)
 
-    act_u = uram(32, cfg.act_depth) * 2 if cfg.act_ram_style == "ultra" else 0
-    act_b = bram36(32, cfg.act_depth) * 2 if cfg.act_ram_style != "ultra" else 0
+    nb = cfg.units_per_beat   # activation banks (hw/accel/actbuf.py), act_depth / nb words each
+    act_u = nb * uram(32, cfg.act_depth // nb) * 2 if cfg.act_ram_style == "ultra" else 0
+    act_b = nb * bram36(32, cfg.act_depth // nb) * 2 if cfg.act_ram_style != "ultra" else 0
     wb_b = bram36(cfg.p_o * 8, cfg.wbuf_depth)
     adders = cfg.adders
     lut = adders * 40 + adders * 32 // 4 + 9000

@@ -11,9 +11,13 @@ from svf_deploy.hw.accel.program import emit
 
 def test_dma_costs():
     c = AccelConfig(name="c", axi_data_width=64, burst=16)
-    assert dma_read(32, c) == 2 * 15 + 2 + 4          # one 16-beat burst
-    assert dma_read(33, c) == dma_read(32, c) + 1 + 4  # a second burst with one unit
-    assert dma_write(4, c) == 3 + 2 * (2 + 2)
+    assert dma_read(32, c) == 16 + 2                   # one 16-beat burst, a beat per cycle
+    assert dma_read(33, c) == dma_read(32, c) + 1 + 2  # a second burst with one (partial) beat
+    assert dma_read(31, c) == dma_read(32, c)          # a partial last beat costs a whole one
+    assert dma_write(4, c) == 2 + 3
+    assert dma_write(33, c) == 16 + 3 + 1 + 3
+    wide = AccelConfig(name="w", p_o=16, axi_data_width=128, burst=8)
+    assert dma_read(64, wide) == 2 * (8 + 2) and dma_write(5, wide) == 2 + 3
 
 
 def test_conv_write_back_hides_behind_long_terms():

@@ -264,3 +264,70 @@ def test_ddr_plan_sdha_token_ranges_flipped_spikes_are_caught(bundled):
     assert cmp.mismatches == 1 and cmp.first.startswith(f"({att.name}, "), cmp.first
     got, want = (x.reshape(T, 2, d, hw) for x in (run.tensors[att.name], golden.values[att.name].numpy()[:, 0]))
     assert np.array_equal(got[:, 0] - want[:, 0], dy0) and np.array_equal(got[:, 1] - want[:, 1], dy1)
+
+
+def _dma_program(prog, loads, stores, src_word, dst_word, n_src, n_dst, fill):
+    """A program of only ``LOAD`` (``(ddr word, buffer word, count)``) and ``STORE``
+    (``(buffer word, ddr word, count)``) descriptors on ``prog``'s configuration; source
+    words at DDR word ``src_word`` (random), the destination region prefilled with ``fill``."""
+    import dataclasses
+
+    rng = np.random.default_rng(11)
+    descs = [(isa.OP_HEADER, {"magic": isa.MAGIC, "version": isa.VERSION, "n_desc": 0}, "")]
+    for ddr, addr, count in loads:
+        descs.append((isa.OP_LOAD, {"ddr": 4 * (src_word + ddr), "addr": addr, "count": count}, "dma"))
+    for addr, ddr, count in stores:
+        descs.append((isa.OP_STORE, {"ddr": 4 * (dst_word + ddr), "addr": addr, "count": count}, "dma"))
+    descs.append((isa.OP_END, {}, ""))
+    descs[0][1]["n_desc"] = len(descs)
+    assert len(descs) * isa.DESC_BYTES <= 4 * src_word
+    words = np.zeros(dst_word + n_dst, np.uint32)
+    words[src_word: src_word + n_src] = rng.integers(0, 2**32, n_src, dtype=np.uint64).astype(np.uint32)
+    words[dst_word:] = fill
+    relocs = [(i, isa.field_index(op, "ddr")) for i, (op, _, _) in enumerate(descs) if op in (isa.OP_LOAD,
+                                                                                              isa.OP_STORE)]
+    return dataclasses.replace(prog, descriptors=descs, relocs=relocs, image=words.view(np.uint8).copy(),
+                               tensors={}, stats=[], windows={}, fused=())
+
+
+def test_unaligned_load_and_store_move_whole_beats_exactly(bundled):
+    """LOAD/STORE runs at buffer words of every offset mod ``u`` (DDR side beat-aligned), odd
+    counts, partial last beats and several bursts: the words arrive exactly (a partial beat's
+    strobes leave the rest of its DDR beat untouched), CYCLES equals the model, and one
+    flipped source bit shows up in every stored copy of its word."""
+    from svf_deploy.sim import accel as simaccel
+
+    graph, _, _ = bundled
+    u = CI.units_per_beat
+    assert u == 2 and CI.burst * u < 70                    # 70 units: three bursts
+    src, dst, fill = 1024, 2048, 0xA5A5A5A5
+    loads = [(0, 1, 70), (70, 71, 3), (74, 74, 1), (76, 75, 33)]          # buffer words 1..107
+    stores = [(1, 0, 70), (2, 72, 3), (7, 76, 1), (40, 78, 33), (1, 112, 107), (74, 220, 34)]
+    n_dst = 256
+    prog = _dma_program(emit(graph, CI), loads, stores, src, dst, 110, n_dst, fill)
+    img = prog.ddr_image()
+    ddr = img.view(np.uint32)
+
+    def expected(ddr_words):
+        buf = np.zeros(4096, np.uint32)
+        for s, a, c in loads:
+            buf[a: a + c] = ddr_words[src + s: src + s + c]
+        out = np.full(n_dst, fill, np.uint32)
+        for a, d, c in stores:
+            out[d: d + c] = buf[a: a + c]
+        return out
+
+    want = expected(ddr)
+    assert {a % u for _, a, _ in loads} == {a % u for a, _, _ in stores} == set(range(u))
+    sb = simaccel.build(CI)
+    run = simaccel.run(prog, None, sb, image=img)
+    got = run.ddr[: img.size].view(np.uint32)[dst: dst + n_dst]
+    assert np.array_equal(got, want)
+    assert run.cycles == program_cycles(prog)[0]
+    # mutation: one bit of source word 5 (loaded to buffer word 6) flipped in DDR
+    bad = img.copy()
+    bad[4 * (src + 5)] ^= 1
+    run = simaccel.run(prog, None, sb, image=bad)
+    got = run.ddr[: img.size].view(np.uint32)[dst: dst + n_dst]
+    diff = np.flatnonzero(got != want)
+    assert list(diff) == [5, 112 + 5] and np.array_equal(got, expected(bad.view(np.uint32)))

@@ -1,0 +1,107 @@
+"""The banked activation buffer: ``u`` banks of 32-bit words, a whole AXI beat per cycle.
+
+Word ``a`` of the buffer lives in bank ``a % u`` at row ``a // u`` (``u`` = 32-bit units
+per AXI beat, a power of two). A *run* of ``u`` consecutive words starting at any word
+address ``A`` (``s = A % u``) touches every bank exactly once: word ``A + i`` is in bank
+``(s + i) % u``, and bank ``b`` holds the run's word at row ``A // u + (b < s)``. So
+
+* the write port writes up to ``u`` consecutive words per cycle (a DMA beat, rotated onto
+  the banks, per-word enables ``mask``); a single-word write (``en``) is the run's word 0;
+* read port 0 reads the run at ``addr`` (``beat``, word ``i`` = ``A + i``) and its word 0
+  (``data``); read port 1 reads one word (``data``; all banks at row ``A // u``).
+
+Reads have one cycle of latency (the registered ``A % u`` selects the banks' outputs), as
+a single memory's synchronous read port: a single-word access behaves exactly like the
+unbanked buffer (same latency, old data on a read of a word written in the same cycle),
+so the units that use it see no change. ``r0_en = 0`` holds port 0's outputs (the STORE
+waits on ``WREADY``). No arithmetic beyond the row increment: rotations are multiplexers.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Module, Signal, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ActBuffer"]
+
+
+class ActBuffer(wiring.Component):
+    """``depth`` 32-bit words in ``units`` banks (see the module docstring).
+
+    Members
+    -------
+    r0_addr, r0_en, r0_data, r0_beat : read port 0 (word address, enable, word ``A``, the
+        run ``A .. A+u-1`` with word ``i`` at bits ``32*i``).
+    r1_addr, r1_data : read port 1 (one word).
+    w_addr, w_data, w_en, w_mask : write port: words ``A + i`` for the set bits ``i`` of
+        ``w_mask | w_en`` (``w_en`` writes word 0 only), data word ``i`` at bits ``32*i``.
+    """
+
+    def __init__(self, depth: int, units: int, ram_style: str = "block"):
+        if units < 1 or units & (units - 1):
+            raise ValueError(f"units must be a power of two, not {units}")
+        if depth % units:
+            raise ValueError(f"depth {depth} must be a multiple of the {units} banks")
+        self.depth, self.units, self.ram_style = depth, units, ram_style
+        aw = max(1, (depth - 1).bit_length())
+        self.aw = aw
+        super().__init__({
+            "r0_addr": In(aw), "r0_en": In(1, init=1), "r0_data": Out(32), "r0_beat": Out(32 * units),
+            "r1_addr": In(aw), "r1_data": Out(32),
+            "w_addr": In(aw), "w_data": In(32 * units), "w_en": In(1), "w_mask": In(units),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        u = self.units
+        lu = u.bit_length() - 1
+        rows = self.depth // u
+        banks = []
+        for b in range(u):
+            mem = memory.Memory(shape=unsigned(32), depth=rows, init=[], attrs={"ram_style": self.ram_style})
+            m.submodules[f"bank{b}"] = mem
+            banks.append((mem.read_port(), mem.read_port(), mem.write_port()))
+        if u == 1:
+            r0, r1, wp = banks[0]
+            m.d.comb += [r0.addr.eq(self.r0_addr), r0.en.eq(self.r0_en), self.r0_data.eq(r0.data),
+                         self.r0_beat.eq(r0.data), r1.addr.eq(self.r1_addr), self.r1_data.eq(r1.data),
+                         wp.addr.eq(self.w_addr), wp.data.eq(self.w_data[:32]),
+                         wp.en.eq(self.w_mask[0] | self.w_en)]
+            return m
+
+        def run_row(addr, b):
+            """Row of bank ``b`` in the run of ``u`` words starting at ``addr``."""
+            return addr[lu:] + (addr[:lu] > b)
+
+        # write: word i of the run -> bank (s + i) % u
+        ws = self.w_addr[:lu]
+        wmask = Signal(u)
+        m.d.comb += wmask.eq(self.w_mask | self.w_en)
+        wwords = Array(self.w_data[32 * i: 32 * i + 32] for i in range(u))
+        wbits = Array(wmask[i] for i in range(u))
+        for b, (_, _, wp) in enumerate(banks):
+            i = Signal(lu, name=f"wi{b}")
+            m.d.comb += [i.eq(b - ws), wp.addr.eq(run_row(self.w_addr, b)), wp.data.eq(wwords[i]),
+                         wp.en.eq(wbits[i])]
+
+        # read port 0: the run at r0_addr; output word i <- bank (s + i) % u
+        s0 = Signal(lu)
+        with m.If(self.r0_en):
+            m.d.sync += s0.eq(self.r0_addr[:lu])
+        d0 = Array(p0.data for p0, _, _ in banks)
+        outs = []
+        for b, (p0, _, _) in enumerate(banks):
+            m.d.comb += [p0.addr.eq(run_row(self.r0_addr, b)), p0.en.eq(self.r0_en)]
+            j = Signal(lu, name=f"ri{b}")
+            m.d.comb += j.eq(s0 + b)
+            outs.append(d0[j])
+        m.d.comb += [self.r0_beat.eq(Cat(*outs)), self.r0_data.eq(d0[s0])]
+
+        # read port 1: one word, every bank at row addr // u
+        s1 = Signal(lu)
+        m.d.sync += s1.eq(self.r1_addr[:lu])
+        for _, p1, _ in banks:
+            m.d.comb += p1.addr.eq(self.r1_addr[lu:])
+        m.d.comb += self.r1_data.eq(Array(p1.data for _, p1, _ in banks)[s1])
+        return m

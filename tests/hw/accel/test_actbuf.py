@@ -1,0 +1,95 @@
+"""The banked activation buffer against a word-array model (Amaranth simulator)."""
+
+import numpy as np
+import pytest
+
+from svf_deploy.hw.accel.actbuf import ActBuffer
+
+
+@pytest.mark.parametrize("u", [1, 2, 4])
+def test_banked_buffer_matches_a_flat_word_array(u):
+    """Random single-word writes and masked runs of ``u`` words at every alignment, with
+    reads on both ports each cycle: port 0 returns the run ``A .. A+u-1`` and port 1 word
+    ``A`` one cycle later, the old contents when written in the same cycle (as the unbanked
+    buffer), and port 0 holds its outputs while ``r0_en`` is low."""
+    from amaranth.sim import Simulator
+
+    depth = 64
+    dut = ActBuffer(depth, u)
+    rng = np.random.default_rng(u)
+    model = [0] * depth
+    checked = {"runs": 0, "held": 0, "offsets": set()}
+
+    def pack(ws):
+        return sum(int(w) << (32 * i) for i, w in enumerate(ws))
+
+    async def tb(ctx):
+        exp0 = None
+        for _ in range(400):
+            mode = int(rng.integers(3))                 # 0 no write, 1 one word, 2 masked run
+            wa = int(rng.integers(depth))
+            data = [int(x) for x in rng.integers(0, 2**32, u, dtype=np.uint64)]
+            mask = int(rng.integers(1, 2**u)) if mode == 2 else 0
+            a0, a1 = int(rng.integers(depth)), int(rng.integers(depth))
+            en0 = bool(rng.random() < 0.8)
+            ctx.set(dut.w_addr, wa)
+            ctx.set(dut.w_data, pack(data))
+            ctx.set(dut.w_en, int(mode == 1))
+            ctx.set(dut.w_mask, mask)
+            ctx.set(dut.r0_addr, a0)
+            ctx.set(dut.r0_en, int(en0))
+            ctx.set(dut.r1_addr, a1)
+            new0 = [model[(a0 + i) % depth] for i in range(u)] if en0 else exp0
+            new1 = model[a1]
+            if mode == 1:
+                model[wa] = data[0]
+            for i in range(u):
+                if mask >> i & 1:
+                    model[(wa + i) % depth] = data[i]
+            await ctx.tick()
+            if new0 is not None:
+                assert ctx.get(dut.r0_beat) == pack(new0)
+                assert ctx.get(dut.r0_data) == new0[0]
+                checked["runs"] += 1
+                checked["held"] += not en0
+                checked["offsets"].add(a0 % u)
+            assert ctx.get(dut.r1_data) == new1
+            exp0 = new0
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert checked["runs"] > 300 and checked["held"] > 20 and checked["offsets"] == set(range(u))
+    assert sum(1 for w in model if w) > depth // 2     # the writes landed
+
+
+def test_configurations_the_banks_cannot_hold_are_rejected():
+    from svf_deploy.hw.accel import AccelConfig
+    from svf_deploy.models.errors import HardwareError
+
+    with pytest.raises(HardwareError, match="act_depth 65535 must be a multiple of the 2"):
+        AccelConfig(name="x", act_depth=65535, axi_data_width=64)
+    with pytest.raises(HardwareError, match="p_o \\* 8 = 32 bits must be a multiple of axi_data_width 64"):
+        AccelConfig(name="x", p_o=4, axi_data_width=64)
+    assert AccelConfig(name="x", p_o=4, act_depth=65535, axi_data_width=32).units_per_beat == 1
+
+
+def test_ci_engine_banks_its_buffer_and_has_no_multipliers():
+    """The CI engine's RTLIL: ``u`` activation banks of ``act_depth / u`` words, and no
+    multiplier, divider or modulo cell anywhere (the banks' rotations are multiplexers)."""
+    import re
+
+    from amaranth.back import rtlil
+
+    from svf_deploy.hw.accel import CI
+    from svf_deploy.hw.accel.engine import Engine
+
+    txt = rtlil.convert(Engine(CI))
+    mems = re.findall(r"^\s*memory width (\d+) size (\d+) \\(\S+)", txt, re.M)
+    u = CI.units_per_beat
+    assert sorted((n, int(w), int(s)) for w, s, n in mems if n.startswith("bank")) == \
+        [(f"bank{b}", 32, CI.act_depth // u) for b in range(u)]
+    cells = set(re.findall(r"^\s*cell \$(\w+)", txt, re.M))
+    assert "add" in cells and "memwr_v2" in cells
+    assert not cells & {"mul", "div", "mod", "divfloor", "modfloor", "pow"}
