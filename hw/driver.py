@@ -40,7 +40,12 @@ def load_program(directory):
     meta = json.loads((d / "program.json").read_text())
     if meta.get("format") != FORMAT or meta.get("isa_version") != isa.VERSION:
         raise ValueError(f"{d / 'program.json'} is not a version-{isa.VERSION} {FORMAT!r}")
-    image = np.fromfile(d / "ddr_image.bin", dtype=np.uint8)
+    stored = np.fromfile(d / "ddr_image.bin", dtype=np.uint8)
+    if stored.size != meta.get("image_file_bytes", meta["image_bytes"]) or stored.size > meta["image_bytes"]:
+        raise ValueError(f"{d / 'ddr_image.bin'} has {stored.size} bytes, program.json expects "
+                         f"{meta.get('image_file_bytes', meta['image_bytes'])}: the files do not belong together")
+    image = np.zeros(meta["image_bytes"], np.uint8)   # input, outputs and scratch start zeroed
+    image[: stored.size] = stored
     words = image[: meta["descriptors"] * isa.DESC_BYTES].view("<u4").reshape(-1, isa.DESC_WORDS)
     descs = []
     for row in words:

@@ -196,7 +196,15 @@ class Program:
             "relocations": [list(r) for r in self.relocs],
             "input": self.input_name, "outputs": list(self.output_names),
             "act_peak_words": self.act_peak, "image_bytes": int(self.image.size),
+            "image_file_bytes": self.static_bytes,
         }
+
+    @property
+    def static_bytes(self) -> int:
+        """Bytes of the image that hold data before a run (program, weights, parameters):
+        the input, output and scratch regions after them start zeroed, so ``ddr_image.bin``
+        stops here and a loader zero-fills up to ``image_bytes``."""
+        return int(self.regions["input"][0]) if "input" in self.regions else int(self.image.size)
 
     def listing(self) -> str:
         """Human-readable program listing."""
@@ -207,13 +215,13 @@ class Program:
         return "\n".join(lines)
 
     def save(self, directory) -> None:
-        """Write ``program.bin`` (descriptors), ``ddr_image.bin``, ``program.json``,
-        ``program.lst`` into an existing directory."""
+        """Write ``program.bin`` (descriptors), ``ddr_image.bin`` (the image up to
+        :attr:`static_bytes`), ``program.json``, ``program.lst`` into an existing directory."""
         from pathlib import Path
 
         d = Path(directory)
         (d / "program.bin").write_bytes(self.words().tobytes())
-        (d / "ddr_image.bin").write_bytes(self.ddr_image().tobytes())
+        (d / "ddr_image.bin").write_bytes(self.ddr_image()[: self.static_bytes].tobytes())
         (d / "program.json").write_text(json.dumps(self.manifest(), indent=1))
         (d / "program.lst").write_text(self.listing() + "\n")
 

@@ -241,13 +241,20 @@ def verify_rtl(graph, frames, cfg: AccelConfig = CI, progress=None, log=lambda s
 def check_verify_time(graph, T: int) -> int:
     """Refuse ``--verify rtl`` up front when the CI engine's program would keep Verilator
     busy longer than :data:`MAX_VERIFY_MINUTES` (dense cycle bound at
-    :data:`VERILATOR_CYCLES_PER_S`); returns the bound."""
-    cycles, _ = program_cycles(emit(graph, CI, T))
+    :data:`VERILATOR_CYCLES_PER_S`), or whose DDR image exceeds the simulated DDR; returns
+    the bound."""
+    from ..sim.accel import DDR_BYTES
+
+    prog = emit(graph, CI, T)
+    cycles, _ = program_cycles(prog)
     minutes = cycles / VERILATOR_CYCLES_PER_S / 60
     if minutes > MAX_VERIFY_MINUTES:
         raise HardwareError(f"--verify rtl: the {CI.name} engine would run up to {cycles:,} cycles, about "
                             f"{minutes:,.0f} simulated minutes under Verilator (~{VERILATOR_CYCLES_PER_S:,} "
                             f"cycles/s; limit {MAX_VERIFY_MINUTES:g}): drop --verify rtl or use a smaller model")
+    if prog.image.size > DDR_BYTES:
+        raise HardwareError(f"--verify rtl: the {CI.name} engine's DDR image is {prog.image.size:,} bytes, the "
+                            f"simulated DDR holds {DDR_BYTES:,}: drop --verify rtl or use a smaller model")
     return cycles
 
 

@@ -40,7 +40,8 @@ def test_files_a_board_needs(out):
     prog = json.loads((d / "program" / "program.json").read_text())
     assert prog["isa_version"] == m["zcu104"]["isa_version"] == isa.VERSION and prog["plan"] == "chip"
     img = np.fromfile(d / "program" / "ddr_image.bin", np.uint8)
-    assert img.size == prog["image_bytes"] and img[:128].view("<u4")[1] == prog["magic"]
+    assert img.size == prog["image_file_bytes"] == prog["regions"]["input"]["offset"] < prog["image_bytes"]
+    assert img[:128].view("<u4")[1] == prog["magic"]
     assert (d / "driver" / "driver.py").exists() and (d / "driver" / "isa.py").exists()
     html = (d / "zcu104.html").read_text()
     assert html.count("<table>") == 3 and "data:image/png;base64," in html
@@ -119,4 +120,18 @@ def test_verify_rtl_refused_up_front_when_verilator_would_take_too_long(tiny_ckp
     assert "simulated minutes" in errors[0] and "drop --verify rtl" in errors[0] and "Traceback" not in r.stderr
     cycles = int(errors[0].split("up to ")[1].split(" cycles")[0].replace(",", ""))
     assert cycles > 10 * 60 * 125_000
+    assert not d.exists()
+
+
+def test_verify_rtl_refused_up_front_when_the_image_exceeds_the_simulated_ddr(tiny_ckpt, tmp_path):
+    from svf_deploy.sim.accel import DDR_BYTES
+
+    d = tmp_path / "out"
+    # 224x224: within the time limit (~71 M cycles) but a ~23 MB DDR image
+    r = subprocess.run([str(EXE), str(tiny_ckpt), "--target", "zcu104", "--img-size", "224", "--clips", "1",
+                        "--verify", "rtl", "-o", str(d), "--quiet"], capture_output=True, text=True, timeout=600)
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert r.returncode == HardwareError.exit_code and len(errors) == 1, r.stderr
+    assert "simulated DDR holds" in errors[0] and "drop --verify rtl" in errors[0]
+    assert int(errors[0].split("DDR image is ")[1].split(" bytes")[0].replace(",", "")) > DDR_BYTES
     assert not d.exists()

@@ -78,6 +78,9 @@ def test_driver_relocates_loads_and_starts(bundled, tmp_path):
     prog.save(tmp_path)
     loaded = load_program(tmp_path)
     assert np.array_equal(loaded.words(), prog.words()) and loaded.stored == prog.stored
+    # ddr_image.bin holds program, weights and parameters; the loader zero-fills the rest
+    assert (tmp_path / "ddr_image.bin").stat().st_size == prog.regions["input"][0] < prog.image.size
+    assert np.array_equal(loaded.image, prog.ddr_image())
     base = 0x6000_0000
     mmio = FakeMMIO(CI)
     buf = FakeBuffer(prog.image.size + 64, base)
@@ -104,3 +107,12 @@ def test_driver_refuses_wrong_engine_and_reports_errors(bundled):
     acc = Accelerator(prog, FakeMMIO(CI, status=isa.STATUS_DONE | isa.STATUS_ERROR), FakeBuffer(prog.image.size, 0))
     with pytest.raises(RuntimeError, match="error at descriptor 7"):
         acc.run(golden.values[graph.input.name][:, 0].numpy())
+
+
+def test_driver_refuses_an_image_that_does_not_match_its_manifest(bundled, tmp_path):
+    graph, _, _ = bundled
+    emit(graph, CI).save(tmp_path)
+    img = tmp_path / "ddr_image.bin"
+    img.write_bytes(img.read_bytes()[:-4])
+    with pytest.raises(ValueError, match="do not belong together"):
+        load_program(tmp_path)
