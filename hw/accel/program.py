@@ -363,6 +363,36 @@ class _NoFit(HardwareError):
     """The on-chip plan does not fit (``plan="auto"`` then takes the DDR-resident one)."""
 
 
+def placements(graph: ir.Graph, T: int, store_ints: bool) -> tuple[dict, dict, list]:
+    """Both plans' tensor layouts: ``(last, tensors, stored)`` with ``last[name]`` the index
+    of the last node reading ``name``, ``tensors[name]`` its :class:`TensorPlacement`
+    (``act=-1``, ``ddr=None``: the plan fills them in) and ``stored`` the names the host reads
+    from DDR in node order (graph outputs, every spike map, and with ``store_ints`` the
+    integer maps)."""
+    last: dict[str, int] = {}
+    for i, n in enumerate(graph.nodes):
+        for s in n.inputs:
+            last[s] = i
+    outputs = set(graph.outputs)
+    tensors: dict[str, TensorPlacement] = {}
+    stored: list[str] = []
+    for n in graph.nodes:
+        t = graph.types[n.name]
+        shp = tuple(t.shape) if len(t.shape) == 3 else (t.shape[0], 1, 1)
+        if isinstance(n, ir.Input):
+            layout, words = "planes", shp[0] * PLANES * shp[1] * shp[2]
+        elif isinstance(n, ir.TimeMean):
+            layout, words = "vector", t.shape[0]
+        elif t.kind == "spike":
+            layout, words = "bundles", int(np.prod(shp))
+        else:
+            layout, words = "int", int(np.prod(shp)) * T
+        tensors[n.name] = TensorPlacement(n.name, layout, tuple(t.shape), -1, words, None)
+        if n.name in outputs or layout == "bundles" or (store_ints and layout in ("int", "vector")):
+            stored.append(n.name)
+    return last, tensors, stored
+
+
 def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, plan: str = "auto",
          store_ints: bool = False, act_words: int | None = None, wbuf_words: int | None = None,
          sdha_tokens: int | None = None) -> Program:
@@ -442,30 +472,8 @@ def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> P
                 wimg.append(np.zeros(pad, np.uint8))
 
     # ---- liveness
-    last: dict[str, int] = {}
-    for i, n in enumerate(graph.nodes):
-        for s in n.inputs:
-            last[s] = i
+    last, tensors, store_list = placements(graph, T, store_ints)
     outputs = tuple(graph.outputs)
-
-    # ---- placements
-    tensors: dict[str, TensorPlacement] = {}
-    store_list: list[str] = []
-    for n in graph.nodes:
-        t = graph.types[n.name]
-        shp = tuple(t.shape) if len(t.shape) == 3 else (t.shape[0], 1, 1)
-        if isinstance(n, ir.Input):
-            layout, words = "planes", shp[0] * PLANES * shp[1] * shp[2]
-        elif isinstance(n, ir.TimeMean):
-            layout, words = "vector", t.shape[0]
-        elif t.kind == "spike":
-            layout, words = "bundles", int(np.prod(shp))
-        else:
-            layout, words = "int", int(np.prod(shp)) * T
-        stored = n.name in outputs or layout == "bundles" or (store_ints and layout in ("int", "vector"))
-        tensors[n.name] = TensorPlacement(n.name, layout, tuple(t.shape), -1, words, None)
-        if stored:
-            store_list.append(n.name)
 
     # ---- DDR map
     off = _align(isa.DESC_BYTES * 4)  # grows once the program length is known; fixed below

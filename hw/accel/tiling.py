@@ -49,7 +49,7 @@ from ...models.errors import HardwareError
 from . import isa
 from .config import AccelConfig
 from .program import (PLANES, LayerStats, Program, TensorPlacement, _align, _reject,
-                      _weight_words, sdha_scratch_words)
+                      _weight_words, placements, sdha_scratch_words)
 
 __all__ = ["emit_ddr", "bands", "band_rows"]
 
@@ -198,29 +198,13 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
         return w
 
     # ---- tensors: DDR homes (stored ones in "outputs", the rest in reused scratch)
-    last: dict[str, int] = {}
-    for i, n in enumerate(graph.nodes):
-        for s in n.inputs:
-            last[s] = i
+    last, tensors, stored = placements(graph, T, store_ints)
     outputs = tuple(graph.outputs)
-    tensors: dict[str, TensorPlacement] = {}
     out_off: dict[str, int] = {}
     o_acc = 0
-    for n in graph.nodes:
-        t = graph.types[n.name]
-        shp = tuple(t.shape) if len(t.shape) == 3 else (t.shape[0], 1, 1)
-        if isinstance(n, ir.Input):
-            layout, words = "planes", shp[0] * PLANES * shp[1] * shp[2]
-        elif isinstance(n, ir.TimeMean):
-            layout, words = "vector", t.shape[0]
-        elif t.kind == "spike":
-            layout, words = "bundles", int(np.prod(shp))
-        else:
-            layout, words = "int", int(np.prod(shp)) * T
-        tensors[n.name] = TensorPlacement(n.name, layout, tuple(t.shape), -1, words, None)
-        if n.name in outputs or layout == "bundles" or (store_ints and layout in ("int", "vector")):
-            out_off[n.name] = o_acc
-            o_acc += _align(4 * words, 128)
+    for name in stored:
+        out_off[name] = o_acc
+        o_acc += _align(4 * tensors[name].words, 128)
     heap = _Heap()
     loc: dict[str, tuple[str, int]] = {graph.input.name: ("input", 0)}
 
