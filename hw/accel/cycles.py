@@ -365,10 +365,12 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
             skip: float = 0.0, stream_weights: bool = False) -> Prediction:
     """Latency of a layer list (:func:`layers_from_graph`) on ``cfg``.
 
-    Default: the v1 RTL as built - per conv, ``LOADW`` chunks (weight buffer permitting)
-    then ``CONV``, descriptors fetched from DDR, every spike map stored to DDR; the same
-    per-descriptor costs as :func:`descriptor_cycles` (the activation-buffer fit is not
-    checked: large models need row-band tiling, which v1 does not emit).
+    An approximation for graphs no program is emitted for (e.g. T=32 rows of the benchmark):
+    per conv, ``LOADW`` chunks (weight buffer permitting) then ``CONV``, descriptors fetched
+    from DDR, every spike map stored to DDR; the same per-descriptor costs as
+    :func:`descriptor_cycles`, but every tensor is assumed on chip: the ddr plan's tile DMA
+    (:mod:`.tiling`) is not counted, so it is optimistic for real sizes. Emit the program
+    and use :func:`program_cycles` for exact figures.
 
     ``skip``: the fraction of all-zero input T-bundles (:func:`bundle_sparsity`); the CONV
     unit pairs terms and spends a second cycle on a pair only when both are non-zero,
