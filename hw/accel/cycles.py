@@ -279,6 +279,19 @@ def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tu
     return total, [LayerCycles(k, units.get(k, k.upper()), *per[k]) for k in order]
 
 
+def cycles_by_opcode(prog, ddr_latency: int = 0, inputs: dict | None = None) -> dict[str, int]:
+    """Cycles of ``prog`` per opcode (``CONV``, ``LOAD``, ``STORE``, ...; each descriptor's
+    fetch counted with it), in first-seen order; the values sum to :func:`program_cycles`
+    with the same arguments."""
+    cfg = prog.cfg
+    out: dict[str, int] = {}
+    for op, f, node in prog.descriptors:
+        c = descriptor_cycles(op, f, cfg, ddr_latency,
+                              None if inputs is None or op != isa.OP_CONV else inputs[node])
+        out[isa.OPNAMES[op]] = out.get(isa.OPNAMES[op], 0) + c
+    return out
+
+
 # ----------------------------------------------------------------------------- sparsity
 
 

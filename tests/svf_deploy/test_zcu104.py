@@ -44,7 +44,7 @@ def test_files_a_board_needs(out):
     assert img[:128].view("<u4")[1] == prog["magic"]
     assert (d / "driver" / "driver.py").exists() and (d / "driver" / "isa.py").exists()
     html = (d / "zcu104.html").read_text()
-    assert html.count("<table>") == 3 and "data:image/png;base64," in html
+    assert html.count("<table>") == 4 and "data:image/png;base64," in html
     assert "| layer | unit | dense adds | cycles |" in (d / "zcu104.md").read_text()
 
 
@@ -53,6 +53,9 @@ def test_latency_and_resources_in_the_manifest(out):
     lat, res = m["latency"], m["resources"]
     assert lat["cycles"] > lat["ideal_cycles"] > 0 and lat["clock_mhz"] == 250.0
     assert lat["ms_per_clip"] == pytest.approx(lat["cycles"] / 250e3, rel=1e-3)
+    by = lat["cycles_by_unit"]
+    assert sum(by.values()) == lat["cycles"] and by["CONV"] > 0 and by["SDHA"] > 0 and by["HEADER"] > 0
+    assert lat["golden_clip_cycles"] < lat["cycles"]       # empty T-bundles skipped on the golden clip
     assert res["multipliers"] == 0 and res["dsp"] == 0
     assert all(res[k] <= res["capacity"][k] for k in ("lut", "ff", "bram36", "uram", "dsp"))
     assert 0 < min(m["zcu104"]["bundle_sparsity"].values()) <= max(m["zcu104"]["bundle_sparsity"].values()) < 1
