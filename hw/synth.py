@@ -12,7 +12,9 @@ and both counts must be 0 on spike paths:
   ``dsp`` only.
 
 Yosys maps carries to CARRY4 (not CARRY8) and does no placement or timing: LUT counts are
-upper bounds, ``ltp`` (the longest LUT path) is the logic-depth proxy. YoWASP sandboxes
+upper bounds, ``ltp`` (the longest LUT path) is the logic-depth proxy; it runs in a second
+Yosys process on the saved netlist and is ``-1`` when that pass fails (YoWASP's ltp can run
+out of stack on a deep netlist; the counts stand). YoWASP sandboxes
 ``/tmp``, so Yosys runs with ``cwd`` a directory under the repository's ``build/``.
 """
 
@@ -112,9 +114,12 @@ def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = 
         "tee -q -o stat.json stat -json",
         "select -set dspmul t:DSP48E2 r:USE_MULT=NONE %d",
         "tee -q -o dspmul.txt select -count @dspmul",
-        "tee -q -o ltp.txt ltp -noff",
+        "write_rtlil post.il",
     ]) + "\n"
     (work / "synth.ys").write_text(script)
+    # the longest path runs on the saved netlist in a second process: on a deep netlist
+    # YoWASP's ltp can exhaust its call stack, which must not lose the counts
+    (work / "ltp.ys").write_text("read_rtlil post.il\ntee -q -o ltp.txt ltp -noff\n")
     t0 = time.time()
     r = subprocess.run(_yosys_exe() + ["-q", "-s", "synth.ys"], cwd=work, capture_output=True,
                        text=True, timeout=timeout)
@@ -122,7 +127,13 @@ def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = 
     if r.returncode:
         tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
         raise HardwareError(f"yosys failed on {name} (see {work}): " + " | ".join(tail))
-    res = _count(name, work, round(secs, 2))
+    r = subprocess.run(_yosys_exe() + ["-q", "-s", "ltp.ys"], cwd=work, capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode:
+        last = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        (work / "ltp.txt").write_text(f"ltp failed: {last[0]}\n")
+    (work / "post.il").unlink(missing_ok=True)
+    res = _count(name, work, round(time.time() - t0, 2))
     done.write_text(json.dumps(asdict(res)))
     return res
 
@@ -134,7 +145,7 @@ def _count(name: str, work: Path, seconds: float) -> Resources:
     m = re.search(r"(\d+)\s+objects", (work / "dspmul.txt").read_text())
     dsp_mult = int(m.group(1)) if m else 0
     m = re.search(r"length=(\d+)", (work / "ltp.txt").read_text())
-    ltp = int(m.group(1)) if m else 0
+    ltp = int(m.group(1)) if m else -1
 
     def n(pred) -> int:
         return sum(v for k, v in post.items() if pred(k))
