@@ -52,25 +52,25 @@ MAX_VERIFY_MINUTES = 10.0
 def estimate_resources(cfg: AccelConfig) -> dict:
     """Analytic resource estimate (used when no Yosys result is cached for this RTL).
 
-    Memories are counted exactly from their shapes (URAM288 4k x 72; RAMB36 512 x 72; the
-    activation buffer's ``axi_data_width/32`` banks have two read ports and one write port, so
-    each is built twice). Logic:
-    per gated adder (32-bit accumulate + select) ~40 LUT / 64 FF (sum + shadow), plus the write-back
-    multiplexer and a fixed control/DMA/LIF/SDHA block.
+    Memories by bits, packed as Yosys packs them (URAM288 288 Kib, RAMB36E2 36 Kib) and
+    built twice for their two read ports: the activation buffer's ``axi_data_width/32`` banks
+    (URAM or BRAM by ``act_ram_style``) and the weight buffer (``P_o*8 x wbuf_depth``).
+    Logic per gated adder (two weight operands per cycle, 32-bit accumulate, write-back
+    shadow) plus a fixed block (control, DMA and bank rotation, LIF lanes, SDHA), calibrated
+    on one Yosys ``synth_xilinx -family xcup`` run of the production engine (1,024 adders:
+    139,872 LUT, 92,574 FF, 228 RAMB36E2, 32 URAM288): an estimate, not a measurement.
     """
-    def bram36(width: int, depth: int) -> int:
-        return -(-width // 72) * -(-depth // 512)
-
-    def uram(width: int, depth: int) -> int:
-        return -(-width // 72) * -(-depth // 4096)
+    def copies(bits: int, per: int) -> int:
+        return 2 * -(-bits // per)
 
     nb = cfg.units_per_beat   # activation banks (hw/accel/actbuf.py), act_depth / nb words each
-    act_u = nb * uram(32, cfg.act_depth // nb) * 2 if cfg.act_ram_style == "ultra" else 0
-    act_b = nb * bram36(32, cfg.act_depth // nb) * 2 if cfg.act_ram_style != "ultra" else 0
-    wb_b = bram36(cfg.p_o * 8, cfg.wbuf_depth)
+    bank_bits = cfg.act_depth // nb * 32
+    act_u = nb * copies(bank_bits, 288 * 1024) if cfg.act_ram_style == "ultra" else 0
+    act_b = nb * copies(bank_bits, 36 * 1024) if cfg.act_ram_style != "ultra" else 0
+    wb_b = copies(cfg.p_o * 8 * cfg.wbuf_depth, 36 * 1024)
     adders = cfg.adders
-    lut = adders * 40 + adders * 32 // 4 + 9000
-    ff = adders * 64 + cfg.p_o * 32 + 6000  # accumulators + write-back shadow
+    lut = adders * 120 + 17_000
+    ff = adders * 64 + 27_000
     return {"source": "estimate", "lut": lut, "ff": ff, "dsp": 0, "bram36": act_b + wb_b,
             "uram": act_u, "multipliers": 0}
 
