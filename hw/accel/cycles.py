@@ -242,19 +242,10 @@ class LayerCycles:
     dma: int
 
 
-def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tuple[int, list[LayerCycles]]:
-    """Total cycles of ``prog`` and per-node cycles (descriptors grouped by their node).
-
-    ``inputs`` (:func:`conv_inputs`): each conv's whole input T-bundles; the count is then
-    exact for that clip (CONV skips all-zero bundles). A CONV of a DDR-resident program
-    reads the window ``prog.windows[i] = (first channel, first row, frame height, first
-    column, frame width)`` of it.
-    Without ``inputs``: the data-independent dense upper bound."""
+def _costs(prog, ddr_latency: int = 0, inputs: dict | None = None):
+    """``(op, node, cycles)`` of every descriptor of ``prog``, fetch included; with
+    ``inputs`` (:func:`conv_inputs`) a CONV reads its window of the node's input bundles."""
     cfg = prog.cfg
-    fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
-    per: dict[str, list[int]] = {}
-    order: list[str] = []
-    total = 0
     windows = getattr(prog, "windows", {}) or {}
     for i, (op, f, node) in enumerate(prog.descriptors):
         words = None
@@ -264,7 +255,22 @@ def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tu
                 c0, r0, H, x0, W = windows[i]
                 cin, h, w = int(f["cin"]), int(f["h"]), int(f["w"])
                 words = np.asarray(words).reshape(-1, H, W)[c0:c0 + cin, r0:r0 + h, x0:x0 + w]
-        c = descriptor_cycles(op, f, cfg, ddr_latency, words)
+        yield op, node, descriptor_cycles(op, f, cfg, ddr_latency, words)
+
+
+def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tuple[int, list[LayerCycles]]:
+    """Total cycles of ``prog`` and per-node cycles (descriptors grouped by their node).
+
+    ``inputs`` (:func:`conv_inputs`): each conv's whole input T-bundles; the count is then
+    exact for that clip (CONV skips all-zero bundles). A CONV of a DDR-resident program
+    reads the window ``prog.windows[i] = (first channel, first row, frame height, first
+    column, frame width)`` of it.
+    Without ``inputs``: the data-independent dense upper bound."""
+    fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, prog.cfg, ddr_latency)
+    per: dict[str, list[int]] = {}
+    order: list[str] = []
+    total = 0
+    for op, node, c in _costs(prog, ddr_latency, inputs):
         total += c
         key = node or isa.OPNAMES[op].lower()
         if key not in per:
@@ -283,11 +289,8 @@ def cycles_by_opcode(prog, ddr_latency: int = 0, inputs: dict | None = None) -> 
     """Cycles of ``prog`` per opcode (``CONV``, ``LOAD``, ``STORE``, ...; each descriptor's
     fetch counted with it), in first-seen order; the values sum to :func:`program_cycles`
     with the same arguments."""
-    cfg = prog.cfg
     out: dict[str, int] = {}
-    for op, f, node in prog.descriptors:
-        c = descriptor_cycles(op, f, cfg, ddr_latency,
-                              None if inputs is None or op != isa.OP_CONV else inputs[node])
+    for op, _, c in _costs(prog, ddr_latency, inputs):
         out[isa.OPNAMES[op]] = out.get(isa.OPNAMES[op], 0) + c
     return out
 

@@ -119,3 +119,21 @@ def test_lif_and_sdha_formulas():
     p2 = [(2 * r - 1) * max(d, 4 * T) + d + 4 * T + 2 for r in (3, 1)]
     assert [sdha_cycles(1, d, hw, T, c, ntok=r, mode=1) for r in (3, 1)] == [x + 2 + 1 for x in p2]
     assert sdha_cycles(1, d, hw, T, c, ntok=hw, mode=0) == sdha_cycles(1, d, hw, T, c)
+
+
+@pytest.mark.parametrize("plan", ["chip", "ddr"])
+def test_cycles_by_opcode_sum_to_the_program_cycles(bundled, plan):
+    """Per-opcode cycles add up to the program's total, dense and with the golden clip's
+    bundles (a ddr-plan CONV reads its tile's window of the input)."""
+    from svf_deploy.hw.accel.cycles import cycles_by_opcode
+
+    graph, golden, _ = bundled
+    kw = {"act_words": 8192, "wbuf_words": 1024} if plan == "ddr" else {}
+    prog = emit(graph, CI, plan=plan, **kw)
+    assert prog.plan == plan
+    inputs = conv_inputs(prog, graph, {k: v.numpy() for k, v in golden.values.items()})
+    for inp in (None, inputs):
+        by = cycles_by_opcode(prog, inputs=inp)
+        total, _ = program_cycles(prog, inputs=inp)
+        assert sum(by.values()) == total and by["CONV"] > 0 and by["LOAD"] > 0
+    assert cycles_by_opcode(prog, inputs=inputs)["CONV"] < cycles_by_opcode(prog)["CONV"]
