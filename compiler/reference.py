@@ -73,7 +73,7 @@ from . import ir
 from ..models.errors import ConfigError, GraphError
 from ..models.neurons import leak_shift
 
-__all__ = ["Result", "run", "bounds", "register_bounds", "kernel_dtype", "int_conv2d", "int_linear",
+__all__ = ["Result", "run", "input_codes", "bounds", "register_bounds", "kernel_dtype", "int_conv2d", "int_linear",
            "FLOAT32_EXACT", "FLOAT64_EXACT", "INT64_SAFE"]
 
 #: integers of magnitude below these are exact in float32 / float64 sums of products
@@ -648,12 +648,9 @@ class _Run:
 
     # --- one method per op
     def Input(self, n: ir.Input) -> torch.Tensor:
-        x = self.frames.to(device=self.device, dtype=torch.float64)
         if not self.integer:
-            return x
-        if not bool(torch.isfinite(x).all()):
-            raise GraphError(f"Input {n.name!r}: frames contain NaN or inf")
-        return torch.clamp(torch.round(x / n.scale), 0, 2 ** n.bits - 1).to(torch.int64)
+            return self.frames.to(device=self.device, dtype=torch.float64)
+        return input_codes(n, self.frames.to(device=self.device))
 
     def Conv(self, n: ir.Conv) -> torch.Tensor:
         src = n.inputs[0]
@@ -830,6 +827,15 @@ class _Run:
             if isinstance(n, ir.TimeMean):
                 y = y / self.steps[name]
         return y[0] if isinstance(n, ir.TimeMean) else y
+
+
+def input_codes(n: ir.Input, frames: torch.Tensor) -> torch.Tensor:
+    """The integer graph's input: ``q = clamp(round(x / scale), 0, 2**bits - 1)`` (int64,
+    ``x / scale`` in float64, half to even) of ``frames``."""
+    x = frames.to(dtype=torch.float64)
+    if not bool(torch.isfinite(x).all()):
+        raise GraphError(f"Input {n.name!r}: frames contain NaN or inf")
+    return torch.clamp(torch.round(x / n.scale), 0, 2 ** n.bits - 1).to(torch.int64)
 
 
 def run(graph: ir.Graph, frames: torch.Tensor, *, record: bool = False,

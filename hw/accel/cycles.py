@@ -216,17 +216,18 @@ def conv_busy(words: np.ndarray, cfg: AccelConfig, f: dict) -> np.ndarray:
 
 def conv_inputs(prog, graph, values: dict, codes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per conv node, the T-bundle words its CONV descriptors read, from the golden
-    reference's values (``reference.run(record=True).values``, batch 0)."""
+    reference's values (``reference.run(record=True).values``, batch 0); ``codes``
+    (``[T, C, H, W]``) stand in for the input node's values."""
     from ...compiler import ir
 
     out = {}
     for node in {nd for op, _, nd in prog.descriptors if op == isa.OP_CONV}:
         n = graph.node(node)
         src = n.inputs[0]
-        v = np.asarray(values[src])[:, 0]
         if graph.types[src].kind == "analog":
-            out[node] = prog.input_planes(v if codes is None else codes)
+            out[node] = prog.input_planes(np.asarray(values[src])[:, 0] if codes is None else codes)
         else:
+            v = np.asarray(values[src])[:, 0]
             v = (v.reshape(v.shape[0], -1) != 0).astype(np.int64)
             out[node] = (v << np.arange(v.shape[0], dtype=np.int64)[:, None]).sum(0).astype(np.uint32)
         assert isinstance(n, (ir.Conv, ir.Linear))

@@ -138,3 +138,23 @@ def test_verify_rtl_refused_up_front_when_the_image_exceeds_the_simulated_ddr(ti
     assert "simulated DDR holds" in errors[0] and "drop --verify rtl" in errors[0]
     assert int(errors[0].split("DDR image is ")[1].split(" bytes")[0].replace(",", "")) > DDR_BYTES
     assert not d.exists()
+
+
+def test_golden_clip_cycles_equal_a_fresh_reference_run(out):
+    """The manifest's golden-clip cycles (from the golden record and the input codes) equal
+    the cycle model fed by a new reference run on the stored golden clip."""
+    import torch
+
+    from svf_deploy.compiler import ir
+    from svf_deploy.hw.accel import PRODUCTION
+    from svf_deploy.hw.accel.cycles import conv_inputs, program_cycles
+    from svf_deploy.hw.accel.program import emit
+    from svf_deploy.targets.zcu104 import golden_values
+
+    d, m, _ = out
+    graph = ir.Graph.load(d)
+    frames = torch.from_numpy(np.load(d / "golden.npz")["frames"])
+    prog = emit(graph, PRODUCTION)
+    src = [graph.node(nd).inputs[0] for op, _, nd in prog.descriptors if op == isa.OP_CONV]
+    cycles, _ = program_cycles(prog, inputs=conv_inputs(prog, graph, golden_values(graph, frames, src)))
+    assert m["latency"]["golden_clip_cycles"] == cycles < m["latency"]["cycles"]
