@@ -242,6 +242,16 @@ def sdha_scratch_words(cfg: AccelConfig, shape, heads: int) -> int:
     return g * h * w + d * g
 
 
+def sdha_scratch(n: ir.Attention, cfg: AccelConfig, shape, wbuf_words: int) -> int:
+    """``g`` (weight-buffer words per token) of attention ``n``, whose per-head scratch
+    (:func:`sdha_scratch_words`) must fit ``wbuf_words``; else :class:`HardwareError`."""
+    words = sdha_scratch_words(cfg, shape, n.heads)
+    if words > wbuf_words:
+        raise _reject(n, f"one head's weight-buffer scratch (V transposed + kv) needs {words} words",
+                      f"the weight buffer holds {wbuf_words}: use a larger wbuf_depth or more heads")
+    return -(-(shape[0] // n.heads) // (cfg.p_o // 4))
+
+
 def check_supported(graph: ir.Graph, cfg: AccelConfig, T: int) -> dict[str, int]:
     """Raise :class:`HardwareError` for the first node the engine cannot run exactly;
     returns the proved bounds."""
@@ -581,11 +591,7 @@ def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> P
         elif isinstance(n, ir.Attention):
             c, h, w = t.shape
             d = c // n.heads
-            g = -(-d // (P // 4))
-            words = sdha_scratch_words(cfg, t.shape, n.heads)
-            if words > cfg.wbuf_depth:
-                raise _reject(n, f"its weight-buffer scratch needs {words} words",
-                              f"the weight buffer holds {cfg.wbuf_depth}: use a larger wbuf_depth or more heads")
+            g = sdha_scratch(n, cfg, t.shape, cfg.wbuf_depth)
             # weight-buffer scratch: V transposed (g*h*w words), then kv (d*g words); every
             # CONV loads its weights after, so nothing live is overwritten
             add(isa.OP_SDHA, n.name, q=ins[0], k=ins[1], v=ins[2], outb=out, kvw=g * h * w, heads=n.heads,

@@ -49,7 +49,7 @@ from ...models.errors import HardwareError
 from . import isa
 from .config import AccelConfig
 from .program import (PLANES, LayerStats, Program, TensorPlacement, _align, _reject,
-                      _weight_words, placements, sdha_scratch_words)
+                      _weight_words, placements, sdha_scratch)
 
 __all__ = ["emit_ddr", "bands", "band_rows"]
 
@@ -526,11 +526,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             c, h, w = t.shape
             d = c // n.heads
             hw = h * w
-            g = -(-d // (cfg.p_o // 4))
-            scratch = sdha_scratch_words(cfg, t.shape, n.heads)
-            if scratch > WB:
-                raise _reject(n, f"one attention head's weight-buffer scratch (V transposed + kv) needs "
-                              f"{scratch} words", f"the weight buffer holds {WB}: use a larger wbuf_depth")
+            g = sdha_scratch(n, cfg, t.shape, WB)
             # per head: q, k, v bundles and the T-step output; kv lives in the weight buffer
             head = 3 * (d * hw + S) + d * hw * T
             nh = min((D - S) // head, n.heads)

@@ -112,3 +112,16 @@ def test_sdha_scratch_fits_the_weight_buffer(bundled):
     f = next(f for op, f, nd in emit(graph, CI).descriptors if nd == att.name and "kvw" in f)
     assert (f["g"], f["kvw"]) == (g, g * h * w)      # kv rows follow the transposed V
     assert sdha_scratch_words(PRODUCTION, (640, 16, 16), 8) == 3 * 256 + 80 * 3   # svf-large block 4
+
+
+def test_sdha_scratch_that_does_not_fit_the_weight_buffer_is_refused(bundled):
+    from svf_deploy.hw.accel.program import sdha_scratch, sdha_scratch_words
+
+    graph = bundled[0]
+    att = next(n for n in graph.nodes if isinstance(n, ir.Attention))
+    shape = graph.types[att.name].shape
+    words = sdha_scratch_words(CI, shape, att.heads)
+    assert sdha_scratch(att, CI, shape, words) == -(-(shape[0] // att.heads) // (CI.p_o // 4))
+    with pytest.raises(HardwareError, match=f"{att.name}.*weight-buffer scratch.*needs {words} words.*"
+                                            f"holds {words - 1}"):
+        sdha_scratch(att, CI, shape, words - 1)
