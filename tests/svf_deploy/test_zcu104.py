@@ -113,31 +113,34 @@ def test_a_model_too_big_for_the_chip_plan_compiles_ddr_resident(tiny_ckpt, tmp_
     assert "DDR-resident" in (d / "zcu104.md").read_text()
 
 
-def test_verify_rtl_refused_up_front_when_verilator_would_take_too_long(tiny_ckpt, tmp_path):
+def _refused_verify(ckpt, tmp_path, size: int) -> str:
+    """``svf-compile CKPT --target zcu104 --verify rtl`` at ``size``: exit 14, nothing written;
+    the one error line."""
     d = tmp_path / "out"
-    # 256x256: ~93 M dense cycles on the CI engine (224x224, ~71 M since the beat-wide DMA, fits the limit)
-    r = subprocess.run([str(EXE), str(tiny_ckpt), "--target", "zcu104", "--img-size", "256", "--clips", "1",
+    r = subprocess.run([str(EXE), str(ckpt), "--target", "zcu104", "--img-size", str(size), "--clips", "1",
                         "--verify", "rtl", "-o", str(d), "--quiet"], capture_output=True, text=True, timeout=600)
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
     assert r.returncode == HardwareError.exit_code and len(errors) == 1, r.stderr
-    assert "simulated minutes" in errors[0] and "drop --verify rtl" in errors[0] and "Traceback" not in r.stderr
-    cycles = int(errors[0].split("up to ")[1].split(" cycles")[0].replace(",", ""))
-    assert cycles > 10 * 60 * 125_000
+    assert "drop --verify rtl" in errors[0] and "Traceback" not in r.stderr
     assert not d.exists()
+    return errors[0]
+
+
+def test_verify_rtl_refused_up_front_when_verilator_would_take_too_long(tiny_ckpt, tmp_path):
+    # 256x256: ~93 M dense cycles on the CI engine (224x224, ~71 M since the beat-wide DMA, fits the limit)
+    err = _refused_verify(tiny_ckpt, tmp_path, 256)
+    assert "simulated minutes" in err
+    cycles = int(err.split("up to ")[1].split(" cycles")[0].replace(",", ""))
+    assert cycles > 10 * 60 * 125_000
 
 
 def test_verify_rtl_refused_up_front_when_the_image_exceeds_the_simulated_ddr(tiny_ckpt, tmp_path):
     from svf_deploy.sim.accel import DDR_BYTES
 
-    d = tmp_path / "out"
     # 224x224: within the time limit (~71 M cycles) but a ~23 MB DDR image
-    r = subprocess.run([str(EXE), str(tiny_ckpt), "--target", "zcu104", "--img-size", "224", "--clips", "1",
-                        "--verify", "rtl", "-o", str(d), "--quiet"], capture_output=True, text=True, timeout=600)
-    errors = [line for line in r.stderr.splitlines() if "error:" in line]
-    assert r.returncode == HardwareError.exit_code and len(errors) == 1, r.stderr
-    assert "simulated DDR holds" in errors[0] and "drop --verify rtl" in errors[0]
-    assert int(errors[0].split("DDR image is ")[1].split(" bytes")[0].replace(",", "")) > DDR_BYTES
-    assert not d.exists()
+    err = _refused_verify(tiny_ckpt, tmp_path, 224)
+    assert "simulated DDR holds" in err
+    assert int(err.split("DDR image is ")[1].split(" bytes")[0].replace(",", "")) > DDR_BYTES
 
 
 def test_golden_clip_cycles_equal_a_fresh_reference_run(out):

@@ -32,24 +32,6 @@ def test_bundled_model_bit_exact_and_cycle_model_exact(bundled):
     assert r["verilator_cycles_per_s"] > 0
 
 
-def test_one_flipped_weight_bit_is_caught(bundled):
-    graph, golden, frames = bundled
-    conv = next(n for n in graph.nodes if isinstance(n, ir.Conv))
-
-    def flip(prog, image):
-        ld = next(f for op, f, node in prog.descriptors if op == isa.OP_LOADW and node == conv.name)
-        img = image.copy()
-        o, i, k, _ = conv.weight.shape
-        c = k // 2
-        byte = ld["ddr"] + ((0 * k + c) * k + c) * CI.p_o + 0   # W[0, 0, c, c], lane 0 of tile 0
-        assert np.int8(img[byte]) == conv.weight[0, 0, c, c]
-        img[byte] ^= 0x80
-        return img
-
-    with pytest.raises(HardwareError, match=r"RTL verification failed: \d+ of \d+ tensors differ.*engine"):
-        verify_rtl(graph, frames, CI, image_hook=flip)
-
-
 #: the ddr plan on the CI engine, tiles limited to 8192 activation words and 1024 weight
 #: words: several row bands, output-channel chunks and input-channel groups per layer
 DDR_BUDGET = {"plan": "ddr", "act_words": 8192, "wbuf_words": 1024}
@@ -74,7 +56,8 @@ def test_ddr_plan_bit_exact_and_cycle_model_exact(bundled):
     assert r["cycles"] == r["predicted_cycles"] < r["dense_bound_cycles"]
 
 
-def test_ddr_plan_one_flipped_weight_bit_is_caught(bundled):
+@pytest.mark.parametrize("plan", [{}, DDR_BUDGET], ids=["chip", "ddr"])
+def test_one_flipped_weight_bit_is_caught(bundled, plan):
     graph, golden, frames = bundled
     conv = next(n for n in graph.nodes if isinstance(n, ir.Conv))
 
@@ -83,13 +66,13 @@ def test_ddr_plan_one_flipped_weight_bit_is_caught(bundled):
         img = image.copy()
         k = conv.weight.shape[2]
         c = k // 2
-        byte = ld["ddr"] + (c * k + c) * CI.p_o     # W[0, 0, c, c], lane 0 of tile 0, group 0
+        byte = ld["ddr"] + (c * k + c) * CI.p_o     # W[0, 0, c, c], lane 0 of tile 0 (group 0)
         assert np.int8(img[byte]) == conv.weight[0, 0, c, c]
         img[byte] ^= 0x80
         return img
 
     with pytest.raises(HardwareError, match=r"RTL verification failed: \d+ of \d+ tensors differ.*engine"):
-        verify_rtl(graph, frames, CI, image_hook=flip, **DDR_BUDGET)
+        verify_rtl(graph, frames, CI, image_hook=flip, **plan)
 
 
 @pytest.mark.slow
