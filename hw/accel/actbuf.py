@@ -7,8 +7,8 @@ address ``A`` (``s = A % u``) touches every bank exactly once: word ``A + i`` is
 
 * the write port writes up to ``u`` consecutive words per cycle (a DMA beat, rotated onto
   the banks, per-word enables ``mask``); a single-word write (``en``) is the run's word 0;
-* read port 0 reads the run at ``addr`` (``beat``, word ``i`` = ``A + i``) and its word 0
-  (``data``); read port 1 reads one word (``data``; all banks at row ``A // u``).
+* each read port reads the run at its ``addr`` (``beat``, word ``i`` = ``A + i``) and its
+  word 0 (``data``).
 
 Reads have one cycle of latency (the registered ``A % u`` selects the banks' outputs), as
 a single memory's synchronous read port: a single-word access behaves exactly like the
@@ -33,7 +33,7 @@ class ActBuffer(wiring.Component):
     -------
     r0_addr, r0_en, r0_data, r0_beat : read port 0 (word address, enable, word ``A``, the
         run ``A .. A+u-1`` with word ``i`` at bits ``32*i``).
-    r1_addr, r1_data : read port 1 (one word).
+    r1_addr, r1_data, r1_beat : read port 1 (as port 0, always enabled).
     w_addr, w_data, w_en, w_mask : write port: words ``A + i`` for the set bits ``i`` of
         ``w_mask | w_en`` (``w_en`` writes word 0 only), data word ``i`` at bits ``32*i``.
     """
@@ -48,7 +48,7 @@ class ActBuffer(wiring.Component):
         self.aw = aw
         super().__init__({
             "r0_addr": In(aw), "r0_en": In(1, init=1), "r0_data": Out(32), "r0_beat": Out(32 * units),
-            "r1_addr": In(aw), "r1_data": Out(32),
+            "r1_addr": In(aw), "r1_data": Out(32), "r1_beat": Out(32 * units),
             "w_addr": In(aw), "w_data": In(32 * units), "w_en": In(1), "w_mask": In(units),
         })
 
@@ -66,6 +66,7 @@ class ActBuffer(wiring.Component):
             r0, r1, wp = banks[0]
             m.d.comb += [r0.addr.eq(self.r0_addr), r0.en.eq(self.r0_en), self.r0_data.eq(r0.data),
                          self.r0_beat.eq(r0.data), r1.addr.eq(self.r1_addr), self.r1_data.eq(r1.data),
+                         self.r1_beat.eq(r1.data),
                          wp.addr.eq(self.w_addr), wp.data.eq(self.w_data[:32]),
                          wp.en.eq(self.w_mask[0] | self.w_en)]
             return m
@@ -98,10 +99,15 @@ class ActBuffer(wiring.Component):
             outs.append(d0[j])
         m.d.comb += [self.r0_beat.eq(Cat(*outs)), self.r0_data.eq(d0[s0])]
 
-        # read port 1: one word, every bank at row addr // u
+        # read port 1: the run at r1_addr, as port 0 (always enabled)
         s1 = Signal(lu)
         m.d.sync += s1.eq(self.r1_addr[:lu])
-        for _, p1, _ in banks:
-            m.d.comb += p1.addr.eq(self.r1_addr[lu:])
-        m.d.comb += self.r1_data.eq(Array(p1.data for _, p1, _ in banks)[s1])
+        d1 = Array(p1.data for _, p1, _ in banks)
+        outs1 = []
+        for b, (_, p1, _) in enumerate(banks):
+            m.d.comb += p1.addr.eq(run_row(self.r1_addr, b))
+            j = Signal(lu, name=f"r1i{b}")
+            m.d.comb += j.eq(s1 + b)
+            outs1.append(d1[j])
+        m.d.comb += [self.r1_beat.eq(Cat(*outs1)), self.r1_data.eq(d1[s1])]
         return m

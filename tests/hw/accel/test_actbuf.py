@@ -9,7 +9,7 @@ from svf_deploy.hw.accel.actbuf import ActBuffer
 @pytest.mark.parametrize("u", [1, 2, 4])
 def test_banked_buffer_matches_a_flat_word_array(u):
     """Random single-word writes and masked runs of ``u`` words at every alignment, with
-    reads on both ports each cycle: port 0 returns the run ``A .. A+u-1`` and port 1 word
+    reads on both ports each cycle: each port returns the run ``A .. A+u-1`` and its word
     ``A`` one cycle later, the old contents when written in the same cycle (as the unbanked
     buffer), and port 0 holds its outputs while ``r0_en`` is low."""
     from amaranth.sim import Simulator
@@ -18,7 +18,7 @@ def test_banked_buffer_matches_a_flat_word_array(u):
     dut = ActBuffer(depth, u)
     rng = np.random.default_rng(u)
     model = [0] * depth
-    checked = {"runs": 0, "held": 0, "offsets": set()}
+    checked = {"runs": 0, "held": 0, "offsets": set(), "offsets1": set()}
 
     def pack(ws):
         return sum(int(w) << (32 * i) for i, w in enumerate(ws))
@@ -40,7 +40,7 @@ def test_banked_buffer_matches_a_flat_word_array(u):
             ctx.set(dut.r0_en, int(en0))
             ctx.set(dut.r1_addr, a1)
             new0 = [model[(a0 + i) % depth] for i in range(u)] if en0 else exp0
-            new1 = model[a1]
+            new1 = [model[(a1 + i) % depth] for i in range(u)]
             if mode == 1:
                 model[wa] = data[0]
             for i in range(u):
@@ -53,14 +53,16 @@ def test_banked_buffer_matches_a_flat_word_array(u):
                 checked["runs"] += 1
                 checked["held"] += not en0
                 checked["offsets"].add(a0 % u)
-            assert ctx.get(dut.r1_data) == new1
+            assert ctx.get(dut.r1_beat) == pack(new1)
+            assert ctx.get(dut.r1_data) == new1[0]
+            checked["offsets1"].add(a1 % u)
             exp0 = new0
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    assert checked["runs"] > 300 and checked["held"] > 20 and checked["offsets"] == set(range(u))
+    assert checked["runs"] > 300 and checked["held"] > 20 and checked["offsets"] == checked["offsets1"] == set(range(u))
     assert sum(1 for w in model if w) > depth // 2     # the writes landed
 
 
