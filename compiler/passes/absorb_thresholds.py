@@ -68,6 +68,7 @@ every ``IntLIF`` has positive thresholds and ``|polarity| == 1``.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -167,19 +168,20 @@ def _exact_grain(node_name: str, ratios: dict[str, np.ndarray], notes: list) -> 
     return e_all
 
 
-def leak_bits(T: int, k: int, name: str, notes: list) -> int:
-    """``min(T k, MAX_LEAK_BITS)``; a note in ``notes`` when capped (the neuron is inexact)."""
+def leak_bits(T: int, k: int, name: str, notes: list, cap: int = MAX_LEAK_BITS,
+              why: str = "so the membrane fits the 48-bit registers") -> int:
+    """``min(T k, cap)``; a note in ``notes`` when capped (the neuron is inexact)."""
     need = T * k
-    if need > MAX_LEAK_BITS:
+    if need > cap:
         notes.append({"node": name, "reason": f"exactness over T={T} steps needs {need} leak fraction "
-                      f"bits; capped at {MAX_LEAK_BITS} so the membrane fits the 48-bit registers "
-                      f"(the leak may floor a bit after step {MAX_LEAK_BITS // k})"})
-        return MAX_LEAK_BITS
+                      f"bits; capped at {cap} {why} "
+                      f"(the leak may floor a bit after step {cap // k})"})
+        return cap
     return need
 
 
 def _int_lif(node: ir.LIF, x: str, s_in: np.ndarray, a: np.ndarray, b: np.ndarray,
-             min_theta_bits: int, T: int, notes: list) -> ir.IntLIF:
+             min_theta_bits: int, T: int, notes: list, cap: tuple = (MAX_LEAK_BITS,)) -> ir.IntLIF:
     g = a * s_in
     if np.any(g == 0) or not np.all(np.isfinite(g)):
         c = int(np.flatnonzero((g == 0) | ~np.isfinite(g))[0])
@@ -195,7 +197,7 @@ def _int_lif(node: ir.LIF, x: str, s_in: np.ndarray, a: np.ndarray, b: np.ndarra
         ratios["threshold"] = node.v_threshold / u
     e = _exact_grain(node.name, ratios, notes)
     theta, f = thresholds(node.v_threshold, u, node.levels, min_theta_bits,
-                          min_frac_bits=e + leak_bits(T, k, node.name, notes), who=f"neuron {node.name!r}")
+                          min_frac_bits=e + leak_bits(T, k, node.name, notes, *cap), who=f"neuron {node.name!r}")
     bias = np.round(b / u * 2.0 ** f).astype(np.int64)
     return ir.IntLIF(node.name, (x,), theta=theta, bias=bias,
                      polarity=np.sign(g).astype(np.int64), frac_bits=f, leak_shift=k,
@@ -203,7 +205,7 @@ def _int_lif(node: ir.LIF, x: str, s_in: np.ndarray, a: np.ndarray, b: np.ndarra
 
 
 def _int_sssa(node: ir.SSSA, weight_bits: int, min_theta_bits: int, T: int,
-              notes: list) -> ir.SSSA:
+              notes: list, cap: tuple = (MAX_LEAK_BITS,)) -> ir.SSSA:
     k = leak_shift(node.sal_tau, f"SSSA {node.name!r} saccade neuron")
     gain = np.asarray(node.gain, np.float64)
     peak = float(np.abs(gain).max(initial=0.0))
@@ -212,9 +214,55 @@ def _int_sssa(node: ir.SSSA, weight_bits: int, min_theta_bits: int, T: int,
     ratios = {"threshold": np.array([node.sal_threshold / u])} if node.sal_reset == "soft" else {}
     e = _exact_grain(node.name, ratios, notes)
     theta, f = thresholds(node.sal_threshold, np.array([u]), 1, min_theta_bits,
-                          min_frac_bits=e + leak_bits(T, k, node.name, notes),
+                          min_frac_bits=e + leak_bits(T, k, node.name, notes, *cap),
                           who=f"SSSA {node.name!r} saccade neuron")
     return node.replace(gain=g_int, sal_theta=int(theta[0]), sal_frac_bits=f)
+
+
+def _fit_registers(graph: ir.Graph, nodes: list, make: dict, T: int, notes: list) -> list:
+    """Build the neurons (``make[name](notes, (cap, why))``) and lower a neuron's leak fraction bits where
+    its membrane would outgrow the 48-bit registers.
+
+    A neuron's membrane bound (:func:`reference.register_bounds`) grows by about one bit per
+    fraction bit and depends on nothing downstream (it emits spikes), so a neuron ``d`` bits
+    too wide is rebuilt with its ``T k`` part capped ``d`` bits lower (listed inexact, with
+    its input bound) and checked again, at most 4 rounds; a neuron whose width does not come
+    from the leak part is left for ``bitwidths`` to refuse by name.
+    """
+    from .. import reference
+    from .bitwidths import MAX_BITS, signed_bits
+
+    caps = {name: MAX_LEAK_BITS for name in make}
+    pending: dict[str, list] = {}
+
+    def build(name):
+        pending[name] = []
+        why = ("so the membrane fits the 48-bit registers" if caps[name] == MAX_LEAK_BITS else
+               f"so the membrane (input bound {inb.get(name, '?')}) fits the {MAX_BITS}-bit registers")
+        return make[name](pending[name], (caps[name], why))
+
+    inb: dict[str, int] = {}
+    built = {name: build(name) for name in make}
+    for _ in range(4):
+        g = graph.replace(nodes=[built.get(n.name, n) for n in nodes], stage="integer",
+                          meta={**graph.meta, "T": T})
+        bounds = reference.register_bounds(g, T)
+        val = reference.bounds(g, T)
+        over = {}
+        for name, nd in built.items():
+            d = signed_bits(bounds[name]) - MAX_BITS
+            if d > 0 and caps[name] > 0:
+                over[name] = d
+                src = nd.inputs[0]
+                inb[name] = int(g.types[src].levels) if g.types[src].kind == "spike" else int(val[src])
+        if not over:
+            break
+        for name, d in over.items():
+            caps[name] = max(0, caps[name] - d)
+            built[name] = build(name)
+    for name in make:
+        notes.extend(pending[name])
+    return [built.get(n.name, n) for n in nodes]
 
 
 #: the condition under which the integer graph equals the float model spike for spike
@@ -254,6 +302,7 @@ def run(graph: ir.Graph, min_theta_bits: int = 10, weight_bits: int = 8,
     types = graph.types
     notes: list[dict] = []
     nodes: list[ir.Node] = []
+    make = {}    # neuron name -> (rebuild with a leak-bit cap, its notes)
     for n in graph.nodes:
         if isinstance(n, ir.BatchNorm):
             readers = graph.consumers(n.name)
@@ -270,10 +319,12 @@ def run(graph: ir.Graph, min_theta_bits: int = 10, weight_bits: int = 8,
             t = types[x]
             if t.kind not in ("int", "spike") or t.scale is None:
                 raise GraphError(f"absorb_thresholds: neuron {n.name!r} reads {x!r} of kind {t.kind}")
-            n = _int_lif(n, x, np.asarray(t.scale, np.float64), a, b, min_theta_bits, T, notes)
+            make[n.name] = functools.partial(_int_lif, n, x, np.asarray(t.scale, np.float64), a, b,
+                                             min_theta_bits, T)
         elif isinstance(n, ir.SSSA):
-            n = _int_sssa(n, weight_bits, min_theta_bits, T, notes)
+            make[n.name] = functools.partial(_int_sssa, n, weight_bits, min_theta_bits, T)
         nodes.append(n)
+    nodes = _fit_registers(graph, nodes, make, T, notes)
     meta = {**graph.meta, "min_theta_bits": int(min_theta_bits), "T": T,
             "inexact_neurons": notes,
             "exactness": {"condition": EXACTNESS_CONDITION, "T": T,

@@ -237,3 +237,36 @@ def test_long_clips_cap_the_leak_bits_and_list_the_neurons():
         assert cap_notes == ({n.name for n in lifs} if capped else set())
         x = torch.rand(T, 1, *g.input.shape, generator=torch.Generator().manual_seed(T))
         reference.run(g, x)  # runs within the proved widths at this T
+
+
+def test_a_membrane_too_wide_even_at_the_leak_cap_gets_fewer_leak_bits():
+    """svf-small at 224x224, T=32: the stem neuron's input bound (~2**26) plus the 20 capped
+    leak bits would need 49-bit membranes; the compiler lowers that neuron's leak bits until
+    the proved width fits 48 bits, lists it with its input bound, and ``svf-verify``'s
+    exactness check accepts exactly that (one fraction bit fewer on an unlisted neuron, or
+    on a neuron far from the limit, is refused)."""
+    import dataclasses
+
+    from svf_deploy.api import frac_bits_ok
+    from svf_deploy.compiler.passes.absorb_thresholds import MAX_LEAK_BITS
+    from svf_deploy.compiler.passes.bitwidths import signed_bits
+    from svf_deploy.models import build_model
+
+    torch.manual_seed(0)
+    T = 32
+    m = build_model("svf-small", img_size=224, T=T, max_T=T).eval()
+    g, _ = pipeline.compile_model(m, pipeline.CompileOptions(), frame_shape=(3, 224, 224))
+    proof = reference.register_bounds(g, T)
+    lifs = {n.name: n for n in g.nodes if isinstance(n, ir.IntLIF)}
+    below = {k: n for k, n in lifs.items() if n.frac_bits < MAX_LEAK_BITS}
+    assert below and all(n.mem_bits <= 48 and signed_bits(proof[k]) >= 47 for k, n in below.items())
+    notes = {d["node"]: d["reason"] for d in g.meta["inexact_neurons"]}
+    for k, n in below.items():
+        assert f"capped at {n.frac_bits}" in notes[k] and "input bound" in notes[k]
+        assert frac_bits_ok(g, n, T, proof)
+        unlisted = g.replace(meta={**g.meta, "inexact_neurons": [d for d in g.meta["inexact_neurons"]
+                                                                   if d["node"] != k]})
+        assert not frac_bits_ok(unlisted, n, T, proof)
+    far = next(n for n in lifs.values() if n.frac_bits >= MAX_LEAK_BITS and signed_bits(proof[n.name]) < 40)
+    assert frac_bits_ok(g, far, T, proof)
+    assert not frac_bits_ok(g, dataclasses.replace(far, frac_bits=MAX_LEAK_BITS - 1), T, proof)
