@@ -19,8 +19,10 @@ Prints:
    model's measured rate (independently), the exact count with bundle skipping. The ideal
    bound ``conv adds / adders / clock`` and the adder utilisation are beside them. Where
    the production buffer refuses a layer (named), the same engine with a 196,608-word
-   activation buffer is tried. T = 32 rows use :func:`predict`, the layer-list
-   approximation that assumes every tensor on chip (no tiling traffic): optimistic.
+   activation buffer is tried. T = 32 rows compile the model for 32 steps and emit its
+   program (dense bound, exact); where that is refused or too large (``--max-descriptors``)
+   they fall back to :func:`predict`, the layer-list approximation that assumes every
+   tensor on chip (no tiling traffic): optimistic, and labelled so.
 4. With ``--synth``: Yosys ``synth_xilinx`` totals for the production engine vs the XCZU7EV
    (minutes to an hour on 2 cores; cached by the Verilog's hash).
 
@@ -50,12 +52,12 @@ def bundled():
     return graph, clips
 
 
-def zoo_graph(name: str, size: int):
+def zoo_graph(name: str, size: int, T: int = 8):
     from svf_deploy.compiler.pipeline import CompileOptions, compile_model
     from svf_deploy.models.svf import build_model
 
     torch.manual_seed(0)
-    model = build_model(name, img_size=size, T=8).eval()
+    model = build_model(name, img_size=size, T=T, max_T=max(16, T)).eval()
     g, _ = compile_model(model, CompileOptions(), frame_shape=(3, size, size))
     return g
 
@@ -79,6 +81,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-sim", action="store_true", help="skip the Verilator run")
     ap.add_argument("--synth", action="store_true", help="Yosys resources of the production engine")
     ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--max-descriptors", type=int, default=12_000_000,
+                    help="T=32 programs with more descriptors fall back to predict() (memory)")
     a = ap.parse_args(argv)
     con = Console(width=150)
     out: dict = {}
@@ -181,12 +185,46 @@ def main(argv=None) -> int:
             last = (name, size, cfg, per)
             if cfg is PRODUCTION:
                 break          # the bigger buffer only where production refuses
-        # T = 32: no program (the T=8 graph's membranes were sized for T=8): the layer-list
-        # approximation, which assumes every tensor on chip (no tiling DMA): optimistic
-        p = predict(layers_from_graph(g), PRODUCTION, model=name, T=32, size=size)
-        preds.append(p.as_dict() | {"engine": "predict() approximation, on-chip (optimistic)"})
-        t.add_row(name, str(size), "T=32: predict() (approx.)", "", "", "", f"{p.adds / 1e9:.1f}",
-                  f"{p.cycles / 1e6:,.1f}", f"{p.ms:,.1f}", f"{p.ideal_ms:,.1f}", f"{100 * p.utilisation:.1f} %", "", "")
+        # T = 32: the model compiled for 32 steps (its neurons' fraction bits and widths are
+        # proved for T=32) and emitted: the exact dense bound. Where emission is refused or
+        # the descriptor list outgrows --max-descriptors, the layer-list approximation
+        # predict(), which assumes every tensor on chip (no tiling traffic): optimistic.
+        del g
+        t0 = time.time()
+        g32 = zoo_graph(name, size, T=32)
+        con.print(f"compiled {name} {size}x{size} for T=32 in {time.time() - t0:.0f} s")
+        t0 = time.time()
+        try:
+            prog = emit(g32, PRODUCTION)
+            if len(prog.descriptors) > a.max_descriptors:
+                raise HardwareError(f"{len(prog.descriptors):,} descriptors > --max-descriptors")
+        except HardwareError as e:
+            p = predict(layers_from_graph(g32), PRODUCTION, model=name, T=32, size=size)
+            preds.append(p.as_dict() | {"engine": f"predict() approximation, on-chip (optimistic): {e}"})
+            t.add_row(name, str(size), "T=32: predict() (approx.)", "", "", "", f"{p.adds / 1e9:.1f}",
+                      f"{p.cycles / 1e6:,.1f}", f"{p.ms:,.1f}", f"{p.ideal_ms:,.1f}",
+                      f"{100 * p.utilisation:.1f} %", "", "")
+        else:
+            emit_s = time.time() - t0
+            dense, _ = program_cycles(prog)
+            adds = sum(st.dense_adds for st in prog.stats if st.unit in ("CONV", "SDHA"))
+            ideal = -(-sum(st.dense_adds for st in prog.stats if st.unit == "CONV") // PRODUCTION.adders)
+            ms = dense / (PRODUCTION.clock_mhz * 1e3)
+            rec = {"model": name, "size": size, "T": 32, "config": PRODUCTION.name, "plan": prog.plan,
+                   "descriptors": len(prog.descriptors), "adds": adds, "dense_cycles": dense,
+                   "ms": round(ms, 3), "ideal_cycles": ideal,
+                   "ideal_ms": round(ideal / (PRODUCTION.clock_mhz * 1e3), 3),
+                   "utilisation": round(ideal / dense, 4)}
+            programs.append(rec)
+            preds.append({"model": name, "size": size, "T": 32,
+                          "engine": f"program ({PRODUCTION.name}, {prog.plan}), dense bound", "adds": adds,
+                          "ms": rec["ms"], "ideal_ms": rec["ideal_ms"], "utilisation": rec["utilisation"],
+                          "cycles": dense})
+            t.add_row(name, str(size), f"T=32: {PRODUCTION.name} / {prog.plan}", f"{emit_s:.0f}",
+                      f"{len(prog.descriptors):,}", "", f"{adds / 1e9:.1f}", f"{dense / 1e6:,.1f}", f"{ms:,.1f}",
+                      f"{rec['ideal_ms']:,.1f}", f"{100 * rec['utilisation']:.1f} %", "", "")
+            del prog
+        del g32
     out["predictions"] = preds
     out["programs"] = programs
     con.print(t)
