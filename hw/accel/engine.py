@@ -8,15 +8,25 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   (:mod:`.actbuf`), so a beat's ``u`` words go in (or come out) together at any word
   alignment of the buffer address; a partial last beat is masked (``WSTRB`` on a store).
   A weight word is ``P_o*8 / axi_data_width`` beats.
-* **CONV**: output-stationary gated-add array of ``p_t x p_o`` adders. For one output pixel
-  and a tile of ``p_o`` output channels, every cycle reads a pair of terms ``(i, ky, kx)``:
-  their T-bundles (two activation ports) and weight vectors ``W[tile, i, ky, kx]`` (two
-  weight ports), and adds ``w[o] << j`` into ``acc[t][o]`` where bundle bit ``t`` is set
-  (``j`` = bit-plane of an analog input, else 0). A term whose bundle chunk is all zero
-  (or a padding tap) adds nothing and is skipped: a pair costs one cycle, two only when
-  both terms are non-zero (the second is held and added in a stall cycle). No multiplier anywhere: selection and addition only. All
-  ``T`` steps of a neuron accumulate together (weights are read once per term, shared by
-  the ``p_t`` steps). Then the ``p_o x T`` sums are written back as an integer map.
+* **CONV**: output-stationary array of ``P_o/2 x P_t x P_pix`` DSP48E2 two-lane SIMD
+  accumulators (:class:`.simd.SimdAcc`, ``USE_MULT="NONE"``; a behavioural twin in
+  simulation, ``dsp_instance=True`` for synthesis). For a *group* of ``g`` consecutive
+  output pixels of a row, ``g = min(P_pix, (u-1)//stride + 1, wout - ox)`` (``u`` words
+  per read-port run; the row's last group may be partial), and a tile of ``P_o`` output
+  channels, every cycle reads a pair of terms ``(i, ky, kx)``, ``(i', ky', kx')``: the
+  runs of ``u`` words at the two taps' addresses (two activation ports; pixel ``p`` of the
+  group takes word ``p*stride`` of each run, its own padding test) and the two weight
+  vectors (two weight ports, shared by the ``g`` pixels and ``P_t`` steps). The
+  accumulator of (pixel ``p``, step ``t``, channels ``o, o+1``) does
+  ``P <= (clr ? 0 : P) + (b0[p,t] ? W0[o,o+1] : 0) + (b1[p,t] ? W1[o,o+1] : 0)`` per
+  24-bit lane, ``W = w << j`` sign-extended (``j`` = bit-plane of an analog input, else 0),
+  ``b[p,t]`` the pixel's bundle bit ``t`` (0 for a padding tap); ``clr`` on the group's
+  first pair. One pair per cycle, no stall, whatever the spikes: ``ceil(cin*K*K/2)``
+  cycles a group. No lane wraps: the emitter proves ``max_o sum |w| << j < 2**23``
+  (:func:`.program.lane_bound`). No multiplier anywhere. The sums go to shadow
+  registers; the write-back adds ``bias[o]`` (32-bit) and writes ``[o][pixel][t]``, per
+  (channel, pixel) its ``t_n`` steps as runs of up to ``u`` words per cycle (the write
+  port's mask), while the next group accumulates.
 * **LIF**: two integer-LIF lanes on the activation buffer's two read ports: neurons
   ``2j`` and ``2j+1`` of a channel run side by side, each neuron's ``T`` steps back to
   back with its membrane in a register, never stored (``X = pol*(x<<F) + b``,
