@@ -16,7 +16,8 @@ Prints:
    on chip when it fits, else DDR-resident tiles), its emit time, descriptors and DDR
    image size, and its exact cycle count (:func:`program_cycles`): the dense bound (every
    T-bundle non-zero) and, for synthetic inputs whose bundles are zero at the bundled
-   model's measured rate (independently), the exact count with bundle skipping. The ideal
+   model's measured rate (independently), the exact count for them (the DSP CONV array
+   adds every pair of terms, so it equals the dense one). The ideal
    bound ``conv adds / adders / clock`` and the adder utilisation are beside them. Where
    the production buffer refuses a layer (named), the same engine with a 196,608-word
    activation buffer is tried. T = 32 rows compile the model for 32 steps and emit its
@@ -125,8 +126,9 @@ def main(argv=None) -> int:
     con.print(t)
     con.print(f"all-zero T-bundles, mean over the bundled model's spike maps (8 clips): {100 * skip:.1f} %")
 
-    t = Table(title=f"latency of the emitted programs, production engine ({PRODUCTION.p_o}x{PRODUCTION.p_t} = "
-                    f"{PRODUCTION.adders} gated adders, {PRODUCTION.clock_mhz:g} MHz), T = 8")
+    t = Table(title=f"latency of the emitted programs, production engine ({PRODUCTION.dsps} DSP48E2 = "
+                    f"{PRODUCTION.p_o}/2 x {PRODUCTION.p_t} x {PRODUCTION.p_pix} pixels, {PRODUCTION.adders} adds/cycle, "
+                    f"{PRODUCTION.clock_mhz:g} MHz), T = 8")
     for c in ("model", "size", "config / plan", "emit s", "descriptors", "DDR image MB", "G adds/clip",
               "M cycles (dense)", "ms/clip", "ideal ms", "utilisation", "ms @ bundled skip", "goal"):
         t.add_column(c, justify="right")
@@ -254,7 +256,7 @@ def main(argv=None) -> int:
 
         t0 = time.time()
         with skip_zero_meminit():
-            r = synthesize(Engine(PRODUCTION), f"accel-{PRODUCTION.name}", timeout=7200)
+            r = synthesize(Engine(PRODUCTION, dsp_instance=True), f"accel-{PRODUCTION.name}", timeout=7200)
         out["resources"] = r.as_dict()
         t = Table(title=f"Yosys synth_xilinx -family xcup, production engine ({time.time() - t0:.0f} s)")
         for c in ("resource", "used", "XCZU7EV", "utilisation"):

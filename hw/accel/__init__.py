@@ -3,6 +3,8 @@
 * :mod:`.isa` - descriptors, tensor layouts and the register map (RTL, driver, simulation).
 * :mod:`.config` - :class:`AccelConfig`: the CI and production parameter sets.
 * :mod:`.engine` - the Amaranth engine (AXI4 master, AXI4-Lite slave, units, buffers).
+* :mod:`.simd` - :class:`~.simd.SimdAcc`: one DSP48E2 as a two-lane 24-bit SIMD accumulator
+  (CONV array; behavioural twin for simulation, the primitive for synthesis).
 * :mod:`.program` - integer graph -> program, weight/parameter images, DDR memory map.
 * :mod:`.cycles` - analytic cycle model (exact for the RTL, validated against Verilator).
 * :mod:`.verilog` - the engine's Verilog without all-zero memory ``init`` (seconds, not minutes).

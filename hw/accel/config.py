@@ -19,8 +19,11 @@ class AccelConfig:
     Parameters
     ----------
     p_o : output-channel lanes (each conv term adds one weight into ``p_o`` channels).
-    p_t : time-step lanes; a spike bundle's ``p_t`` steps share one weight vector, so a
-        term is ``p_o * p_t`` gated additions per cycle. ``T > p_t`` runs in chunks.
+    p_t : time-step lanes; a spike bundle's ``p_t`` steps share one weight vector.
+        ``T > p_t`` runs in chunks.
+    p_pix : output pixels of a row that share each weight read (``1..units_per_beat``): the
+        CONV array is ``p_o/2 * p_t * p_pix`` DSP48E2 two-lane accumulators, each adding a
+        pair of terms per cycle, ``adders = 2 * p_o * p_t * p_pix`` additions per cycle.
     act_depth : activation buffer, 32-bit words (spike bundles, integer maps, parameters), in
         ``axi_data_width/32`` banks so that the DMA moves a whole beat per cycle.
     wbuf_depth : weight buffer, ``p_o * 8``-bit words.
@@ -32,6 +35,7 @@ class AccelConfig:
     name: str
     p_o: int = 16
     p_t: int = 4
+    p_pix: int = 1
     act_depth: int = 65536
     wbuf_depth: int = 8192
     axi_data_width: int = 64
@@ -41,7 +45,7 @@ class AccelConfig:
     wbuf_ram_style: str = "block"
 
     def __post_init__(self) -> None:
-        for f in ("p_o", "p_t", "act_depth", "wbuf_depth", "burst"):
+        for f in ("p_o", "p_t", "p_pix", "act_depth", "wbuf_depth", "burst"):
             v = getattr(self, f)
             if not isinstance(v, int) or v < 1:
                 raise HardwareError(f"AccelConfig.{f} must be a positive int, not {v!r}")
@@ -59,6 +63,12 @@ class AccelConfig:
         if self.act_depth % u:
             raise HardwareError(f"AccelConfig.act_depth {self.act_depth} must be a multiple of the {u} "
                                 "activation-buffer banks (32-bit units per AXI beat)")
+        if self.p_pix > u:
+            raise HardwareError(f"AccelConfig.p_pix {self.p_pix} must be at most the {u} words a read "
+                                "port returns per cycle (axi_data_width/32)")
+        if self.p_pix > 1 and self.act_depth & (self.act_depth - 1):
+            raise HardwareError(f"AccelConfig.act_depth {self.act_depth} must be a power of two with "
+                                "p_pix > 1 (a pixel group's run of words wraps modulo the buffer)")
         if self.burst > 256:
             raise HardwareError(f"AccelConfig.burst must be <= 256 beats, not {self.burst}")
         for f in ("act_ram_style", "wbuf_ram_style"):
@@ -70,17 +80,23 @@ class AccelConfig:
         return self.axi_data_width // 32
 
     @property
+    def dsps(self) -> int:
+        """DSP48E2 slices of the CONV array (two 24-bit lanes = two output channels each)."""
+        return self.p_o // 2 * self.p_t * self.p_pix
+
+    @property
     def adders(self) -> int:
-        return self.p_o * self.p_t
+        """Additions per cycle of the CONV array: two terms per DSP lane."""
+        return 2 * self.p_o * self.p_t * self.p_pix
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 #: small configuration simulated in CI (fits the bundled model's layers on chip)
-CI = AccelConfig(name="ci", p_o=16, p_t=4, act_depth=131072, wbuf_depth=8192, axi_data_width=64,
+CI = AccelConfig(name="ci", p_o=16, p_t=4, p_pix=2, act_depth=131072, wbuf_depth=8192, axi_data_width=64,
                  clock_mhz=100.0)
 #: production configuration for the XCZU7EV (URAM activation buffer, BRAM weight buffer)
-PRODUCTION = AccelConfig(name="zcu104", p_o=128, p_t=8, act_depth=131072, wbuf_depth=4096,
+PRODUCTION = AccelConfig(name="zcu104", p_o=128, p_t=8, p_pix=3, act_depth=131072, wbuf_depth=4096,
                          axi_data_width=128, burst=16, clock_mhz=250.0, act_ram_style="ultra",
                          wbuf_ram_style="block")

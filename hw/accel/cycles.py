@@ -11,13 +11,13 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 * fetch: ``3 + read(32 units)``; one AXI beat (``u`` units) per cycle in both directions
   (the activation buffer has ``u`` banks, :mod:`.actbuf`): ``read(N)`` = per burst
   ``B + 2``, ``write(N)`` = per burst ``B + 3``, ``ceil(N/u)`` beats in bursts of ``B``.
-* CONV: :func:`conv_cycles`: per output pixel and ``P_t`` chunk ``max(busy, L + 1)`` with
-  ``L = lanes * t_n`` the overlapped write-back of the previous chunk; per ``P_o`` tile
-  bias loading and a drain. The unit reads terms ``(i, ky, kx)`` in pairs (two activation
-  and two weight read ports) and adds only non-zero T-bundle chunks (padding taps are
-  zero): ``busy = ceil(terms/2) + #(pairs with both non-zero) + 3`` (:func:`conv_busy`,
-  data-dependent, exact with the clip's bundles); the dense upper bound is
-  ``terms + 3`` with ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``).
+* CONV: :func:`conv_cycles`: per group of ``g = min(P_pix, (u-1)//stride + 1)`` output
+  pixels of a row (the row's last group may be partial, :func:`conv_groups`) and ``P_t``
+  chunk ``max(busy, L + 1)`` with ``L = lanes * g * ceil(t_n/u)`` the overlapped
+  write-back of the previous group; per ``P_o`` tile bias loading and a drain. The unit
+  adds a pair of terms ``(i, ky, kx)`` per cycle into every DSP48E2 SIMD accumulator
+  whatever the spikes (gated, never skipped): ``busy = ceil(terms/2) + 3`` with
+  ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``), independent of the input.
 * LIF (:func:`lif_cycles`, two lanes): per channel ``ceil(HW/2)*max(T, 2) + 7`` (``+6``
   at ``T = 1``); EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
   SDHA (:func:`sdha_cycles`, ``w = P_o/4`` lanes, ``g = ceil(d/w)``, ``m = gcd(w, 8)``
@@ -34,8 +34,8 @@ models (svf-small/large at 224/256, ``benchmarks/accel_latency.py``).
 emitted for (T = 32): the same per-descriptor costs, but every tensor assumed on chip (no
 tiling traffic), so it is optimistic for real sizes; within 5 % of the dense
 :func:`program_cycles` on the bundled model's on-chip program. ``skip`` (the all-zero
-T-bundle fraction, :func:`bundle_sparsity`) applies the CONV unit's bundle skipping
-assuming independent bundles; ``stream_weights`` models a planned change the RTL does not
+T-bundle fraction, :func:`bundle_sparsity`) is only recorded: the CONV unit adds every
+pair of terms (gated), so it changes no count; ``stream_weights`` models a planned change the RTL does not
 have (weight loads, a beat per cycle as now, hidden behind compute by a double buffer).
 """
 
@@ -49,7 +49,7 @@ import numpy as np
 from . import isa
 from .config import AccelConfig
 
-__all__ = ["layers_from_graph", "dma_read", "dma_write", "conv_cycles", "conv_busy", "conv_inputs",
+__all__ = ["layers_from_graph", "dma_read", "dma_write", "conv_cycles", "conv_busy", "conv_groups", "conv_inputs",
            "descriptor_cycles", "program_cycles", "lif_cycles", "sdha_cycles", "LayerCycles",
            "bundle_sparsity", "predict", "Prediction"]
 
@@ -84,7 +84,8 @@ def dma_write(units: int, cfg: AccelConfig, ddr_latency: int = 0) -> int:
 def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
                       words: np.ndarray | None = None) -> int:
     """Cycles of one descriptor, fetch included. ``words``: a CONV's input T-bundles
-    (:func:`conv_busy`); without them the dense upper bound (every bundle non-zero)."""
+    (:func:`conv_busy`, which gives the same count: the CONV unit's cycles do not depend on
+    the spikes)."""
     fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
     if op in (isa.OP_END, isa.OP_HEADER):
         return fetch - (1 if op == isa.OP_END else 0)
@@ -95,8 +96,8 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
     if op == isa.OP_STORE:
         return fetch + dma_write(f["count"], cfg, ddr_latency)
     if op == isa.OP_CONV:
-        return fetch + conv_cycles(cfg, terms=f["cin"] * f["kk"], hw=f["hout"] * f["wout"], T=f["t"],
-                                   cout=f["cout"], oc_start=f["oc_start"], oc_end=f["oc_end"],
+        return fetch + conv_cycles(cfg, terms=f["cin"] * f["kk"], hout=f["hout"], wout=f["wout"], T=f["t"],
+                                   cout=f["cout"], stride=f["stride"], oc_start=f["oc_start"], oc_end=f["oc_end"],
                                    busy=None if words is None else conv_busy(words, cfg, f))
     if op == isa.OP_LIF:
         return fetch + lif_cycles(f["c"], f["hw"], f["t"])
@@ -149,69 +150,60 @@ def sdha_cycles(heads: int, d: int, hw: int, T: int, cfg: AccelConfig, *, ntok: 
     return heads * (phase01 + phase2 + 2) + 1
 
 
-def conv_cycles(cfg: AccelConfig, *, terms: int, hw: int, T: int, cout: int, oc_start: int = 0,
-                oc_end: int | None = None, busy: np.ndarray | None = None) -> int:
+def conv_groups(cfg: AccelConfig, wout: int, stride: int) -> list[int]:
+    """Pixel groups of one output row: ``g = min(P_pix, (u-1)//stride + 1)`` consecutive
+    pixels share each weight read (pixel ``p`` reads word ``p*stride`` of a run of ``u``
+    words), the row's last group holds the ``wout % g`` left over, if any."""
+    g = min(cfg.p_pix, (cfg.units_per_beat - 1) // max(1, int(stride)) + 1)
+    return [g] * (wout // g) + ([wout % g] if wout % g else [])
+
+
+def conv_cycles(cfg: AccelConfig, *, terms: int, hout: int, wout: int, T: int, cout: int, stride: int = 1,
+                oc_start: int = 0, oc_end: int | None = None, busy: np.ndarray | None = None) -> int:
     """Cycles of the CONV unit (no fetch) for output channels ``[oc_start, oc_end)``.
 
     Per ``P_o`` tile: ``1 + L`` to enter (waiting for the previous tile's last write-back of
-    ``L`` cycles; ``L = 0`` for the first), ``P_o + 1`` to load biases, then per output pixel
-    ``p`` and ``P_t`` chunk ``c`` ``max(busy[p, c], L_prev + 1)`` (``busy[0, 0]`` for the
-    tile's first): the write-back of ``lanes * t_n`` sums overlaps the next chunk's terms.
-    Then ``1 + L``. ``busy`` (:func:`conv_busy`) depends on the input spikes: terms go in
-    pairs, one cycle per pair, two when both T-bundle chunks are non-zero, plus 3. Without
-    it, every bundle counts as non-zero: ``busy = terms + 3``, the dense upper bound.
+    ``L`` cycles; ``L = 0`` for the first), ``P_o + 1`` to load biases, then per pixel group
+    (:func:`conv_groups`, rows in order) and ``P_t`` chunk ``max(busy, L_prev + 1)`` (the
+    tile's first: ``busy``), where ``busy = ceil(terms/2) + 3``: one pair of terms per cycle
+    into every SIMD accumulator, never a stall, plus group start, drain and hand-off. The
+    write-back of a group of ``g`` pixels and a chunk of ``t_n`` steps, ``lanes * g *
+    ceil(t_n/u)`` cycles (a run of up to ``u`` words per cycle per (channel, pixel)),
+    overlaps the next group's terms. Then ``1 + L``. ``busy`` (:func:`conv_busy`) may be
+    given per (group, chunk); it does not depend on the input spikes.
     """
-    P, PT = cfg.p_o, cfg.p_t
+    P, PT, u = cfg.p_o, cfg.p_t, cfg.units_per_beat
     oc_end = cout if oc_end is None else oc_end
     chunks = [min(PT, T - c * PT) for c in range(-(-T // PT))]
-    nch = len(chunks)
-    b = (np.full((hw, nch), terms + 3, np.int64) if busy is None
-         else np.asarray(busy, np.int64).reshape(hw, nch)).ravel()
+    groups = conv_groups(cfg, wout, stride) * hout
+    nseq = len(groups) * len(chunks)
+    b = (np.full(nseq, -(-terms // 2) + 3, np.int64) if busy is None
+         else np.asarray(busy, np.int64).reshape(nseq))
+    gc = np.repeat(np.asarray(groups, np.int64), len(chunks)) * np.tile(
+        np.asarray([-(-tn // u) for tn in chunks], np.int64), len(groups))  # g * ceil(t_n/u)
     total = 0
     last = 0
     for oc0 in range(oc_start, oc_end, P):
-        lanes = min(P, cout - oc0)
-        Ls = np.array([lanes * tn for tn in chunks], np.int64)
-        prev = np.tile(np.roll(Ls, 1), hw)  # write-back length of the chunk before each
+        Ls = min(P, cout - oc0) * gc
         total += 1 + last + P + 1
-        total += int(b[0] + np.maximum(b[1:], prev[1:] + 1).sum())
+        total += int(b[0] + np.maximum(b[1:], Ls[:-1] + 1).sum())
         last = int(Ls[-1])
     return total + 1 + last
 
 
 def conv_busy(words: np.ndarray, cfg: AccelConfig, f: dict) -> np.ndarray:
-    """Per output pixel and ``P_t`` chunk, the CONV unit's cycles from the accumulator
-    reset to the hand-off (``[hout*wout, tchunks]``), from the input's T-bundle words.
-
-    ``words``: the ``cin * h * w`` bundle words the descriptor reads (``uint32``, bit ``t``
-    = step ``t``; analog inputs as bit-planes). Terms ``(i, ky, kx)`` in order are paired
-    ``(0, 1), (2, 3), ...``; a term is non-zero when its bundle chunk
-    ``(word >> P_t*c) & (2**P_t - 1)`` is non-zero and its tap lies inside the frame.
-    ``busy = ceil(terms / 2) + #(pairs with both terms non-zero) + 3``.
-
-    Rows: output row ``oy`` reads band row ``oy*stride - pad_y + ky`` (``pad_y``: the band's
-    top padding, ``= pad`` for a whole frame); columns ``ox*stride - pad + kx`` (``pad``: the
-    tile's left padding); a tap outside ``h x w`` is padding.
-    """
-    cin, h, w, k, st, pad = (int(f[x]) for x in ("cin", "h", "w", "k", "stride", "pad"))
-    pad_y = int(f.get("pad_y", pad))
-    hout, wout, T, PT = int(f["hout"]), int(f["wout"]), int(f["t"]), cfg.p_t
-    rows = max(pad_y + h, st * (hout - 1) + k)
-    cols = max(pad + w, st * (wout - 1) + k)
-    a = np.zeros((cin, rows, cols), np.int64)
-    a[:, pad_y:pad_y + h, pad:pad + w] = np.asarray(words, np.int64).reshape(cin, h, w)
-    taps = [a[:, ky: ky + st * (hout - 1) + 1: st, kx: kx + st * (wout - 1) + 1: st]
-            for ky in range(k) for kx in range(k)]
-    tw = np.stack(taps, 1).reshape(cin * k * k, hout * wout)  # [terms, pixels] in term order
-    terms = tw.shape[0]
-    out = []
-    for c in range(-(-T // PT)):
-        nz = ((tw >> (PT * c)) & ((1 << PT) - 1)) != 0
-        if terms % 2:
-            nz = np.concatenate([nz, np.zeros((1, nz.shape[1]), bool)])
-        both = (nz[0::2] & nz[1::2]).sum(0)
-        out.append(-(-terms // 2) + both + 3)
-    return np.stack(out, 1)
+    """Per pixel group (:func:`conv_groups`, rows in order) and ``P_t`` chunk, the CONV unit's
+    cycles from the group's start to its hand-off (``[groups, tchunks]``):
+    ``ceil(cin*K*K / 2) + 3`` for every group. Each cycle adds a pair of terms ``(i, ky, kx)``
+    whatever their T-bundles hold (a zero bundle or a padding tap gates its addition off, it
+    is not skipped), so the count does not depend on the spikes; ``words`` (the ``cin*h*w``
+    bundle words the descriptor reads) is checked for size only, so that callers passing a
+    clip's bundles get the same exact count as without."""
+    cin, h, w, k = (int(f[x]) for x in ("cin", "h", "w", "k"))
+    if np.asarray(words).size != cin * h * w:
+        raise ValueError(f"conv_busy: {np.asarray(words).size} input words, the descriptor reads {cin * h * w}")
+    n = len(conv_groups(cfg, int(f["wout"]), int(f["stride"]))) * int(f["hout"])
+    return np.full((n, -(-int(f["t"]) // cfg.p_t)), -(-(cin * k * k) // 2) + 3, np.int64)
 
 
 def conv_inputs(prog, graph, values: dict, codes: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -263,7 +255,7 @@ def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tu
     """Total cycles of ``prog`` and per-node cycles (descriptors grouped by their node).
 
     ``inputs`` (:func:`conv_inputs`): each conv's whole input T-bundles; the count is then
-    exact for that clip (CONV skips all-zero bundles). A CONV of a DDR-resident program
+    the same (CONV cycles do not depend on the spikes). A CONV of a DDR-resident program
     reads the window ``prog.windows[i] = (first channel, first row, frame height, first
     column, frame width)`` of it.
     Without ``inputs``: the data-independent dense upper bound."""
@@ -303,7 +295,7 @@ def bundle_sparsity(values: dict, graph) -> dict[str, float]:
     """Per spike node: fraction of ``(c, y, x)`` whose T-step bundle is all zero.
 
     ``values``: ``reference.run(record=True).values`` (``[T, B, *shape]``); averaged over
-    the batch. These are the terms a bundle-skipping CONV unit does not spend a cycle on.
+    the batch. The CONV unit gates these terms' additions off (it does not skip them).
     """
     out = {}
     for name, v in values.items():
@@ -364,7 +356,8 @@ def layers_from_graph(graph) -> list[dict]:
             k = int(n.weight.shape[2]) if n.weight.ndim == 4 else 1
             planes = 8 if src.kind == "analog" else 1
             out.append({"op": "conv", "name": n.name, "cin": int(n.weight.shape[1]) * planes, "planes": planes,
-                        "kk": k * k, "hout": shp[1], "wout": shp[2], "cout": shp[0]})
+                        "kk": k * k, "hout": shp[1], "wout": shp[2], "cout": shp[0],
+                        "stride": int(getattr(n, "stride", 1) or 1)})
         elif isinstance(n, ir.IntLIF):
             out.append({"op": "lif", "name": n.name, "c": shp[0], "hw": shp[1] * shp[2]})
         elif isinstance(n, (ir.Add, ir.Requant)):
@@ -389,11 +382,9 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
     (:mod:`.tiling`) is not counted, so it is optimistic for real sizes. Emit the program
     and use :func:`program_cycles` for exact figures.
 
-    ``skip``: the fraction of all-zero input T-bundles (:func:`bundle_sparsity`); the CONV
-    unit pairs terms and spends a second cycle on a pair only when both are non-zero,
-    ``ceil(n/2) + floor(n/2) * (1 - skip)**2`` cycles for ``n`` terms if bundles are
-    independent (``skip = 0``: the dense bound). :func:`program_cycles` with the real
-    bundles is exact. ``stream_weights`` models a *planned* change (not in the RTL):
+    ``skip``: the fraction of all-zero input T-bundles (:func:`bundle_sparsity`), recorded
+    in the result; the CONV unit adds a pair of terms per cycle whatever the spikes, so it
+    changes no cycle count. ``stream_weights`` models a *planned* change (not in the RTL):
     weights arrive a full AXI beat per cycle (as ``LOADW`` does) into a double-buffered
     weight buffer, hidden behind the previous chunk's compute.
     """
@@ -408,12 +399,11 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
             tiles = -(-L["cout"] // P)
             wtile = L["cin"] // L.get("planes", 1) * L["kk"]
             per_chunk = max(1, cfg.wbuf_depth // wtile)
-            # pairs cost one cycle, two when both bundles are non-zero (independent bundles)
-            eff = -(-terms // 2) + int(round((terms // 2) * (1 - skip) ** 2))
             hw = L["hout"] * L["wout"]
             for c0 in range(0, tiles, per_chunk):
                 c1 = min(tiles, c0 + per_chunk)
-                comp = fetch + conv_cycles(cfg, terms=eff, hw=hw, T=T, cout=L["cout"], oc_start=c0 * P,
+                comp = fetch + conv_cycles(cfg, terms=terms, hout=L["hout"], wout=L["wout"], T=T,
+                                           cout=L["cout"], stride=L.get("stride", 1), oc_start=c0 * P,
                                            oc_end=min(L["cout"], c1 * P))
                 units = (c1 - c0) * wtile * (P // 4)
                 load = fetch + (-(-units // cfg.units_per_beat) if stream_weights else dma_read(units, cfg))

@@ -8,15 +8,25 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   (:mod:`.actbuf`), so a beat's ``u`` words go in (or come out) together at any word
   alignment of the buffer address; a partial last beat is masked (``WSTRB`` on a store).
   A weight word is ``P_o*8 / axi_data_width`` beats.
-* **CONV**: output-stationary gated-add array of ``p_t x p_o`` adders. For one output pixel
-  and a tile of ``p_o`` output channels, every cycle reads a pair of terms ``(i, ky, kx)``:
-  their T-bundles (two activation ports) and weight vectors ``W[tile, i, ky, kx]`` (two
-  weight ports), and adds ``w[o] << j`` into ``acc[t][o]`` where bundle bit ``t`` is set
-  (``j`` = bit-plane of an analog input, else 0). A term whose bundle chunk is all zero
-  (or a padding tap) adds nothing and is skipped: a pair costs one cycle, two only when
-  both terms are non-zero (the second is held and added in a stall cycle). No multiplier anywhere: selection and addition only. All
-  ``T`` steps of a neuron accumulate together (weights are read once per term, shared by
-  the ``p_t`` steps). Then the ``p_o x T`` sums are written back as an integer map.
+* **CONV**: output-stationary array of ``P_o/2 x P_t x P_pix`` DSP48E2 two-lane SIMD
+  accumulators (:class:`.simd.SimdAcc`, ``USE_MULT="NONE"``; a behavioural twin in
+  simulation, ``dsp_instance=True`` for synthesis). For a *group* of ``g`` consecutive
+  output pixels of a row, ``g = min(P_pix, (u-1)//stride + 1, wout - ox)`` (``u`` words
+  per read-port run; the row's last group may be partial), and a tile of ``P_o`` output
+  channels, every cycle reads a pair of terms ``(i, ky, kx)``, ``(i', ky', kx')``: the
+  runs of ``u`` words at the two taps' addresses (two activation ports; pixel ``p`` of the
+  group takes word ``p*stride`` of each run, its own padding test) and the two weight
+  vectors (two weight ports, shared by the ``g`` pixels and ``P_t`` steps). The
+  accumulator of (pixel ``p``, step ``t``, channels ``o, o+1``) does
+  ``P <= (clr ? 0 : P) + (b0[p,t] ? W0[o,o+1] : 0) + (b1[p,t] ? W1[o,o+1] : 0)`` per
+  24-bit lane, ``W = w << j`` sign-extended (``j`` = bit-plane of an analog input, else 0),
+  ``b[p,t]`` the pixel's bundle bit ``t`` (0 for a padding tap); ``clr`` on the group's
+  first pair. One pair per cycle, no stall, whatever the spikes: ``ceil(cin*K*K/2)``
+  cycles a group. No lane wraps: the emitter proves ``max_o sum |w| << j < 2**23``
+  (:func:`.program.lane_bound`). No multiplier anywhere. The sums go to shadow
+  registers; the write-back adds ``bias[o]`` (32-bit) and writes ``[o][pixel][t]``, per
+  (channel, pixel) its ``t_n`` steps as runs of up to ``u`` words per cycle (the write
+  port's mask), while the next group accumulates.
 * **LIF**: two integer-LIF lanes on the activation buffer's two read ports: neurons
   ``2j`` and ``2j+1`` of a channel run side by side, each neuron's ``T`` steps back to
   back with its membrane in a register, never stored (``X = pol*(x<<F) + b``,
@@ -61,6 +71,7 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .actbuf import ActBuffer
 from .config import AccelConfig
+from .simd import LANE_BITS, SimdAcc
 
 __all__ = ["Engine", "axi_signature", "MEM_BITS"]
 
@@ -100,6 +111,11 @@ def _popcount(v):
     return xs[0]
 
 
+def _times(n, x):
+    """``n * x`` for a narrow unsigned ``n`` as a sum of shifted copies of ``x`` (no multiplier)."""
+    return sum(Mux(n[i], x << i, 0) for i in range(len(n)))
+
+
 def _log2(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
@@ -119,16 +135,19 @@ class Engine(wiring.Component):
     status : ``busy, done, error, interrupt pending`` (the board's user LEDs).
     """
 
-    def __init__(self, cfg: AccelConfig):
+    def __init__(self, cfg: AccelConfig, dsp_instance: bool = False):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
         self.cfg = cfg
+        self.dsp_instance = bool(dsp_instance)
         super().__init__(axi_signature(cfg))
 
     def elaborate(self, platform):  # noqa: C901 - one sequencer, one FSM
         cfg = self.cfg
         m = Module()
         PO, PT, UPB = cfg.p_o, cfg.p_t, cfg.units_per_beat
+        PPIX = cfg.p_pix
+        LU = UPB.bit_length() - 1
         MB = MEM_BITS
         DW = cfg.axi_data_width
         WBW = PO * 8
@@ -273,27 +292,34 @@ class Engine(wiring.Component):
         w_ch = Signal(32)
         w_tap = Signal(16)
         b_vld = Signal()
-        b_inb = Signal()
+        b_first = Signal()  # the pair is the group's first: the accumulators restart (clr)
+        b_inb = Signal(PPIX)     # per pixel: term 0's tap inside the frame
         b_shift = Signal(3)
         b_v1 = Signal()     # the pair's second term exists
-        b_inb1 = Signal()
+        b_inb1 = Signal(PPIX)
         b_shift1 = Signal(3)
-        h_vld = Signal()    # a held second term (both terms of a pair non-zero)
-        h_bund = Signal(PT)
-        h_w = Signal(WBW)
-        h_shift = Signal(3)
-        stall = Signal()
+        gn = Signal(range(PPIX + 1))   # pixels in the current group
         biasreg = Array(Signal(signed(32), name=f"bias{o}") for o in range(PO))
         bi = Signal(range(PO + 2))
-        acc = [[Signal(signed(32), name=f"acc_t{t}_o{o}") for o in range(PO)] for t in range(PT)]
+        # SIMD accumulators: pixel p, step t, channel pair (2j, 2j+1)
+        sacc = [[[SimdAcc(self.dsp_instance) for j in range(PO // 2)] for t in range(PT)]
+                for p in range(PPIX)]
+        for p in range(PPIX):
+            for t in range(PT):
+                for j in range(PO // 2):
+                    m.submodules[f"dsp_p{p}_t{t}_o{2 * j}"] = sacc[p][t][j]
         wb_o = Signal(range(PO + 1))
-        wb_t = Signal(range(PT + 1))
+        wb_p = Signal(range(PPIX + 1))
+        wb_g = Signal(range(PPIX + 1))
+        wb_tw = Signal(8)   # first step of the words written this cycle
         wb_addr = Signal(32)
-        wb_base = Signal(32)
+        wb_base = Signal(32)     # (o, pixel 0) of the group, this chunk
+        wb_pbase = Signal(32)    # (o, pixel p)
         wb_tn = Signal(8)
         wb_on = Signal(range(PO + 1))
         wbb = Signal()      # write-back engine busy
-        shd = [[Signal(signed(32), name=f"shd_t{t}_o{o}") for o in range(PO)] for t in range(PT)]
+        shd = [[[Signal(LANE_BITS, name=f"shd_o{o}_p{p}_t{t}") for t in range(PT)] for p in range(PPIX)]
+               for o in range(PO)]
 
         K = f(isa.OP_CONV, "k")
         stride = f(isa.OP_CONV, "stride")
@@ -302,9 +328,20 @@ class Engine(wiring.Component):
         iy = Signal(signed(18))
         ix = Signal(signed(18))
         m.d.comb += [iy.eq(iy0 + ky), ix.eq(ix0 + kx)]
-        inb = Signal()
-        m.d.comb += inb.eq((iy >= 0) & (iy < f(isa.OP_CONV, "h")[:16])
-                           & (ix >= 0) & (ix < f(isa.OP_CONV, "w")[:16]))
+        # pixel p of a group: column offset p*stride (a running sum, no multiplier), its word
+        # of a run of u; the group holds gmax = min(P_pix, (u-1)//stride + 1) pixels
+        pstep = [Const(0, 16)]
+        for p_ in range(1, PPIX):
+            ps = Signal(16, name=f"pstep{p_}")
+            m.d.comb += ps.eq(pstep[-1] + stride[:8])
+            pstep.append(ps)
+        pword = [Signal(range(UPB), name=f"pword{p_}") for p_ in range(PPIX)]
+        m.d.comb += [pw.eq(ps[:max(LU, 1)]) for pw, ps in zip(pword, pstep) if UPB > 1]
+        gmax = Signal(range(PPIX + 1))
+        gsel = Const(1, len(gmax))
+        for gg in range(2, PPIX + 1):
+            gsel = Mux(stride <= (UPB - 1) // (gg - 1), gg, gsel)
+        m.d.comb += gmax.eq(gsel)
 
         # ------------------------------------------------------------------ shared pipeline counters
         cnt = Signal(32)     # element counter (LIF/EW/REDUCE)
@@ -553,17 +590,17 @@ class Engine(wiring.Component):
                                  tci.eq(0)]
                     m.next = "C_PIX"
             with m.State("C_PIX"):
-                # init accumulators from the biases, reset the term counters
-                for t in range(PT):
-                    for o in range(PO):
-                        m.d.sync += acc[t][o].eq(biasreg[o])
+                # a group of g = min(gmax, wout - ox) pixels; reset the term counters (the
+                # accumulators restart on the group's first pair, clr)
+                rest = Signal(16)
+                m.d.comb += rest.eq(f(isa.OP_CONV, "wout")[:16] - ox)
                 m.d.sync += [ci.eq(0), ky.eq(0), kx.eq(0), tap_row.eq(0), ch_off.eq(0), w_ch.eq(wtile),
-                             w_tap.eq(0), b_vld.eq(0)]
+                             w_tap.eq(0), b_vld.eq(0), gn.eq(Mux(rest < gmax, rest, gmax))]
                 m.next = "C_TERM"
             with m.State("C_TERM"):
-                # stage A: addresses of the term pair (ci, ky, kx) and its successor; a pair
-                # whose two T-bundles are both non-zero stalls one cycle (stage B adds the
-                # second term from the hold registers), else it costs one cycle.
+                # stage A: addresses of the term pair (ci, ky, kx) and its successor, one pair
+                # per cycle: the runs of u words at the two taps (pixel p of the group reads
+                # word p*stride of each run) and the two weight words
                 def adv(s, tag):
                     lk, lky = s["kx"] == K - 1, s["ky"] == K - 1
                     wrap = lk & lky
@@ -588,34 +625,42 @@ class Engine(wiring.Component):
                 iy1 = Signal(signed(18))
                 ix1 = Signal(signed(18))
                 m.d.comb += [iy1.eq(iy0 + s1["ky"]), ix1.eq(ix0 + s1["kx"])]
-                inb1 = ((iy1 >= 0) & (iy1 < f(isa.OP_CONV, "h")[:16])
-                        & (ix1 >= 0) & (ix1 < f(isa.OP_CONV, "w")[:16]))
+                # per pixel p: the tap's column ix + p*stride inside the frame, p < g
+                row0 = (iy >= 0) & (iy < f(isa.OP_CONV, "h")[:16])
+                row1 = (iy1 >= 0) & (iy1 < f(isa.OP_CONV, "h")[:16])
+                inb0v, inb1v = [], []
+                for p_ in range(PPIX):
+                    for lst, x_, rw, tag in ((inb0v, ix, row0, 0), (inb1v, ix1, row1, 1)):
+                        xp = Signal(signed(20), name=f"ix{tag}_p{p_}")
+                        m.d.comb += xp.eq(x_ + pstep[p_])
+                        lst.append(rw & (xp >= 0) & (xp < f(isa.OP_CONV, "w")[:16]) & (gn > p_))
                 m.d.comb += [r0.addr.eq(f(isa.OP_CONV, "inb") + ch_off + (pix + tap_row + kx)[:32]),
                              wr.addr.eq(w_ch + w_tap),
                              r1.addr.eq(f(isa.OP_CONV, "inb") + s1["ch_off"] + (pix + s1["tap_row"] + s1["kx"])[:32]),
                              wr1.addr.eq(s1["w_ch"] + s1["w_tap"])]
-                with m.If(stall):
-                    m.d.sync += b_vld.eq(0)   # re-issue this pair next cycle
-                with m.Else():
-                    m.d.sync += [b_vld.eq(1), b_inb.eq(inb), b_shift.eq((ci & pmask)[:3]), b_v1.eq(~last0),
-                                 b_inb1.eq(inb1), b_shift1.eq((s1["ci"] & pmask)[:3])]
-                    for k_, v_ in s0.items():
-                        m.d.sync += v_.eq(s2[k_])
-                    with m.If(last0 | last1):
-                        m.next = "C_DRAIN"
+                m.d.sync += [b_vld.eq(1), b_first.eq((ci == 0) & (w_tap == 0)), b_inb.eq(Cat(*inb0v)),
+                             b_shift.eq((ci & pmask)[:3]), b_v1.eq(~last0), b_inb1.eq(Cat(*inb1v)),
+                             b_shift1.eq((s1["ci"] & pmask)[:3])]
+                for k_, v_ in s0.items():
+                    m.d.sync += v_.eq(s2[k_])
+                with m.If(last0 | last1):
+                    m.next = "C_DRAIN"
             with m.State("C_DRAIN"):
-                m.d.sync += b_vld.eq(0)
-                with m.If(~stall):
-                    m.next = "C_ADV"
+                m.d.sync += b_vld.eq(0)     # stage B adds the last pair
+                m.next = "C_ADV"
             with m.State("C_ADV"):
                 # hand the sums to the write-back engine (waits while it is busy), go on
                 tl = f(isa.OP_CONV, "t") - tsh
                 lanes = f(isa.OP_CONV, "cout") - oc0
                 with m.If(~wbb):
-                    for t in range(PT):
-                        for o in range(PO):
-                            m.d.sync += shd[t][o].eq(acc[t][o])
-                    m.d.sync += [wbb.eq(1), wb_o.eq(0), wb_t.eq(0), wb_base.eq(outp + tsh),
+                    for p_ in range(PPIX):
+                        for t in range(PT):
+                            for j in range(PO // 2):
+                                pv = sacc[p_][t][j].p
+                                m.d.sync += [shd[2 * j][p_][t].eq(pv[:LANE_BITS]),
+                                             shd[2 * j + 1][p_][t].eq(pv[LANE_BITS:])]
+                    m.d.sync += [wbb.eq(1), wb_o.eq(0), wb_p.eq(0), wb_tw.eq(0), wb_g.eq(gn),
+                                 wb_base.eq(outp + tsh), wb_pbase.eq(outp + tsh),
                                  wb_addr.eq(outp + tsh), wb_tn.eq(Mux(tl > PT, PT, tl)),
                                  wb_on.eq(Mux(lanes > PO, PO, lanes))]
                     m.next = "C_PIX"
@@ -624,8 +669,8 @@ class Engine(wiring.Component):
                 with m.Elif(tci + 1 < f(isa.OP_CONV, "tchunks")):
                     m.d.sync += [tci.eq(tci + 1), tsh.eq(tsh + PT)]
                 with m.Else():
-                    m.d.sync += [tci.eq(0), tsh.eq(0), outp.eq(outp + f(isa.OP_CONV, "t"))]
-                    with m.If(ox == f(isa.OP_CONV, "wout") - 1):
+                    m.d.sync += [tci.eq(0), tsh.eq(0), outp.eq(outp + _times(gn, f(isa.OP_CONV, "t")))]
+                    with m.If(ox + gn == f(isa.OP_CONV, "wout")):
                         m.d.sync += [ox.eq(0), ix0.eq(-f(isa.OP_CONV, "pad")[:8])]
                         with m.If(oy == f(isa.OP_CONV, "hout") - 1):
                             m.d.sync += [oc0.eq(oc0 + PO), wtile.eq(wtile + f(isa.OP_CONV, "wtile")),
@@ -635,7 +680,7 @@ class Engine(wiring.Component):
                             m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + stride[:8]),
                                          row_off.eq(row_off + f(isa.OP_CONV, "stride_w"))]
                     with m.Else():
-                        m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + stride[:8])]
+                        m.d.sync += [ox.eq(ox + gn), ix0.eq(ix0 + _times(gn, stride[:8]))]
 
             # ---------------------------------------------------------- LIF
             with m.State("L_PAR"):
@@ -922,46 +967,69 @@ class Engine(wiring.Component):
                 m.next = "S_HEAD"
 
         # ------------------------------------------------------------------ CONV write-back engine
-        # writes the p_o x t_n sums of the previous pixel while the next one accumulates
-        shds = Array(Array(shd[t][o] for t in range(PT)) for o in range(PO))
-        with m.If(wbb):
-            m.d.comb += [wp.addr.eq(wb_addr), wp.data.eq(shds[wb_o][wb_t]), wp.en.eq(1)]
-            with m.If(wb_t == wb_tn - 1):
-                m.d.sync += [wb_t.eq(0), wb_o.eq(wb_o + 1),
-                             wb_base.eq(wb_base + f(isa.OP_CONV, "hwout_t")),
-                             wb_addr.eq(wb_base + f(isa.OP_CONV, "hwout_t"))]
-                with m.If(wb_o == wb_on - 1):
-                    m.d.sync += wbb.eq(0)
-            with m.Else():
-                m.d.sync += [wb_t.eq(wb_t + 1), wb_addr.eq(wb_addr + 1)]
+        # writes the previous group's sums + bias while the next group accumulates: per
+        # channel o and pixel p the run of t_n steps at outp + o*hwout_t + p*T + tsh, up to
+        # u words per cycle (the buffer's write port takes any alignment)
+        NCH = -(-PT // UPB)
+        zero = Const(0, LANE_BITS)
 
-        # ------------------------------------------------------------------ CONV stage B (gated adds)
-        # a term adds nothing when its T-bundle chunk is all zero (or it is a padding tap):
-        # a pair adds its non-zero term, or both over two cycles (the second held)
-        bund0 = Signal(PT)
-        bund1 = Signal(PT)
-        m.d.comb += [bund0.eq(Mux(b_inb, (r0.data >> tsh[:5])[:PT], 0)),
-                     bund1.eq(Mux(b_inb1 & b_v1, (r1.data >> tsh[:5])[:PT], 0))]
-        nz0 = bund0.any()
-        nz1 = bund1.any()
-        m.d.comb += stall.eq(b_vld & nz0 & nz1)
-        sel_b = Signal(PT)
-        sel_w = Signal(WBW)
-        sel_s = Signal(3)
-        add_en = Signal()
-        with m.If(h_vld):
-            m.d.comb += [sel_b.eq(h_bund), sel_w.eq(h_w), sel_s.eq(h_shift), add_en.eq(1)]
-            m.d.sync += h_vld.eq(0)
-        with m.Elif(b_vld):
-            m.d.comb += [sel_b.eq(Mux(nz0, bund0, bund1)), sel_w.eq(Mux(nz0, wr.data, wr1.data)),
-                         sel_s.eq(Mux(nz0, b_shift, b_shift1)), add_en.eq(nz0 | nz1)]
-            with m.If(stall):
-                m.d.sync += [h_vld.eq(1), h_bund.eq(bund1), h_w.eq(wr1.data), h_shift.eq(b_shift1)]
-        with m.If(add_en):
+        def chunk(o, p, c):
+            return Cat(*[shd[o][p][t] if t < PT else zero for t in range(c * UPB, (c + 1) * UPB)])
+
+        shds = Array(Array(Array(chunk(o, p, c) for c in range(NCH)) for p in range(PPIX)) for o in range(PO))
+        wb_c = Signal(range(NCH + 1))
+        m.d.comb += wb_c.eq(wb_tw >> LU)
+        with m.If(wbb):
+            run = shds[wb_o][wb_p][wb_c]
+            bo = biasreg[wb_o]
+            words = []
+            for i in range(UPB):
+                v = Signal(signed(32), name=f"wbw{i}")
+                m.d.comb += v.eq(run[LANE_BITS * i: LANE_BITS * (i + 1)].as_signed() + bo)
+                words.append(v)
+            m.d.comb += [wp.addr.eq(wb_addr), wp.data.eq(Cat(*words)),
+                         act.w_mask.eq(Cat(*[wb_tw + i < wb_tn for i in range(UPB)]))]
+            with m.If(wb_tw + UPB >= wb_tn):
+                m.d.sync += wb_tw.eq(0)
+                with m.If(wb_p == wb_g - 1):
+                    nb = wb_base + f(isa.OP_CONV, "hwout_t")
+                    m.d.sync += [wb_p.eq(0), wb_o.eq(wb_o + 1), wb_base.eq(nb), wb_pbase.eq(nb),
+                                 wb_addr.eq(nb)]
+                    with m.If(wb_o == wb_on - 1):
+                        m.d.sync += wbb.eq(0)
+                with m.Else():
+                    np_ = wb_pbase + f(isa.OP_CONV, "t")
+                    m.d.sync += [wb_p.eq(wb_p + 1), wb_pbase.eq(np_), wb_addr.eq(np_)]
+            with m.Else():
+                m.d.sync += [wb_tw.eq(wb_tw + UPB), wb_addr.eq(wb_addr + UPB)]
+
+        # ------------------------------------------------------------------ CONV stage B (SIMD adds)
+        # one pair of terms per cycle into every accumulator: term 0 on AB, term 1 on C, each
+        # the two channels' weights w << plane sign-extended to 24-bit lanes, gated by the
+        # pixel's bundle bit t (zero for a padding tap); the group's first pair restarts (clr)
+        def lanes24(word, sh, tag):
+            out = []
             for o in range(PO):
-                w = sel_w[8 * o: 8 * o + 8].as_signed()
-                ws = Signal(signed(16), name=f"ws{o}")
-                m.d.comb += ws.eq(w << sel_s)
-                for t in range(PT):
-                    m.d.sync += acc[t][o].eq(acc[t][o] + Mux(sel_b[t], ws, 0))
+                v = Signal(signed(LANE_BITS), name=f"w{tag}_o{o}")
+                m.d.comb += v.eq(word[8 * o: 8 * o + 8].as_signed() << sh)
+                out.append(v)
+            return out
+
+        wv0 = lanes24(wr.data, b_shift, "a")
+        wv1 = lanes24(wr1.data, b_shift1, "c")
+        beat0 = Array(act.r0_beat[32 * i: 32 * i + 32] for i in range(UPB))
+        beat1 = Array(act.r1_beat[32 * i: 32 * i + 32] for i in range(UPB))
+        for p in range(PPIX):
+            w0 = beat0[pword[p]] if UPB > 1 else r0.data
+            w1 = beat1[pword[p]] if UPB > 1 else r1.data
+            bund0 = Signal(PT, name=f"bund0_p{p}")
+            bund1 = Signal(PT, name=f"bund1_p{p}")
+            m.d.comb += [bund0.eq(Mux(b_vld & b_inb[p], (w0 >> tsh[:5])[:PT], 0)),
+                         bund1.eq(Mux(b_vld & b_inb1[p] & b_v1, (w1 >> tsh[:5])[:PT], 0))]
+            for t in range(PT):
+                for j in range(PO // 2):
+                    a = sacc[p][t][j]
+                    m.d.comb += [a.clr.eq(b_vld & b_first), a.g0.eq(bund0[t]), a.g1.eq(bund1[t]),
+                                 a.ab.eq(Cat(wv0[2 * j], wv0[2 * j + 1])),
+                                 a.c.eq(Cat(wv1[2 * j], wv1[2 * j + 1]))]
         return m

@@ -252,6 +252,20 @@ def sdha_scratch(n: ir.Attention, cfg: AccelConfig, shape, wbuf_words: int) -> i
     return -(-(shape[0] // n.heads) // (cfg.p_o // 4))
 
 
+#: a CONV accumulator lane (DSP48E2 ``TWO24`` SIMD, :mod:`.simd`) never wraps below this
+LANE_LIMIT = 2 ** 23
+
+
+def lane_bound(n: ir.Node, analog: bool) -> int:
+    """Largest ``|partial sum|`` a CONV accumulator lane of conv/linear ``n`` can hold:
+    ``max_o sum_{i,ky,kx,j} |w[o,i,ky,kx]| << j`` over its terms (``j`` the bit-plane of an
+    analog input, ``0..7``, else 0), the bias excluded (it is added at write-back). Every
+    partial sum of any order of any subset of terms is bounded by it, so a lane with
+    ``lane_bound < 2**23`` holds every sum exactly in 24 bits."""
+    w = np.abs(np.asarray(n.weight, np.int64)).reshape(np.asarray(n.weight).shape[0], -1).sum(1)
+    return int(w.max(initial=0)) * ((1 << PLANES) - 1 if analog else 1)
+
+
 def check_supported(graph: ir.Graph, cfg: AccelConfig, T: int) -> dict[str, int]:
     """Raise :class:`HardwareError` for the first node the engine cannot run exactly;
     returns the proved bounds."""
@@ -290,6 +304,10 @@ def check_supported(graph: ir.Graph, cfg: AccelConfig, T: int) -> dict[str, int]
             w = np.asarray(n.weight)
             if w.min() < -128 or w.max() > 127:
                 raise _reject(n, f"weights span {w.min()}..{w.max()}", "the weight buffer holds int8: compile with --weight-bits 8 or fewer")
+            bound = lane_bound(n, src.kind == "analog")
+            if bound >= LANE_LIMIT:
+                raise _reject(n, f"a DSP accumulator lane can reach {bound} (max_o sum |w| << plane)",
+                              f"the 24-bit SIMD lanes hold |sum| < {LANE_LIMIT}: lower the weight bits or split the input channels")
         elif isinstance(n, ir.IntLIF):
             if n.levels != 1:
                 raise _reject(n, f"levels={n.levels} (I-LIF)", "the v1 engine runs binary LIF neurons only")

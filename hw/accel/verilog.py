@@ -43,8 +43,10 @@ def to_verilog(core, name: str) -> str:
         return verilog.convert(core, name=name, emit_src=False)
 
 
-def engine_verilog(cfg: AccelConfig, name: str = "svf_accel") -> str:
-    """The engine's Verilog, top module ``name``."""
+def engine_verilog(cfg: AccelConfig, name: str = "svf_accel", *, dsp_instance: bool = True) -> str:
+    """The engine's Verilog, top module ``name``. ``dsp_instance`` (default, synthesis): the
+    CONV accumulators are ``DSP48E2`` primitives; ``False``: their behavioural twin (what
+    Verilator simulates, :mod:`.simd`)."""
     from .engine import Engine
 
-    return to_verilog(Engine(cfg), name)
+    return to_verilog(Engine(cfg, dsp_instance=dsp_instance), name)

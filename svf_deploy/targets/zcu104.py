@@ -55,10 +55,15 @@ def estimate_resources(cfg: AccelConfig) -> dict:
     Memories by bits, packed as Yosys packs them (URAM288 288 Kib, RAMB36E2 36 Kib) and
     built twice for their two read ports: the activation buffer's ``axi_data_width/32`` banks
     (URAM or BRAM by ``act_ram_style``) and the weight buffer (``P_o*8 x wbuf_depth``).
-    Logic per gated adder (two weight operands per cycle, 32-bit accumulate, write-back
-    shadow) plus a fixed block (control, DMA and bank rotation, LIF lanes, SDHA), calibrated
-    on one Yosys ``synth_xilinx -family xcup`` run of the production engine (1,024 adders:
-    139,872 LUT, 92,574 FF, 228 RAMB36E2, 32 URAM288): an estimate, not a measurement.
+    The CONV accumulators are ``cfg.dsps = P_o/2 * P_t * P_pix`` DSP48E2 slices (SIMD adders,
+    ``USE_MULT="NONE"``, :mod:`~svf_deploy.hw.accel.simd`), so no LUTs are charged for
+    adders. Logic per DSP: its 48-bit write-back shadow and its share of the shadow read-out
+    multiplexer and gating (32 LUT, 56 FF, deliberately generous), plus a fixed block
+    (control, DMA and bank rotation, per-pixel bundle selection, write-back bias adders, LIF
+    lanes, SDHA; 30,000 LUT, 27,000 FF). The fixed block was calibrated on one Yosys
+    ``synth_xilinx -family xcup`` run of the v1 engine (1,024 fabric adders: 139,872 LUT,
+    92,574 FF, 228 RAMB36E2, 32 URAM288) and raised for the v2 datapath: an estimate, not a
+    measurement (re-run Yosys, ``benchmarks/accel_latency.py --synth``).
     """
     def copies(bits: int, per: int) -> int:
         return 2 * -(-bits // per)
@@ -68,10 +73,10 @@ def estimate_resources(cfg: AccelConfig) -> dict:
     act_u = nb * copies(bank_bits, 288 * 1024) if cfg.act_ram_style == "ultra" else 0
     act_b = nb * copies(bank_bits, 36 * 1024) if cfg.act_ram_style != "ultra" else 0
     wb_b = copies(cfg.p_o * 8 * cfg.wbuf_depth, 36 * 1024)
-    adders = cfg.adders
-    lut = adders * 120 + 17_000
-    ff = adders * 64 + 27_000
-    return {"source": "estimate", "lut": lut, "ff": ff, "dsp": 0, "bram36": act_b + wb_b,
+    dsp = cfg.dsps
+    lut = dsp * 32 + 30_000
+    ff = dsp * 56 + 27_000
+    return {"source": "estimate", "lut": lut, "ff": ff, "dsp": dsp, "bram36": act_b + wb_b,
             "uram": act_u, "multipliers": 0}
 
 
@@ -96,7 +101,7 @@ def resources(cfg: AccelConfig) -> tuple[dict, str]:
     """``(resources, verilog)`` of the engine under ``cfg`` (Yosys if cached, else estimate)."""
     from ..hw.accel.verilog import to_verilog
 
-    verilog = to_verilog(Engine(cfg), RTL_NAME)
+    verilog = to_verilog(Engine(cfg, dsp_instance=True), RTL_NAME)   # DSP48E2 primitives for Vivado
     r = _cached_yosys(cfg, verilog.replace(f"module {RTL_NAME}(", "module top(", 1)) or estimate_resources(cfg)
     r["device"] = "xczu7ev-ffvc1156-2-e"
     r["capacity"] = dict(XCZU7EV)
@@ -342,8 +347,8 @@ def build(ctx) -> dict:
     if ctx.options.get("verify") == "rtl":
         ctx.log(f"verifying the RTL under Verilator ({CI.name} configuration)")
         entries["rtl_verification"] = verify_rtl(graph, ctx.golden_frames, CI, progress, ctx.log)
-    summary = [["configuration", f"{cfg.name}: P_o={cfg.p_o}, P_t={cfg.p_t}, {cfg.clock_mhz:g} MHz"],
-               ["gated adders", f"{cfg.adders:,}"],
+    summary = [["configuration", f"{cfg.name}: P_o={cfg.p_o}, P_t={cfg.p_t}, P_pix={cfg.p_pix}, {cfg.clock_mhz:g} MHz"],
+               ["CONV adds per cycle", f"{cfg.adders:,} ({cfg.dsps:,} DSP48E2 x 2 lanes x 2 terms)"],
                ["memory plan", {"chip": "on chip (every live tensor in the activation buffer)",
                                 "ddr": "DDR-resident (tensors in DDR, tiles through the buffer)"}[prog.plan]],
                ["descriptors", f"{len(prog.descriptors):,}"],
@@ -351,7 +356,7 @@ def build(ctx) -> dict:
                ["DDR traffic per clip", f"{traffic:,} bytes"],
                ["on-chip activation peak", f"{prog.act_peak:,} of {cfg.act_depth:,} words"],
                ["predicted latency (dense bound)", f"{ms:.3f} ms per clip ({total:,} cycles)"],
-               ["golden clip (empty T-bundles skipped, exact)",
+               ["golden clip (exact; CONV cycles do not depend on the spikes)",
                 f"{latency['golden_clip_ms']:.3f} ms ({clip0:,} cycles)"],
                ["ideal bound (adds/adders)", f"{latency['ideal_ms']:.3f} ms ({ideal:,} cycles)"],
                ["adder utilisation", f"{100 * latency['adder_utilisation']:.1f} %"],

@@ -125,3 +125,28 @@ def test_sdha_scratch_that_does_not_fit_the_weight_buffer_is_refused(bundled):
     with pytest.raises(HardwareError, match=f"{att.name}.*weight-buffer scratch.*needs {words} words.*"
                                             f"holds {words - 1}"):
         sdha_scratch(att, CI, shape, words - 1)
+
+
+def test_dsp_lane_bound_is_proved_for_every_conv(bundled, monkeypatch):
+    """``max_o sum |w| << plane`` (bias excluded) must stay below 2**23 (24-bit SIMD lanes);
+    the bundled model passes with margin, a layer over the limit is refused by name."""
+    import re
+    from types import SimpleNamespace
+
+    from svf_deploy.hw.accel import program
+
+    w = np.zeros((2, 3, 1, 1), np.int64)
+    w[0] = [[[5]], [[-7]], [[1]]]          # channel 0: 13
+    w[1] = [[[-128]], [[0]], [[2]]]        # channel 1: 130
+    node = SimpleNamespace(weight=w)
+    assert program.lane_bound(node, analog=False) == 130
+    assert program.lane_bound(node, analog=True) == 130 * 255     # planes j = 0..7: sum 2**j
+    graph, _, _ = bundled
+    convs = [n for n in graph.nodes if isinstance(n, (ir.Conv, ir.Linear))]
+    bounds = {n.name: program.lane_bound(n, graph.types[n.inputs[0]].kind == "analog") for n in convs}
+    worst = max(bounds, key=bounds.get)
+    assert 0 < bounds[worst] < program.LANE_LIMIT
+    emit(graph, CI)
+    monkeypatch.setattr(program, "LANE_LIMIT", bounds[worst])
+    with pytest.raises(HardwareError, match=rf"'{re.escape(worst)}': a DSP accumulator lane can reach {bounds[worst]}"):
+        emit(graph, CI)

@@ -12,8 +12,9 @@ def test_production_engine_fits_the_xczu7ev_without_multipliers():
     from svf_deploy.hw.synth import synthesize
 
     with skip_zero_meminit():
-        r = synthesize(Engine(PRODUCTION), f"accel-{PRODUCTION.name}", timeout=7200)
+        r = synthesize(Engine(PRODUCTION, dsp_instance=True), f"accel-{PRODUCTION.name}", timeout=7200)
     assert r.mul_cells == 0 and r.dsp_mult == 0          # addition only, also on address paths
+    assert r.dsp == PRODUCTION.dsps                       # the CONV array: DSP48E2 SIMD adders
     for k, cap in XCZU7EV.items():
         assert getattr(r, k) <= cap, (k, getattr(r, k), cap)
     assert r.uram > 0 and r.bram36 > 0                   # the buffers map to block memories
