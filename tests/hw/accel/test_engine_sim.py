@@ -49,6 +49,8 @@ def test_ddr_plan_bit_exact_and_cycle_model_exact(bundled):
     assert sum(1 for fs in per_node.values() if len({f["oc_start"] for f in fs}) > 1) >= 10  # channel chunks
     assert any(op == isa.OP_EW and graph.node(nd).op == "Conv" for op, _, nd in prog.descriptors)  # groups
     assert len(prog.fused) >= 10                      # conv -> LIF on the tile, spikes only to DDR
+    # conv -> Requant -> Add(residual) on the tile too: only the add's map goes to DDR
+    assert {graph.node(x).op for x in prog.fused} == {"IntLIF", "Requant", "Add"}
     r = verify_rtl(graph, frames, CI, **DDR_BUDGET)
     spikes = sum(1 for n in graph.nodes if graph.types[n.name].kind == "spike")
     assert r["plan"] == "ddr" and r["compared"] == spikes + 1 and r["mismatches"] == 0
