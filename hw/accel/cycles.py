@@ -10,7 +10,9 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 
 * fetch: ``3 + read(32 units)``; one AXI beat (``u`` units) per cycle in both directions
   (the activation buffer has ``u`` banks, :mod:`.actbuf`): ``read(N)`` = per burst
-  ``B + 2``, ``write(N)`` = per burst ``B + 3``, ``ceil(N/u)`` beats in bursts of ``B``.
+  ``B + 2``, ``write(N)`` = per burst ``B + 3``, ``ceil(N/u)`` beats in bursts of ``B``; a
+  2-D ``LOAD``/``STORE`` of ``rows`` runs costs one fetch and ``rows * read/write(count)``
+  (the next run's address handshake follows the last burst as a burst follows a burst).
 * CONV: :func:`conv_cycles`: per output pixel and ``P_t`` chunk ``max(busy, L + 1)`` with
   ``L = lanes * t_n`` the overlapped write-back of the previous chunk; per ``P_o`` tile
   bias loading and a drain. The unit reads terms ``(i, ky, kx)`` in pairs (two activation
@@ -89,11 +91,11 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
     if op in (isa.OP_END, isa.OP_HEADER):
         return fetch - (1 if op == isa.OP_END else 0)
     if op == isa.OP_LOAD:
-        return fetch + dma_read(f["count"], cfg, ddr_latency)
+        return fetch + max(1, int(f.get("rows", 1))) * dma_read(f["count"], cfg, ddr_latency)
     if op == isa.OP_LOADW:
         return fetch + dma_read(f["count"] * (cfg.p_o // 4), cfg, ddr_latency)
     if op == isa.OP_STORE:
-        return fetch + dma_write(f["count"], cfg, ddr_latency)
+        return fetch + max(1, int(f.get("rows", 1))) * dma_write(f["count"], cfg, ddr_latency)
     if op == isa.OP_CONV:
         return fetch + conv_cycles(cfg, terms=f["cin"] * f["kk"], hw=f["hout"] * f["wout"], T=f["t"],
                                    cout=f["cout"], oc_start=f["oc_start"], oc_end=f["oc_end"],

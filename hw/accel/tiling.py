@@ -38,6 +38,11 @@ and runs each node on tiles that fit ``act_depth``:
   tile is loaded and added (``EW`` mode 0); only the chain's last map is stored (the
   residual stream's conv -> requant -> add is one pass instead of three over DDR).
 
+DMA: consecutive runs of one node in one DDR region fold into one descriptor when that
+moves the same words in the same order (:func:`emit_ddr`'s ``merge``): adjacent runs into
+a longer one, equal runs one stride apart into a 2-D ``LOAD``/``STORE`` (a band's channels,
+a column tile's rows, a tile's output channels: one descriptor instead of one per run).
+
 Invariants: the bands of a chunk partition ``[0, hout)``, the chunks partition
 ``[0, cout)``, the groups partition ``[0, cin)``, so every output element is written once
 per group; DMA stores start on an AXI beat (refused by name otherwise); loads start on the
@@ -141,13 +146,13 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
     tchunks = -(-T // cfg.p_t)
     F = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg)
 
-    def rd(units: int) -> int:          # a LOAD descriptor's cycles (one misaligned leading beat)
+    def rd(units: int, rows: int = 1) -> int:   # a LOAD of rows x units (a misaligned leading beat)
         b = -(-units // u) + (1 if u > 1 else 0)
-        return F + b + 2 * -(-b // cfg.burst)
+        return F + rows * (b + 2 * -(-b // cfg.burst))
 
-    def wr(units: int) -> int:          # a STORE descriptor's cycles
+    def wr(units: int, rows: int = 1) -> int:   # a STORE of rows x units
         b = -(-units // u)
-        return F + b + 3 * -(-b // cfg.burst)
+        return F + rows * (b + 3 * -(-b // cfg.burst))
 
     descs: list = []
     relocs: list = []
@@ -161,10 +166,33 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
         return len(descs) - 1
 
     def dma(op, node, region, off, addr, count):
+        traffic[node] = traffic.get(node, 0) + 4 * count * (P // 4 if op == isa.OP_LOADW else 1)
+        if op != isa.OP_LOADW and fix and fix[-1] == (len(descs) - 1, region) and descs[-1][0] == op \
+                and descs[-1][2] == node and merge(descs[-1][1], off, addr, count):
+            return
         i = add(op, node, ddr=off, addr=addr, count=count)
         relocs.append((i, isa.field_index(op, "ddr")))
         fix.append((i, region))
-        traffic[node] = traffic.get(node, 0) + 4 * count * (P // 4 if op == isa.OP_LOADW else 1)
+
+    def merge(f: dict, off: int, addr: int, count: int) -> bool:
+        """Folds the run ``(off, addr, count)`` into the LOAD/STORE ``f`` issued just before
+        it (same node and region) when the result moves the same words in the same order:
+        a run adjacent in DDR and in the buffer lengthens it (above or below), a run of the
+        same length one stride on turns it into a 2-D transfer (:mod:`.isa` version 5)."""
+        rows, c = f.get("rows", 1), f["count"]
+        if rows == 1 and off == f["ddr"] + 4 * c and addr == f["addr"] + c:
+            f["count"] = c + count
+        elif rows == 1 and off + 4 * count == f["ddr"] and addr + count == f["addr"]:
+            f.update(ddr=off, addr=addr, count=c + count)
+        elif count != c:
+            return False
+        elif rows == 1:
+            f.update(rows=2, ddr_stride=off - f["ddr"], addr_stride=addr - f["addr"])
+        elif off == f["ddr"] + rows * f["ddr_stride"] and addr == f["addr"] + rows * f["addr_stride"]:
+            f["rows"] = rows + 1
+        else:
+            return False
+        return True
 
     def load(node, loc, word_off, addr, count):
         region, base = loc
@@ -314,6 +342,14 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         ad, res_loc = nx, loc[other]
             chain = [x for x in (rq, ad) if x is not None]
             lpw += poff[rq.name][1] if rq is not None else 0
+            # ... and an IntLIF reading the chain's last map runs on the tile too (its spikes
+            # stored; the map itself only when something else reads it)
+            elf, keep = None, bool(chain)
+            if chain:
+                ce = consumers.get(chain[-1].name, [])
+                elf = next((x for x in ce if isinstance(x, ir.IntLIF) and x.name in out_off), None)
+                keep = chain[-1].name in out_off or len(ce) > (elf is not None)
+                lpw += poff[elf.name][1] if elf is not None else 0
 
             def spike_runs(oc_s, och, y0, y1, x0, x1):
                 """(word offset in the spike map, offset in the spike tile, words) runs."""
@@ -331,7 +367,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 rows = min(H, (ys - 1) * s + k)
                 cols = min(W, (wt - 1) * s + k)
                 o = min(cout, nt * P) * hb * wt * T
-                spk = (S + o // T) if lif is not None else 0
+                spk = (S + o // T) if lif is not None or elf is not None else 0
                 res = S + o if G > 1 or ad is not None else 0     # partial sums / residual tile
                 return pw + lpw + S + gc * planes * rows * cols + S + o + res + spk
 
@@ -365,9 +401,9 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         if h == H and wl == W:
                             inc += rd(gc * planes * H * W)
                         elif wl == W:
-                            inc += gc * planes * rd(h * W)
+                            inc += rd(h * W, gc * planes)
                         else:
-                            inc += gc * planes * h * rd(wl)
+                            inc += gc * planes * rd(wl, h)
                 subs = [min(y1, Y1) - y0 for Y0, Y1 in bands(hout, ys) for y0, y1 in bands(Y1 - Y0, hb)
                         for y0, y1 in [(Y0 + y0, Y0 + y1)]]
                 outc = [0, 0, 0, 0]                      # per chunk of och channels: stores, partials, LIF, epilogue
@@ -375,20 +411,26 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 for x0, x1 in bands(wout, wt):
                     wtb = x1 - x0
                     for hbb in subs:
+                        # nd descriptors of rr runs of rw words (2-D transfers)
                         if hbb == hout and wtb == wout:
-                            nr, rw = 1, och_ * hbb * wtb * T
+                            nd, rr, rw = 1, 1, och_ * hbb * wtb * T
                         elif wtb == wout:
-                            nr, rw = och_, hbb * wtb * T
+                            nd, rr, rw = 1, och_, hbb * wtb * T
                         else:
-                            nr, rw = och_ * hbb, wtb * T
+                            nd, rr, rw = och_, hbb, wtb * T
                         conv = F + nt * (P + 2 + P * min(T, cfg.p_t)) + 2
-                        outc[0] += conv + nr * wr(rw)
-                        outc[1] += conv + nr * (wr(rw) + rd(rw)) + F + nr * rw + 2
-                        outc[2] += conv + nr * wr(max(1, rw // T)) + F + 7 * och_
-                        outc[3] += conv + nr * wr(rw) + len(chain) * (F + nr * rw + 2) + (nr * rd(rw) if ad else 0)
+                        st = nd * wr(rw, rr)
+                        ew = F + nd * rr * rw + 2
+                        outc[0] += conv + st
+                        outc[1] += conv + st + nd * rd(rw, rr) + ew
+                        outc[2] += conv + nd * wr(max(1, rw // T), rr) + F + 7 * och_
+                        outc[3] += (conv + (st if keep else 0) + len(chain) * ew + (nd * rd(rw, rr) if ad else 0)
+                                    + (nd * wr(max(1, rw // T), rr) + F + 7 * och_ if elf is not None else 0))
                 lw = rd(nt * gc * kk * P // 4)
-                last = outc[2] if lif is not None and fusable(nt, hb, ys, wt) else outc[3] if chain else outc[0]
-                extra = tw // u if lif is not None and last is outc[0] else 0   # the LIF reloads the ints
+                spikes_ok = (lif is not None or elf is not None) and fusable(nt, hb, ys, wt)
+                last = outc[2] if lif is not None and spikes_ok else outc[3] if chain else outc[0]
+                # an unfused LIF reloads the ints (and the chain's map is stored for it)
+                extra = tw // u if (lif is not None or elf is not None) and not spikes_ok else 0
                 per_g = [last if G == 1 else outc[0]] + [outc[1]] * (G - 2) + ([outc[1] - outc[0] + last] if G > 1 else [])
                 loads = nch * inc + nch * lw if order == "w" else inc + len(colt) * len(slabs) * nch * lw
                 return G * loads + nch * sum(per_g) + extra
@@ -441,6 +483,8 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                                  for _, (y0, y1) in subbands for x0, x1 in bands(wout, wt)
                                  for d_, _, _ in spike_runs(c0 * P, min(cout, (c0 + nt) * P) - c0 * P,
                                                             y0, y1, x0, x1)) else None
+            if elf is not None and not fusable(nt, hb, ys, wt):
+                elf, keep = None, True
             pb_lif = pw
             if lif is not None:
                 fused.add(lif.name)
@@ -461,9 +505,16 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                     heap.release(dst[1], 4 * tw)
                     del loc[n.name]
                 en = chain[-1]
-                loc[en.name] = (("outputs", out_off[en.name]) if en.name in out_off
-                                else ("scratch", heap.alloc(4 * tensors[en.name].words)))
-                edst = loc[en.name]
+                if keep:
+                    loc[en.name] = (("outputs", out_off[en.name]) if en.name in out_off
+                                    else ("scratch", heap.alloc(4 * tensors[en.name].words)))
+                    edst = loc[en.name]
+                if elf is not None:
+                    fused.add(elf.name)
+                    pb_elf = pw
+                    pw += pload(elf, pb_elf)
+                    eflags = int(elf.decay_input) | (2 if elf.reset == "soft" else 0)
+                    loc[elf.name] = edst_s = ("outputs", out_off[elf.name])
             inb = pw + S
             chunks = [(c0, min(tiles, c0 + nt)) for c0 in range(0, tiles, nt)]
             for g in range(G):
@@ -545,8 +596,16 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                                 load(ad.name, res_loc, d_off, rb + b_off, cnt)
                             add(isa.OP_EW, ad.name, a=ob, b=rb, outb=ob, n=ow, mode=0, per=1)
                             used = max(used, rb + ow)
-                        for d_off, b_off, cnt in runs:
-                            store(chain[-1], edst, d_off, ob + b_off, cnt)
+                        if keep:
+                            for d_off, b_off, cnt in runs:
+                                store(chain[-1], edst, d_off, ob + b_off, cnt)
+                        if elf is not None:         # the LIF on the finished tile, its spikes to DDR
+                            sb = ob + ow + S + (ow + S if ad is not None or G > 1 else 0)
+                            add(isa.OP_LIF, elf.name, inb=ob, outb=sb, pb=pb_elf + 3 * oc_s, c=och,
+                                hw=hbb * wtb, t=T, frac=elf.frac_bits, leak=elf.leak_shift, flags=eflags)
+                            for d_off, b_off, cnt in spike_runs(oc_s, och, y0, y1, x0, x1):
+                                store(elf, edst_s, d_off, sb + b_off, cnt)
+                            used = max(used, sb + och * hbb * wtb)
                     else:
                         for d_off, b_off, cnt in runs:
                             store(n, dst, d_off, ob + b_off, cnt)

@@ -252,17 +252,22 @@ def test_ddr_plan_sdha_token_ranges_flipped_spikes_are_caught(bundled):
 
 
 def _dma_program(prog, loads, stores, src_word, dst_word, n_src, n_dst, fill):
-    """A program of only ``LOAD`` (``(ddr word, buffer word, count)``) and ``STORE``
-    (``(buffer word, ddr word, count)``) descriptors on ``prog``'s configuration; source
+    """A program of only ``LOAD`` (``(ddr word, buffer word, count[, rows, ddr word stride,
+    buffer word stride])``) and ``STORE`` (``(buffer word, ddr word, count[, rows, ...])``)
+    descriptors on ``prog``'s configuration; source
     words at DDR word ``src_word`` (random), the destination region prefilled with ``fill``."""
     import dataclasses
 
     rng = np.random.default_rng(11)
     descs = [(isa.OP_HEADER, {"magic": isa.MAGIC, "version": isa.VERSION, "n_desc": 0}, "")]
-    for ddr, addr, count in loads:
-        descs.append((isa.OP_LOAD, {"ddr": 4 * (src_word + ddr), "addr": addr, "count": count}, "dma"))
-    for addr, ddr, count in stores:
-        descs.append((isa.OP_STORE, {"ddr": 4 * (dst_word + ddr), "addr": addr, "count": count}, "dma"))
+    def two_d(rest):                                  # (rows, DDR word stride, buffer word stride)
+        return {"rows": rest[0], "ddr_stride": 4 * rest[1], "addr_stride": rest[2]} if rest else {}
+
+    for ddr, addr, count, *rest in loads:
+        descs.append((isa.OP_LOAD, {"ddr": 4 * (src_word + ddr), "addr": addr, "count": count, **two_d(rest)}, "dma"))
+    for addr, ddr, count, *rest in stores:
+        descs.append((isa.OP_STORE, {"ddr": 4 * (dst_word + ddr), "addr": addr, "count": count, **two_d(rest)},
+                      "dma"))
     descs.append((isa.OP_END, {}, ""))
     descs[0][1]["n_desc"] = len(descs)
     assert len(descs) * isa.DESC_BYTES <= 4 * src_word
@@ -316,3 +321,59 @@ def test_unaligned_load_and_store_move_whole_beats_exactly(bundled):
     got = run.ddr[: img.size].view(np.uint32)[dst: dst + n_dst]
     diff = np.flatnonzero(got != want)
     assert list(diff) == [5, 112 + 5] and np.array_equal(got, expected(bad.view(np.uint32)))
+
+
+def test_2d_load_and_store_equal_their_runs_one_by_one(bundled):
+    """2-D LOAD/STORE (isa version 5): ``rows`` runs of ``count`` units, DDR and buffer
+    strides up or down (two's complement), buffer words of every offset mod ``u``, partial
+    beats and several bursts per run: the words arrive exactly as the runs issued one by one
+    would move them, CYCLES equals the model (``rows`` x the run's DMA, one fetch), and a
+    flipped source bit or a DDR stride one beat off shows up."""
+    import dataclasses
+
+    from svf_deploy.sim import accel as simaccel
+
+    graph, _, _ = bundled
+    u = CI.units_per_beat
+    src, dst, fill = 1024, 2048, 0x5A5A5A5A
+    # (ddr word, buffer word, count, rows, ddr stride, buffer stride): a descending 2-D load,
+    # an ascending one, 3-burst runs; stores with partial last beats
+    loads = [(60, 301, 7, 4, -16, -9), (0, 1, 5, 3, 8, 6), (100, 400, 70, 2, 72, 71)]
+    stores = [(1, 0, 5, 3, 6, 6), (265, 40, 7, 4, 8, 9), (400, 80, 70, 2, 72, 71), (301, 240, 9, 1, 0, 0)]
+    n_dst = 256
+    prog = _dma_program(emit(graph, CI), loads, stores, src, dst, 250, n_dst, fill)
+    img = prog.ddr_image()
+
+    def expected(ddr_words):
+        buf = np.zeros(4096, np.uint32)
+        for s, a, c, rows, ds, da in loads:
+            for r in range(rows):
+                buf[a + r * da: a + r * da + c] = ddr_words[src + s + r * ds: src + s + r * ds + c]
+        out = np.full(n_dst, fill, np.uint32)
+        for a, d, c, rows, ds, da in stores:
+            for r in range(max(rows, 1)):
+                out[d + r * ds: d + r * ds + c] = buf[a + r * da: a + r * da + c]
+        return out
+
+    want = expected(img.view(np.uint32))
+    assert {a % u for _, a, *_ in loads} == set(range(u)) and all(s % u == 0 for _, s, *_ in stores)
+    sb = simaccel.build(CI)
+    run = simaccel.run(prog, None, sb, image=img)
+    assert np.array_equal(run.ddr[: img.size].view(np.uint32)[dst: dst + n_dst], want)
+    assert run.cycles == program_cycles(prog)[0]
+    assert program_cycles(prog)[0] < program_cycles(_dma_program(
+        emit(graph, CI), [(s + r * ds, a + r * da, c) for s, a, c, rows, ds, da in loads for r in range(rows)],
+        [(a + r * da, d + r * ds, c) for a, d, c, rows, ds, da in stores for r in range(max(rows, 1))],
+        src, dst, 250, n_dst, fill))[0]             # one fetch per 2-D transfer, not per run
+    # mutation: one bit of source word 60 - 16 = 44 (run 1 of the first load) flipped
+    bad = img.copy()
+    bad[4 * (src + 44)] ^= 1
+    run = simaccel.run(prog, None, sb, image=bad)
+    got = run.ddr[: img.size].view(np.uint32)[dst: dst + n_dst]
+    assert not np.array_equal(got, want) and np.array_equal(got, expected(bad.view(np.uint32)))
+    # mutation: the first load's DDR stride one beat off
+    descs = [(op, dict(f), nd) for op, f, nd in prog.descriptors]
+    descs[1][1]["ddr_stride"] -= 4 * u
+    mprog = dataclasses.replace(prog, descriptors=descs)
+    run = simaccel.run(mprog, None, sb, image=mprog.ddr_image())
+    assert not np.array_equal(run.ddr[: img.size].view(np.uint32)[dst: dst + n_dst], want)

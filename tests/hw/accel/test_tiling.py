@@ -17,7 +17,7 @@ from svf_deploy.models.errors import HardwareError
 
 
 def run_node(prog, ddr: np.ndarray, node) -> np.ndarray:
-    """Execute the LOAD / LOADW / STORE / CONV / EW / SDHA descriptors of ``node`` (a name,
+    """Execute the LOAD / LOADW / STORE / CONV / EW / LIF / SDHA descriptors of ``node`` (a name,
     or a set of names run in program order: a conv and the nodes fused into it) on ``ddr``
     (``uint8``, modified in place) with the engine's rules: a CONV output row ``oy`` reads
     band row ``oy*stride - pad_y + ky``, column ``ox*stride - pad + kx`` (outside the band:
@@ -30,14 +30,17 @@ def run_node(prog, ddr: np.ndarray, node) -> np.ndarray:
     for op, f, nd in prog.descriptors:
         if nd not in names:
             continue
-        if op == isa.OP_LOAD:
-            raw = ddr[f["ddr"]: f["ddr"] + 4 * f["count"]].view("<i4").astype(np.int64)
-            act[f["addr"]: f["addr"] + f["count"]] = raw
+        if op == isa.OP_LOAD:                         # rows runs, strided (isa version 5)
+            for r in range(max(1, f.get("rows", 1))):
+                d, a = f["ddr"] + r * f.get("ddr_stride", 0), f["addr"] + r * f.get("addr_stride", 0)
+                act[a: a + f["count"]] = ddr[d: d + 4 * f["count"]].view("<i4").astype(np.int64)
         elif op == isa.OP_LOADW:
             raw = ddr[f["ddr"]: f["ddr"] + P * f["count"]].view(np.int8).astype(np.int64)
             wbuf[f["addr"]: f["addr"] + f["count"]] = raw.reshape(-1, P)
         elif op == isa.OP_STORE:
-            ddr[f["ddr"]: f["ddr"] + 4 * f["count"]] = act[f["addr"]: f["addr"] + f["count"]].astype("<i4").view(np.uint8)
+            for r in range(max(1, f.get("rows", 1))):
+                d, a = f["ddr"] + r * f.get("ddr_stride", 0), f["addr"] + r * f.get("addr_stride", 0)
+                ddr[d: d + 4 * f["count"]] = act[a: a + f["count"]].astype("<i4").view(np.uint8)
         elif op == isa.OP_EW:
             a, b, n = f["a"], f["b"], f["n"]
             if f["mode"] == 0:
@@ -45,6 +48,20 @@ def run_node(prog, ddr: np.ndarray, node) -> np.ndarray:
             else:                                     # requant: s = mem[b + i // per]
                 sh = act[b + np.arange(n) // f["per"]]
                 act[f["outb"]: f["outb"] + n] = (act[a: a + n] + ((1 << sh) >> 1)) >> sh
+        elif op == isa.OP_LIF:                        # binary LIF: ints [c][hw][t] -> bundles [c][hw]
+            c, hw, T = f["c"], f["hw"], f["t"]
+            x = act[f["inb"]: f["inb"] + c * hw * T].reshape(c, hw, T)
+            par = act[f["pb"]: f["pb"] + 3 * c].reshape(c, 3)
+            theta, bias, pol = (par[:, j, None] for j in range(3))
+            v = np.zeros((c, hw), np.int64)
+            out = np.zeros((c, hw), np.int64)
+            for t in range(T):
+                X = pol * (x[..., t] << f["frac"]) + bias
+                hm = v + ((X - v) >> f["leak"]) if f["flags"] & 1 else v - (v >> f["leak"]) + X
+                sp = hm >= theta
+                out |= sp.astype(np.int64) << t
+                v = np.where(sp, hm - theta, hm) if f["flags"] & 2 else np.where(sp, 0, hm)
+            act[f["outb"]: f["outb"] + c * hw] = out.ravel()
         elif op == isa.OP_CONV:
             cin, h, w, k, s, pad, pad_y = (f[x] for x in ("cin", "h", "w", "k", "stride", "pad", "pad_y"))
             hout, wout, T, plog2 = f["hout"], f["wout"], f["t"], f["plog2"]
@@ -253,8 +270,9 @@ def test_sdha_token_ranges_rebuild_the_attention(tiny64, tokens):
         emit(g, CI, plan="ddr", sdha_tokens=0)
 
 
-def _chain_graph(c, H, W, k, T, rng, requant=True):
-    """input -> c0 (int, two readers) -> l0 -> c1 -> [r1 requant] -> a1 = c0 + (r1 | c1), the output."""
+def _chain_graph(c, H, W, k, T, rng, requant=True, lif=False):
+    """input -> c0 (int, two readers) -> l0 -> c1 -> [r1 requant] -> a1 = c0 + (r1 | c1)
+    [-> l1 LIF]: the output is a1, or l1."""
     x = ir.Input("input", (), shape=(1, H, W))
     c0 = ir.Conv("c0", ("input",), weight=rng.integers(-3, 4, (c, 1, 1, 1)), out_scale=np.ones(c))
     l0 = ir.IntLIF("l0", ("c0",), theta=np.full(c, 200), bias=np.zeros(c, np.int64), polarity=np.ones(c, np.int64))
@@ -265,34 +283,44 @@ def _chain_graph(c, H, W, k, T, rng, requant=True):
     if requant:
         nodes.append(ir.Requant("r1", ("c1",), shift=shift))
     nodes.append(ir.Add("a1", ("c0", "r1" if requant else "c1")))
-    return ir.Graph(tuple(nodes), ("a1",), "integer", {"T": T})
+    if lif:
+        nodes.append(ir.IntLIF("l1", ("a1",), theta=rng.integers(50, 400, c), bias=rng.integers(-20, 20, c),
+                               polarity=np.ones(c, np.int64)))
+    return ir.Graph(tuple(nodes), ("l1" if lif else "a1",), "integer", {"T": T})
 
 
-@pytest.mark.parametrize("requant,budget", [(True, {}), (True, {"act_words": 900, "wbuf_words": 30}),
-                                            (False, {"act_words": 900, "wbuf_words": 30})],
-                         ids=["requant-add", "requant-add-groups-bands", "add-groups-bands"])
-def test_requant_and_add_run_on_the_conv_tile(requant, budget):
-    """conv -> Requant -> Add(earlier map): the shift and the residual add run on each conv
-    tile in the buffer (EW mode 1 / mode 0 with the other operand's tile loaded) and only the
-    add's map is stored: it equals the reference, with groups and bands too; the requant's map
-    is never stored, the conv's only as partial sums. A flipped requant shift is seen."""
+SMALL = {"act_words": 900, "wbuf_words": 30}
+
+
+@pytest.mark.parametrize("requant,lif,budget", [(True, False, {}), (True, False, SMALL), (False, False, SMALL),
+                                                (True, True, {}), (False, True, SMALL)],
+                         ids=["requant-add", "requant-add-groups-bands", "add-groups-bands",
+                              "requant-add-lif", "add-lif-groups-bands"])
+def test_requant_add_and_lif_run_on_the_conv_tile(requant, lif, budget):
+    """conv -> Requant -> Add(earlier map) [-> IntLIF]: the shift, the residual add (EW mode
+    1 / mode 0 with the other operand's tile loaded) and the LIF run on each conv tile in the
+    buffer; only the chain's last map (or, with the LIF as its only reader, just the spikes)
+    is stored: equal to the reference, with input-channel groups and bands too. The requant's
+    map is never stored, the conv's only as partial sums. A flipped requant shift is seen."""
     T = 4
-    g = _chain_graph(6, 9, 7, 3, T, np.random.default_rng(4), requant)
+    g = _chain_graph(6, 9, 8, 3, T, np.random.default_rng(4), requant, lif)
     prog = emit(g, CI, plan="ddr", **budget)
-    chain = {"c1", "r1", "a1"} if requant else {"c1", "a1"}
+    chain = {"c1", "a1"} | ({"r1"} if requant else set()) | ({"l1"} if lif else set())
     assert chain - {"c1"} <= set(prog.fused)
     groups = any(op == isa.OP_EW and nd == "c1" for op, f, nd in prog.descriptors)   # partial sums
     stores = {nd for op, f, nd in prog.descriptors if op == isa.OP_STORE}
-    assert "a1" in stores and "r1" not in stores and ("c1" in stores) == groups   # c1: partials only
+    assert stores == {"c0", "l0", "l1" if lif else "a1"} | ({"c1"} if groups else set())
     ops = {f["mode"] for op, f, nd in prog.descriptors if op == isa.OP_EW and nd in chain - {"c1"}}
     assert ops == ({0, 1} if requant else {0})
     if budget:                                        # row bands and input-channel groups in play
         cf = [f for op, f, nd in prog.descriptors if op == isa.OP_CONV and nd == "c1"]
-        assert len({f["pad_y"] for f in cf}) > 1
-        assert groups
+        assert len({f["pad_y"] for f in cf}) > 1 and groups
     frames = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (T, 1) + g.input.shape) / 255.0)
     golden = reference.run(g, frames.float(), record=True)
-    want = golden.values["a1"][:, 0].numpy()
+    out = "l1" if lif else "a1"
+    want = golden.values[out][:, 0].numpy()
+    if lif:
+        assert 0 < want.mean() < 1                    # some spikes, not all
     v = golden.values["l0"][:, 0].numpy().astype(np.int64)
     spikes = sum(v[t].astype(np.uint32) << t for t in range(T)).ravel().astype(np.uint32).view(np.uint8)
 
@@ -301,7 +329,7 @@ def test_requant_and_add_run_on_the_conv_tile(requant, budget):
         ddr[prog.tensors["l0"].ddr: prog.tensors["l0"].ddr + spikes.size] = spikes
         run_node(prog, ddr, "c0")                     # the residual, in DDR scratch
         run_node(prog, ddr, chain)
-        return prog.read_tensor(ddr, "a1")
+        return prog.read_tensor(ddr, out)
 
     assert np.array_equal(run(None), want)
     if requant:                                       # mutation: one flipped requant shift bit
