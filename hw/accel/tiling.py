@@ -390,8 +390,9 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 return lo_v
 
             def conv_cost(gc, nt, hb, ys, wt, order):
-                """DMA + descriptor cycles of a plan (:func:`_rd`/:func:`_wr`), CONV tile
-                overheads and partial-sum adds; the terms themselves do not depend on it."""
+                """Estimated cycles of a plan that depend on it: DMA and descriptor fetches
+                (``rd``/``wr``), per-CONV tile overheads, partial-sum and epilogue ``EW``s (the
+                conv's terms are the same for every plan)."""
                 G, nch = -(-cin // gc), -(-tiles // nt)
                 colt = [band_rows(x0, x1, W, k, s, pad)[1] for x0, x1 in bands(wout, wt)]
                 slabs = [band_rows(y0, y1, H, k, s, pad)[1] for y0, y1 in bands(hout, ys)]
@@ -404,8 +405,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                             inc += rd(h * W, gc * planes)
                         else:
                             inc += gc * planes * rd(wl, h)
-                subs = [min(y1, Y1) - y0 for Y0, Y1 in bands(hout, ys) for y0, y1 in bands(Y1 - Y0, hb)
-                        for y0, y1 in [(Y0 + y0, Y0 + y1)]]
+                subs = [y1 - y0 for Y0, Y1 in bands(hout, ys) for y0, y1 in bands(Y1 - Y0, hb)]   # sub-band rows
                 outc = [0, 0, 0, 0]                      # per chunk of och channels: stores, partials, LIF, epilogue
                 och_ = min(cout, nt * P)
                 for x0, x1 in bands(wout, wt):
@@ -478,13 +478,10 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             # (slab, sub-band) pairs: slabs of ys output rows, each run as sub-bands of hb rows
             subbands = [((Y0, Y1), (Y0 + y0, Y0 + y1)) for Y0, Y1 in bands(hout, ys) for y0, y1 in bands(Y1 - Y0, hb)]
 
-            if lif is not None:                 # fuse only where every spike store starts on a beat
-                lif = lif if all(d_ % u == 0 for c0 in range(0, tiles, nt)
-                                 for _, (y0, y1) in subbands for x0, x1 in bands(wout, wt)
-                                 for d_, _, _ in spike_runs(c0 * P, min(cout, (c0 + nt) * P) - c0 * P,
-                                                            y0, y1, x0, x1)) else None
-            if elf is not None and not fusable(nt, hb, ys, wt):
-                elf, keep = None, True
+            if not fusable(nt, hb, ys, wt):     # fuse a LIF only where every spike store starts on a beat
+                lif = None
+                if elf is not None:
+                    elf, keep = None, True
             pb_lif = pw
             if lif is not None:
                 fused.add(lif.name)
