@@ -359,7 +359,16 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 if wtb == wout:
                     return [(((oc_s + o) * hout + y0) * wout, o * hbb * wout, hbb * wout) for o in range(och)]
                 return [(((oc_s + o) * hout + y) * wout + x0, (o * hbb + y - y0) * wtb, wtb)
-                        for o in range(och) for y in range(y0, y1)]
+                        for o, y in cells(och, y0, y1)]
+
+            def cells(och, y0, y1):
+                """(channel, row) order of a column tile's runs: the longer one inner, so that
+                the runs fold into the fewer 2-D transfers (any order moves the same words;
+                loads in this order keep the slack rule as every run starts on a beat when
+                ``u`` divides ``T``)."""
+                if y1 - y0 < och and T % u == 0:
+                    return [(o, y) for y in range(y0, y1) for o in range(och)]
+                return [(o, y) for o in range(och) for y in range(y0, y1)]
 
             def need(gc, nt, hb, ys, G, wt):
                 """Buffer words of a plan: the input slab of ``ys`` output rows, one output
@@ -417,7 +426,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         elif wtb == wout:
                             nd, rr, rw = 1, och_, hbb * wtb * T
                         else:
-                            nd, rr, rw = och_, hbb, wtb * T
+                            nd, rr, rw = (hbb, och_, wtb * T) if hbb < och_ and T % u == 0 else (och_, hbb, wtb * T)
                         conv = F + nt * (P + 2 + P * min(T, cfg.p_t)) + 2
                         st = nd * wr(rw, rr)
                         ew = F + nd * rr * rw + 2
@@ -568,7 +577,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         runs = [(((oc_s + o) * hout + y0) * hwt, o * tw_, tw_) for o in range(och)]
                     else:
                         runs = [((((oc_s + o) * hout + y) * wout + x0) * T, o * tw_ + (y - y0) * wtb * T,
-                                 wtb * T) for o in range(och) for y in range(y0, y1)]
+                                 wtb * T) for o, y in cells(och, y0, y1)]
                     top = ob + ow
                     if g > 0:               # add the stored partial sums of the groups before
                         pp = ob + ow + S
