@@ -10,7 +10,9 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 
 * fetch: ``3 + read(32 units)``; one AXI beat (``u`` units) per cycle in both directions
   (the activation buffer has ``u`` banks, :mod:`.actbuf`): ``read(N)`` = per burst
-  ``B + 2``, ``write(N)`` = per burst ``B + 3``, ``ceil(N/u)`` beats in bursts of ``B``.
+  ``B + 2``, ``write(N)`` = per burst ``B + 3``, ``ceil(N/u)`` beats in bursts of ``B``; a
+  2-D ``LOAD``/``STORE`` of ``rows`` runs costs one fetch and ``rows * read/write(count)``
+  (the next run's address handshake follows the last burst as a burst follows a burst).
 * CONV: :func:`conv_cycles`: per group of ``g = min(P_pix, (u-1)//stride + 1)`` output
   pixels of a row (the row's last group may be partial, :func:`conv_groups`) and ``P_t``
   chunk ``max(busy, L + 1)`` with ``L = lanes * g * ceil(t_n/u)`` the overlapped
@@ -90,11 +92,11 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
     if op in (isa.OP_END, isa.OP_HEADER):
         return fetch - (1 if op == isa.OP_END else 0)
     if op == isa.OP_LOAD:
-        return fetch + dma_read(f["count"], cfg, ddr_latency)
+        return fetch + max(1, int(f.get("rows", 1))) * dma_read(f["count"], cfg, ddr_latency)
     if op == isa.OP_LOADW:
         return fetch + dma_read(f["count"] * (cfg.p_o // 4), cfg, ddr_latency)
     if op == isa.OP_STORE:
-        return fetch + dma_write(f["count"], cfg, ddr_latency)
+        return fetch + max(1, int(f.get("rows", 1))) * dma_write(f["count"], cfg, ddr_latency)
     if op == isa.OP_CONV:
         return fetch + conv_cycles(cfg, terms=f["cin"] * f["kk"], hout=f["hout"], wout=f["wout"], T=f["t"],
                                    cout=f["cout"], stride=f["stride"], oc_start=f["oc_start"], oc_end=f["oc_end"],

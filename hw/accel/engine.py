@@ -253,6 +253,9 @@ class Engine(wiring.Component):
         dma_beats = Signal(32)        # beats not yet requested
         dma_dst = Signal(32)          # buffer word of the current beat (LOADW: weight word)
         dma_kind = Signal(2)          # 0 act, 1 wbuf, 2 descriptor
+        dma_rows = Signal(32)         # 2-D LOAD/STORE: runs left, this one included
+        row_ddr = Signal(32)          # DDR byte address / buffer word of the current run
+        row_dst = Signal(32)
         BPW = WBW // DW               # beats per weight-buffer word (AccelConfig checks DW | WBW)
         wasm = Signal(WBW)            # weight word assembly
         wasm_n = Signal(range(max(BPW, 2)))
@@ -458,6 +461,8 @@ class Engine(wiring.Component):
                         units = Mux(opcode == isa.OP_LOADW, cntw << (PO // 4 - 1).bit_length(), cntw)
                         m.d.sync += [dma_addr.eq(f(isa.OP_LOAD, "ddr")),
                                      dma_dst.eq(f(isa.OP_LOAD, "addr")),
+                                     row_ddr.eq(f(isa.OP_LOAD, "ddr")), row_dst.eq(f(isa.OP_LOAD, "addr")),
+                                     dma_rows.eq(Mux(opcode == isa.OP_LOADW, 0, f(isa.OP_LOAD, "rows"))),
                                      dma_kind.eq(Mux(opcode == isa.OP_LOADW, 1, 0)),
                                      dma_left.eq(units),
                                      dma_beats.eq((units + UPB - 1) >> (UPB - 1).bit_length()),
@@ -466,6 +471,8 @@ class Engine(wiring.Component):
                     with m.Case(isa.OP_STORE):
                         cntw = f(isa.OP_STORE, "count")
                         m.d.sync += [dma_addr.eq(f(isa.OP_STORE, "ddr")), dma_dst.eq(f(isa.OP_STORE, "addr")),
+                                     row_ddr.eq(f(isa.OP_STORE, "ddr")), row_dst.eq(f(isa.OP_STORE, "addr")),
+                                     dma_rows.eq(f(isa.OP_STORE, "rows")),
                                      dma_left.eq(cntw),
                                      dma_beats.eq((cntw + UPB - 1) >> (UPB - 1).bit_length())]
                         m.next = "WR_AW"
@@ -500,6 +507,17 @@ class Engine(wiring.Component):
                 m.next = "IDLE"
 
             # ---------------------------------------------------------- DMA read
+            # 2-D LOAD/STORE: after a run's last burst, the next run starts (no fetch) at
+            # the strided DDR address and buffer word (LOAD and STORE share field indices)
+            next_ddr = row_ddr + f(isa.OP_LOAD, "ddr_stride")
+            next_dst = row_dst + f(isa.OP_LOAD, "addr_stride")
+            run_cnt = f(isa.OP_LOAD, "count")
+
+            def next_run():
+                return [dma_rows.eq(dma_rows - 1), row_ddr.eq(next_ddr), row_dst.eq(next_dst),
+                        dma_addr.eq(next_ddr), dma_dst.eq(next_dst), dma_left.eq(run_cnt),
+                        dma_beats.eq((run_cnt + UPB - 1) >> (UPB - 1).bit_length())]
+
             # one beat per cycle: LOAD writes its UPB units to the banks at once (any buffer
             # alignment, the last beat partial); LOADW assembles a weight word from BPW
             # beats; a descriptor shifts in UPB words per beat
@@ -537,6 +555,9 @@ class Engine(wiring.Component):
                             m.next = "RD_AR"
                         with m.Elif(dma_kind == 2):
                             m.next = "DECODE"
+                        with m.Elif((dma_kind == 0) & (dma_rows > 1)):
+                            m.d.sync += next_run()
+                            m.next = "RD_AR"
                         with m.Else():
                             m.next = "NEXT"
 
@@ -563,6 +584,9 @@ class Engine(wiring.Component):
                 m.d.comb += self.m_axi_bready.eq(1)
                 with m.If(self.m_axi_bvalid):
                     with m.If(dma_beats != 0):
+                        m.next = "WR_AW"
+                    with m.Elif(dma_rows > 1):
+                        m.d.sync += next_run()
                         m.next = "WR_AW"
                     with m.Else():
                         m.next = "NEXT"

@@ -14,6 +14,9 @@ Tensor layouts in the on-chip activation buffer and in DDR (32-bit words)
 -------------------------------------------------------------------------
 The same layouts hold in DDR (byte offset ``4 * word``). DMA addresses in DDR must be
 aligned to the AXI beat (``axi_data_width / 8`` bytes); the buffer side is word-granular.
+A 2-D ``LOAD``/``STORE`` (version 5) is the same as its ``rows`` runs issued one by one in
+order (each run's DDR address aligned, so ``ddr_stride`` is a multiple of the beat), without
+a descriptor fetch per run.
 Row bands (the DDR-resident plan): a band of rows ``lo..lo+h-1`` of every channel of a
 spike map is loaded channel by channel to ``inb + c*h*W``; a conv's integer output band of
 rows ``y0..y0+hb-1`` sits at ``outb + c*hb*Wout*T`` and is stored channel by channel.
@@ -46,8 +49,8 @@ rows ``y0..y0+hb-1`` sits at ``outb + c*hb*Wout*T`` and is stored channel by cha
 from __future__ import annotations
 
 MAGIC = 0x41465653  # "SVFA" little-endian
-VERSION = 4  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan); 3: SDHA scratch in the weight buffer;
-             # 4: SDHA token ranges (ntok, qs, mode)
+VERSION = 5  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan); 3: SDHA scratch in the weight buffer;
+             # 4: SDHA token ranges (ntok, qs, mode); 5: 2-D LOAD/STORE (rows, ddr_stride, addr_stride)
 DESC_WORDS = 32
 DESC_BYTES = DESC_WORDS * 4
 
@@ -60,10 +63,13 @@ OPNAMES = {OP_END: "END", OP_LOAD: "LOAD", OP_LOADW: "LOADW", OP_STORE: "STORE",
 FIELDS: dict[int, tuple[str, ...]] = {
     OP_END: (),
     OP_HEADER: ("magic", "version", "n_desc"),
-    # DMA: count in 32-bit units (LOAD/STORE) or weight-buffer words (LOADW)
-    OP_LOAD: ("ddr", "addr", "count"),
+    # DMA: count in 32-bit units (LOAD/STORE) or weight-buffer words (LOADW). LOAD/STORE
+    # move ``max(rows, 1)`` runs of ``count`` units: run ``r`` between DDR byte
+    # ``ddr + r*ddr_stride`` and buffer word ``addr + r*addr_stride`` (strides two's
+    # complement 32-bit, so runs may go down; ``rows`` 0 or 1: one run, strides unused)
+    OP_LOAD: ("ddr", "addr", "count", "rows", "ddr_stride", "addr_stride"),
     OP_LOADW: ("ddr", "addr", "count"),
-    OP_STORE: ("ddr", "addr", "count"),
+    OP_STORE: ("ddr", "addr", "count", "rows", "ddr_stride", "addr_stride"),
     # CONV over output channels [oc_start, oc_end) (tiles of P_o), all T steps, on a band of
     # ``h`` loaded input rows: output row ``oy`` reads rows ``oy*stride - pad_y + ky`` of the
     # band (outside ``0..h-1``: zero padding); columns ``ox*stride - pad + kx`` (``pad`` is

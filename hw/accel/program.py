@@ -100,8 +100,9 @@ class Program:
     windows : ``{CONV descriptor index: (first input channel, first row, frame height,
         first column, frame width)}`` of a ddr-plan program: the part of the node's input
         the descriptor reads.
-    fused : IntLIF nodes of a ddr-plan program run on their conv's integer tiles in the
-        buffer (the conv's integer map never goes to DDR).
+    fused : nodes of a ddr-plan program run on their conv's integer tiles in the buffer:
+        IntLIFs (the conv's integer map never goes to DDR) and Requant/Add epilogues
+        (:mod:`.tiling`).
     """
 
     cfg: AccelConfig
@@ -187,7 +188,7 @@ class Program:
         """JSON description of the program (versions, config, memory map, tensors)."""
         return {
             "format": FORMAT, "isa_version": isa.VERSION, "magic": isa.MAGIC, "T": self.T,
-            "plan": self.plan, "fused_lif": list(self.fused),
+            "plan": self.plan, "fused": list(self.fused),
             "config": self.cfg.as_dict(), "descriptors": len(self.descriptors),
             "descriptor_bytes": isa.DESC_BYTES,
             "regions": {k: {"offset": o, "bytes": b} for k, (o, b) in self.regions.items()},

@@ -6,13 +6,19 @@ and runs each node on tiles that fit ``act_depth``:
 
 * **CONV** (and Linear as a 1x1 conv): input channels in *groups* whose ``P_o``-channel
   weight tile fits the weight buffer; per group, output channels in *chunks* of whole
-  ``P_o`` tiles (one ``LOADW`` each, weights read once per clip and group); per chunk,
-  output rows in *bands* of ``hb`` rows. Band ``[y0, y1)`` reads input rows
-  ``[lo, hi) = [max(0, y0*s - p), min(H, (y1-1)*s - p + K))``, loaded channel by channel,
-  and runs with ``h = hi - lo`` and top padding ``pad_y = lo - (y0*s - p)``: output row
-  ``oy`` of the band reads band row ``oy*s - pad_y + ky``, i.e. frame row
-  ``(y0 + oy)*s - p + ky`` - the whole conv, restricted to rows ``[y0, y1)``. The band's
-  integer output is stored channel by channel. When even a 1-row band of the whole width
+  ``P_o`` tiles (one ``LOADW`` each); output rows in *slabs* of ``ys`` rows whose input
+  rows are loaded once, each run as *sub-bands* of ``hb`` rows (one ``CONV`` and one output
+  tile each), so the input halo is re-read per slab, not per output tile (a 7x7 conv with
+  1-row output tiles read every input row 7 times). Band ``[y0, y1)`` reads input rows
+  ``[lo, hi) = [max(0, y0*s - p), min(H, (y1-1)*s - p + K))``, and runs with ``h = hi - lo``
+  and top padding ``pad_y = lo - (y0*s - p)``: output row ``oy`` of the band reads band row
+  ``oy*s - pad_y + ky``, i.e. frame row ``(y0 + oy)*s - p + ky`` - the whole conv,
+  restricted to rows ``[y0, y1)``; a sub-band's ``CONV`` points ``inb`` at its first row in
+  the slab and keeps the slab's channel stride ``hw = h_slab * w``. Loop order per group:
+  *weights stationary* (chunk, column tile, slab: each chunk's weights loaded once, the
+  input once per chunk) or *input stationary* (column tile, slab, chunk: the input loaded
+  once, each chunk's weights once per slab), whichever the cost estimate prefers. The
+  tile's integer output is stored channel by channel. When even a 1-row band of the whole width
   does not fit, output columns are tiled the same way (``w`` = loaded columns, ``pad`` =
   the tile's left padding; loads and stores then go row by row). Group ``g > 0`` adds its sums to the
   stored partial (zero bias, an ``EW`` add), exact: every partial sum is bounded by the
@@ -24,9 +30,18 @@ and runs each node on tiles that fit ``act_depth``:
   (``mode`` 2) and then ``SDHA``s over token ranges reuse it (``mode`` 1): each Q channel's
   range is one ``LOAD``, each output channel's range one ``STORE`` (:mod:`.isa`). Refused
   only when a head's K and V, or one token's Q and output, do not fit.
-* **Fusion**: a conv whose only consumer is an IntLIF (and whose integer map is not stored)
-  runs that LIF on each finished integer tile in the buffer and stores only the spikes, when
-  every spike store starts on a beat (``Program.fused``).
+* **Fusion** (``Program.fused``): a conv whose only consumer is an IntLIF (and whose integer
+  map is not stored) runs that LIF on each finished integer tile in the buffer and stores
+  only the spikes, when every spike store starts on a beat. Else a conv whose only consumer
+  is a Requant and/or an Add with a map computed before the conv runs them as the tile's
+  *epilogue*: ``EW`` mode 1 (shift ``s`` of the tile's channels), then the other operand's
+  tile is loaded and added (``EW`` mode 0); only the chain's last map is stored (the
+  residual stream's conv -> requant -> add is one pass instead of three over DDR).
+
+DMA: consecutive runs of one node in one DDR region fold into one descriptor when that
+moves the same words in the same order (:func:`emit_ddr`'s ``merge``): adjacent runs into
+a longer one, equal runs one stride apart into a 2-D ``LOAD``/``STORE`` (a band's channels,
+a column tile's rows, a tile's output channels: one descriptor instead of one per run).
 
 Invariants: the bands of a chunk partition ``[0, hout)``, the chunks partition
 ``[0, cout)``, the groups partition ``[0, cin)``, so every output element is written once
@@ -34,7 +49,8 @@ per group; DMA stores start on an AXI beat (refused by name otherwise); loads st
 beat below their DDR address and write the ``< beats`` extra leading words into slack
 left before each buffer region (per-channel band loads run in decreasing channel order,
 so a load's leading words fall on a slot loaded after it). Tile sizes are chosen from a
-DMA/descriptor cost estimate among all that fit; a layer that does not fit even with
+DMA/descriptor cycle estimate (plus ``CONV`` tile overheads and
+partial-sum adds) among all that fit; a layer that does not fit even with
 1-row bands, one ``P_o`` tile and one input channel is refused with the words needed.
 """
 
@@ -48,6 +64,7 @@ from ...compiler import ir
 from ...models.errors import HardwareError
 from . import isa
 from .config import AccelConfig
+from .cycles import FETCH_OVERHEAD, dma_read
 from .program import (PLANES, LayerStats, Program, TensorPlacement, _align, _reject,
                       _weight_words, placements, sdha_scratch)
 
@@ -127,6 +144,16 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
     S = u                      # slack words before every region a load writes
     beat = 4 * u
     tchunks = -(-T // cfg.p_t)
+    F = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg)
+
+    def rd(units: int, rows: int = 1) -> int:   # a LOAD of rows x units (a misaligned leading beat)
+        b = -(-units // u) + (1 if u > 1 else 0)
+        return F + rows * (b + 2 * -(-b // cfg.burst))
+
+    def wr(units: int, rows: int = 1) -> int:   # a STORE of rows x units
+        b = -(-units // u)
+        return F + rows * (b + 3 * -(-b // cfg.burst))
+
     descs: list = []
     relocs: list = []
     fix: list[tuple[int, str]] = []       # (descriptor index, DDR region of its "ddr" field)
@@ -139,10 +166,33 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
         return len(descs) - 1
 
     def dma(op, node, region, off, addr, count):
+        traffic[node] = traffic.get(node, 0) + 4 * count * (P // 4 if op == isa.OP_LOADW else 1)
+        if op != isa.OP_LOADW and fix and fix[-1] == (len(descs) - 1, region) and descs[-1][0] == op \
+                and descs[-1][2] == node and merge(descs[-1][1], off, addr, count):
+            return
         i = add(op, node, ddr=off, addr=addr, count=count)
         relocs.append((i, isa.field_index(op, "ddr")))
         fix.append((i, region))
-        traffic[node] = traffic.get(node, 0) + 4 * count * (P // 4 if op == isa.OP_LOADW else 1)
+
+    def merge(f: dict, off: int, addr: int, count: int) -> bool:
+        """Folds the run ``(off, addr, count)`` into the LOAD/STORE ``f`` issued just before
+        it (same node and region) when the result moves the same words in the same order:
+        a run adjacent in DDR and in the buffer lengthens it (above or below), a run of the
+        same length one stride on turns it into a 2-D transfer (:mod:`.isa` version 5)."""
+        rows, c = f.get("rows", 1), f["count"]
+        if rows == 1 and off == f["ddr"] + 4 * c and addr == f["addr"] + c:
+            f["count"] = c + count
+        elif rows == 1 and off + 4 * count == f["ddr"] and addr + count == f["addr"]:
+            f.update(ddr=off, addr=addr, count=c + count)
+        elif count != c:
+            return False
+        elif rows == 1:
+            f.update(rows=2, ddr_stride=off - f["ddr"], addr_stride=addr - f["addr"])
+        elif off == f["ddr"] + rows * f["ddr_stride"] and addr == f["addr"] + rows * f["addr_stride"]:
+            f["rows"] = rows + 1
+        else:
+            return False
+        return True
 
     def load(node, loc, word_off, addr, count):
         region, base = loc
@@ -276,58 +326,30 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             lif = cons[0] if (len(cons) == 1 and isinstance(cons[0], ir.IntLIF) and n.name not in out_off
                               and cons[0].name in out_off) else None
             lpw = poff[lif.name][1] if lif is not None else 0
-
-            def need(gc, nt, hb, G, wt):
-                rows = min(H, (hb - 1) * s + k)
-                cols = min(W, (wt - 1) * s + k)
-                o = min(cout, nt * P) * hb * wt * T
-                spk = (S + o // T) if lif is not None else 0
-                return pw + lpw + S + gc * planes * rows * cols + S + o + (S + o if G > 1 else 0) + spk
-
-            best = None
-            gmax = min(cin, WB // kk) if planes == 1 else (cin if cin * kk <= WB else 0)
-            if gmax == 0:
-                raise _reject(n, f"one {P}-channel tile of one input channel needs {kk * (cin if planes > 1 else 1)} "
-                                 "weight words", f"the weight buffer holds {WB}: use a larger wbuf_depth")
-            # balanced input-channel groups: G groups of ceil(cin / G) channels
-            gcs = sorted({-(-cin // -(-cin // g)) for g in _pow2_down(gmax)}, reverse=True)
-            # column tiles only when a 1-row band of the whole width does not fit
-            for wt in sorted({-(-wout // m) for m in range(1, wout + 1)}, reverse=True):
-                for gc in gcs:
-                    G = -(-cin // gc)
-                    for nt in _pow2_down(min(tiles, WB // (gc * kk))):
-                        lo_hb, hi_hb = 0, hout
-                        while lo_hb < hi_hb:            # largest band height that fits
-                            mid = (lo_hb + hi_hb + 1) // 2
-                            if need(gc, nt, mid, G, wt) <= D:
-                                lo_hb = mid
-                            else:
-                                hi_hb = mid - 1
-                        hb = lo_hb
-                        if hb == 0:
-                            continue
-                        # cost estimate: ~40 cycles per descriptor + one cycle per DMA word
-                        nch, nb, ncol = -(-tiles // nt), -(-hout // hb), -(-wout // wt)
-                        full = hb >= hout and wt >= wout
-                        och = min(cout, nt * P)
-                        rows_in = min(H, (hb - 1) * s + k)
-                        per_band = ((1 if full else gc * planes * (1 if wt >= wout else rows_in)) + 1
-                                    + (1 if full else och * (1 if wt >= wout else hb)) * (2 if G > 1 else 1))
-                        rows_read = sum(band_rows(y0, y1, H, k, s, pad)[1] for y0, y1 in bands(hout, hb))
-                        cols_read = sum(band_rows(x0, x1, W, k, s, pad)[1] for x0, x1 in bands(wout, wt))
-                        units = nch * cin * planes * rows_read * cols_read + cout * hout * hwt * (2 * G - 1)
-                        cost = G * nch * (nb * ncol * per_band + 1) * 40 + units
-                        if best is None or cost < best[0]:
-                            best = (cost, gc, nt, hb, wt)
-                if best is not None:
-                    break
-            if best is None:
-                raise nofit(n, need(1, 1, 1, 2 if cin > 1 else 1, 1),
-                            f"a 1x1-pixel band, one {P}-channel tile and one input channel")
-            _, gc, nt, hb, wt = best
-            G = -(-cin // gc)
-            pb_bias, pb_zero = 0, tiles * P
-            src_loc = loc[n.inputs[0]]
+            # else conv -> [Requant] -> [Add with an earlier map] epilogue on the tile: the
+            # requant shift (EW mode 1) and the residual add (EW mode 0, the other operand's
+            # tile loaded) run in the buffer and only the chain's last map goes to DDR
+            rq = ad = None
+            if lif is None and len(cons) == 1 and n.name not in out_off:
+                nx = cons[0]
+                if isinstance(nx, ir.Requant):
+                    rq = nx
+                    c2 = consumers.get(rq.name, [])
+                    nx = c2[0] if len(c2) == 1 and rq.name not in out_off else None
+                if isinstance(nx, ir.Add) and len(set(nx.inputs)) == 2:
+                    other = [x for x in nx.inputs if x != (rq or n).name][0]
+                    if other in loc and graph.types[other].shape == t.shape:
+                        ad, res_loc = nx, loc[other]
+            chain = [x for x in (rq, ad) if x is not None]
+            lpw += poff[rq.name][1] if rq is not None else 0
+            # ... and an IntLIF reading the chain's last map runs on the tile too (its spikes
+            # stored; the map itself only when something else reads it)
+            elf, keep = None, bool(chain)
+            if chain:
+                ce = consumers.get(chain[-1].name, [])
+                elf = next((x for x in ce if isinstance(x, ir.IntLIF) and x.name in out_off), None)
+                keep = chain[-1].name in out_off or len(ce) > (elf is not None)
+                lpw += poff[elf.name][1] if elf is not None else 0
 
             def spike_runs(oc_s, och, y0, y1, x0, x1):
                 """(word offset in the spike map, offset in the spike tile, words) runs."""
@@ -337,13 +359,138 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 if wtb == wout:
                     return [(((oc_s + o) * hout + y0) * wout, o * hbb * wout, hbb * wout) for o in range(och)]
                 return [(((oc_s + o) * hout + y) * wout + x0, (o * hbb + y - y0) * wtb, wtb)
-                        for o in range(och) for y in range(y0, y1)]
+                        for o, y in cells(och, y0, y1)]
 
-            if lif is not None:                 # fuse only where every spike store starts on a beat
-                lif = lif if all(d_ % u == 0 for c0 in range(0, tiles, nt)
-                                 for y0, y1 in bands(hout, hb) for x0, x1 in bands(wout, wt)
-                                 for d_, _, _ in spike_runs(c0 * P, min(cout, (c0 + nt) * P) - c0 * P,
-                                                            y0, y1, x0, x1)) else None
+            def cells(och, y0, y1):
+                """(channel, row) order of a column tile's runs: the longer one inner, so that
+                the runs fold into the fewer 2-D transfers (any order moves the same words;
+                loads in this order keep the slack rule as every run starts on a beat when
+                ``u`` divides ``T``)."""
+                if y1 - y0 < och and T % u == 0:
+                    return [(o, y) for y in range(y0, y1) for o in range(och)]
+                return [(o, y) for o in range(och) for y in range(y0, y1)]
+
+            def need(gc, nt, hb, ys, G, wt):
+                """Buffer words of a plan: the input slab of ``ys`` output rows, one output
+                tile of ``hb`` rows (its partial sums, its spikes)."""
+                rows = min(H, (ys - 1) * s + k)
+                cols = min(W, (wt - 1) * s + k)
+                o = min(cout, nt * P) * hb * wt * T
+                spk = (S + o // T) if lif is not None or elf is not None else 0
+                res = S + o if G > 1 or ad is not None else 0     # partial sums / residual tile
+                return pw + lpw + S + gc * planes * rows * cols + S + o + res + spk
+
+            gmax = min(cin, WB // kk) if planes == 1 else (cin if cin * kk <= WB else 0)
+            if gmax == 0:
+                raise _reject(n, f"one {P}-channel tile of one input channel needs {kk * (cin if planes > 1 else 1)} "
+                                 "weight words", f"the weight buffer holds {WB}: use a larger wbuf_depth")
+            # balanced input-channel groups: G groups of ceil(cin / G) channels
+            gcs = sorted({-(-cin // -(-cin // g)) for g in _pow2_down(gmax)}, reverse=True)
+
+            def largest(lo_v, hi_v, fits):
+                """Largest ``v`` in ``[lo_v, hi_v]`` with ``fits(v)`` (monotone), else ``lo_v - 1``."""
+                lo_v -= 1
+                while lo_v < hi_v:
+                    mid = (lo_v + hi_v + 1) // 2
+                    if fits(mid):
+                        lo_v = mid
+                    else:
+                        hi_v = mid - 1
+                return lo_v
+
+            def conv_cost(gc, nt, hb, ys, wt, order):
+                """Estimated cycles of a plan that depend on it: DMA and descriptor fetches
+                (``rd``/``wr``), per-CONV tile overheads, partial-sum and epilogue ``EW``s (the
+                conv's terms are the same for every plan)."""
+                G, nch = -(-cin // gc), -(-tiles // nt)
+                colt = [band_rows(x0, x1, W, k, s, pad)[1] for x0, x1 in bands(wout, wt)]
+                slabs = [band_rows(y0, y1, H, k, s, pad)[1] for y0, y1 in bands(hout, ys)]
+                inc = 0                                  # one group's input, every slab once
+                for wl in colt:
+                    for h in slabs:
+                        if h == H and wl == W:
+                            inc += rd(gc * planes * H * W)
+                        elif wl == W:
+                            inc += rd(h * W, gc * planes)
+                        else:
+                            inc += gc * planes * rd(wl, h)
+                subs = [y1 - y0 for Y0, Y1 in bands(hout, ys) for y0, y1 in bands(Y1 - Y0, hb)]   # sub-band rows
+                outc = [0, 0, 0, 0]                      # per chunk of och channels: stores, partials, LIF, epilogue
+                och_ = min(cout, nt * P)
+                for x0, x1 in bands(wout, wt):
+                    wtb = x1 - x0
+                    for hbb in subs:
+                        # nd descriptors of rr runs of rw words (2-D transfers)
+                        if hbb == hout and wtb == wout:
+                            nd, rr, rw = 1, 1, och_ * hbb * wtb * T
+                        elif wtb == wout:
+                            nd, rr, rw = 1, och_, hbb * wtb * T
+                        else:
+                            nd, rr, rw = (hbb, och_, wtb * T) if hbb < och_ and T % u == 0 else (och_, hbb, wtb * T)
+                        conv = F + nt * (P + 2 + P * min(T, cfg.p_t)) + 2
+                        st = nd * wr(rw, rr)
+                        ew = F + nd * rr * rw + 2
+                        outc[0] += conv + st
+                        outc[1] += conv + st + nd * rd(rw, rr) + ew
+                        outc[2] += conv + nd * wr(max(1, rw // T), rr) + F + 7 * och_
+                        outc[3] += (conv + (st if keep else 0) + len(chain) * ew + (nd * rd(rw, rr) if ad else 0)
+                                    + (nd * wr(max(1, rw // T), rr) + F + 7 * och_ if elf is not None else 0))
+                lw = rd(nt * gc * kk * P // 4)
+                spikes_ok = (lif is not None or elf is not None) and fusable(nt, hb, ys, wt)
+                last = outc[2] if lif is not None and spikes_ok else outc[3] if chain else outc[0]
+                # an unfused LIF reloads the ints (and the chain's map is stored for it)
+                extra = tw // u if (lif is not None or elf is not None) and not spikes_ok else 0
+                per_g = [last if G == 1 else outc[0]] + [outc[1]] * (G - 2) + ([outc[1] - outc[0] + last] if G > 1 else [])
+                loads = nch * inc + nch * lw if order == "w" else inc + len(colt) * len(slabs) * nch * lw
+                return G * loads + nch * sum(per_g) + extra
+
+            def fusable(nt, hb, ys, wt):
+                """Every spike store of the plan starts on a beat (offsets are affine in the
+                channel and row, so two of each decide)."""
+                for c0 in range(0, min(tiles, 2 * nt), nt):
+                    och = min(cout, (c0 + nt) * P) - c0 * P
+                    for Y0, Y1 in bands(hout, ys):
+                        for y0, y1 in bands(Y1 - Y0, hb):
+                            for x0, x1 in bands(wout, wt):
+                                for d_, _, _ in spike_runs(c0 * P, min(och, 2), Y0 + y0, Y0 + y1, x0, x1):
+                                    if d_ % u:
+                                        return False
+                return True
+
+            best = None
+            wts = [wt for wt in sorted({-(-wout // m) for m in range(1, wout + 1)}, reverse=True)
+                   if need(gcs[-1], 1, 1, 1, 2 if cin > 1 else 1, wt) <= D][:3]
+            for wt in wts:
+                for gc in gcs:
+                    G = -(-cin // gc)
+                    for nt in _pow2_down(min(tiles, WB // (gc * kk))):
+                        hb_max = largest(1, hout, lambda v: need(gc, nt, v, v, G, wt) <= D)
+                        if hb_max < 1:
+                            continue
+                        hbs = {hb_max, -(-hout // -(-hout // hb_max))} | {v for v in _pow2_down(hb_max)}
+                        for hb in sorted(hbs, reverse=True)[:6]:
+                            ys_max = largest(hb, hout, lambda v: need(gc, nt, hb, v, G, wt) <= D)
+                            ys = ys_max // hb * hb
+                            nsl = -(-hout // ys)
+                            ys = -(-(-(-hout // nsl)) // hb) * hb
+                            for order in (("w", "i") if tiles > nt else ("w",)):
+                                cost = conv_cost(gc, nt, hb, ys, wt, order)
+                                if best is None or cost < best[0]:
+                                    best = (cost, gc, nt, hb, ys, wt, order)
+            if best is None:
+                raise nofit(n, need(1, 1, 1, 1, 2 if cin > 1 else 1, 1),
+                            f"a 1x1-pixel band, one {P}-channel tile and one input channel")
+            _, gc, nt, hb, ys, wt, order = best
+            G = -(-cin // gc)
+            pb_bias, pb_zero = 0, tiles * P
+            src_loc = loc[n.inputs[0]]
+            # (slab, sub-band) pairs: slabs of ys output rows, each run as sub-bands of hb rows
+            subbands = [((Y0, Y1), (Y0 + y0, Y0 + y1)) for Y0, Y1 in bands(hout, ys) for y0, y1 in bands(Y1 - Y0, hb)]
+
+            if not fusable(nt, hb, ys, wt):     # fuse a LIF only where every spike store starts on a beat
+                lif = None
+                if elf is not None:
+                    elf, keep = None, True
             pb_lif = pw
             if lif is not None:
                 fused.add(lif.name)
@@ -355,69 +502,138 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 lflags = int(lif.decay_input) | (2 if lif.reset == "soft" else 0)
                 ldst = ("outputs", out_off[lif.name])
                 loc[lif.name] = ldst
+            pb_rq = pw
+            if chain:
+                fused.update(x.name for x in chain)
+                if rq is not None:
+                    pw += pload(rq, pb_rq)
+                if G == 1 and dst[0] == "scratch":      # the integer map needs no DDR home
+                    heap.release(dst[1], 4 * tw)
+                    del loc[n.name]
+                en = chain[-1]
+                if keep:
+                    loc[en.name] = (("outputs", out_off[en.name]) if en.name in out_off
+                                    else ("scratch", heap.alloc(4 * tensors[en.name].words)))
+                    edst = loc[en.name]
+                if elf is not None:
+                    fused.add(elf.name)
+                    pb_elf = pw
+                    pw += pload(elf, pb_elf)
+                    eflags = int(elf.decay_input) | (2 if elf.reset == "soft" else 0)
+                    loc[elf.name] = edst_s = ("outputs", out_off[elf.name])
+            inb = pw + S
+            chunks = [(c0, min(tiles, c0 + nt)) for c0 in range(0, tiles, nt)]
             for g in range(G):
                 i0, i1 = g * gc, min(cin, (g + 1) * gc)
                 put_weights(n.name, g, w4[:, i0:i1])
                 gv, i0v = (i1 - i0) * planes, i0 * planes
                 wtile = (i1 - i0) * kk
-                for c0 in range(0, tiles, nt):
-                    c1 = min(tiles, c0 + nt)
+
+                def loadw(c0, c1):
                     dma(isa.OP_LOADW, n.name, "weights", woff[(n.name, g)] + c0 * wtile * P, 0, (c1 - c0) * wtile)
+
+                def load_slab(Y0, Y1, x0, x1):
+                    """Loads input rows of output rows ``[Y0, Y1)``, columns ``[x0, x1)``:
+                    channel ``cv`` row ``r`` at ``inb + (cv*h + r)*wl``; returns ``(lo, h, clo, wl)``."""
+                    lo, h, _ = band_rows(Y0, Y1, H, k, s, pad)
+                    clo, wl, _ = band_rows(x0, x1, W, k, s, pad)
+                    if h == H and wl == W:
+                        load(n.name, src_loc, i0v * H * W, inb, gv * H * W)
+                    elif wl == W and h:
+                        for cv in reversed(range(gv)):
+                            load(n.name, src_loc, ((i0v + cv) * H + lo) * W, inb + cv * h * W, h * W)
+                    elif h and wl:
+                        for cv in reversed(range(gv)):
+                            for r in reversed(range(h)):
+                                load(n.name, src_loc, ((i0v + cv) * H + lo + r) * W + clo,
+                                     inb + (cv * h + r) * wl, wl)
+                    return lo, h, clo, wl
+
+                def out_tile(c0, c1, slab, y0, y1, x0, x1):
+                    """CONV of output rows ``[y0, y1)``, columns ``[x0, x1)``, channels of
+                    tiles ``[c0, c1)`` on the loaded slab; partial sums, LIF, stores."""
+                    nonlocal used
+                    lo_s, h_s, clo, wl = slab
+                    lo, h, pad_y = band_rows(y0, y1, H, k, s, pad)
+                    _, _, pad_x = band_rows(x0, x1, W, k, s, pad)
                     oc_s, oc_e = c0 * P, min(cout, c1 * P)
                     och = oc_e - oc_s
-                    for y0, y1 in bands(hout, hb):
-                        lo, h, pad_y = band_rows(y0, y1, H, k, s, pad)
-                        hbb = y1 - y0
+                    hbb, wtb = y1 - y0, x1 - x0
+                    ob = inb + gv * h_s * wl + S
+                    tw_ = hbb * wtb * T                 # words per output channel of the tile
+                    ow = och * tw_
+                    # rows [lo, lo+h) of the slab, channels h_s*wl apart
+                    j = add(isa.OP_CONV, n.name, inb=inb + (lo - lo_s) * wl if h else inb, outb=ob,
+                            biasb=pb_bias if g == 0 else pb_zero, wb=0, cin=gv, h=h, w=wl, hw=h_s * wl,
+                            hout=hbb, wout=wtb, k=k, stride=s, pad=pad_x, plog2=plog2, cout=cout,
+                            oc_start=oc_s, oc_end=oc_e, t=T, kk=kk, stride_w=s * wl, hwout_t=tw_, wtile=wtile,
+                            tchunks=tchunks, pad_w=pad_y * wl, otile=P * tw_, pad_y=pad_y)
+                    windows[j] = (i0v, lo, H, clo, W)
+                    used = max(used, ob + ow)
+                    # (channel, row) runs of the tile in the node's DDR map, buffer offsets
+                    if hbb == hout and wtb == wout:
+                        runs = [(oc_s * hout * hwt, 0, ow)]
+                    elif wtb == wout:
+                        runs = [(((oc_s + o) * hout + y0) * hwt, o * tw_, tw_) for o in range(och)]
+                    else:
+                        runs = [((((oc_s + o) * hout + y) * wout + x0) * T, o * tw_ + (y - y0) * wtb * T,
+                                 wtb * T) for o, y in cells(och, y0, y1)]
+                    top = ob + ow
+                    if g > 0:               # add the stored partial sums of the groups before
+                        pp = ob + ow + S
+                        for d_off, b_off, cnt in reversed(runs):
+                            load(n.name, dst, d_off, pp + b_off, cnt)
+                        add(isa.OP_EW, n.name, a=ob, b=pp, outb=ob, n=ow, mode=0, per=1)
+                        used = max(used, pp + ow)
+                        top = pp + ow
+                    if lif is not None and g == G - 1:
+                        sb = top + S
+                        add(isa.OP_LIF, lif.name, inb=ob, outb=sb, pb=pb_lif + 3 * oc_s, c=och,
+                            hw=hbb * wtb, t=T, frac=lif.frac_bits, leak=lif.leak_shift, flags=lflags)
+                        for d_off, b_off, cnt in spike_runs(oc_s, och, y0, y1, x0, x1):
+                            store(lif, ldst, d_off, sb + b_off, cnt)
+                        used = max(used, sb + och * hbb * wtb)
+                    elif chain and g == G - 1:
+                        if rq is not None:          # requant shift per channel: s = mem[pb_rq + oc_s + o]
+                            add(isa.OP_EW, rq.name, a=ob, b=pb_rq + oc_s, outb=ob, n=ow, mode=1, per=tw_)
+                        if ad is not None:          # + the other operand's tile (the partials' room)
+                            rb = ob + ow + S
+                            for d_off, b_off, cnt in reversed(runs):
+                                load(ad.name, res_loc, d_off, rb + b_off, cnt)
+                            add(isa.OP_EW, ad.name, a=ob, b=rb, outb=ob, n=ow, mode=0, per=1)
+                            used = max(used, rb + ow)
+                        if keep:
+                            for d_off, b_off, cnt in runs:
+                                store(chain[-1], edst, d_off, ob + b_off, cnt)
+                        if elf is not None:         # the LIF on the finished tile, its spikes to DDR
+                            sb = ob + ow + S + (ow + S if ad is not None or G > 1 else 0)
+                            add(isa.OP_LIF, elf.name, inb=ob, outb=sb, pb=pb_elf + 3 * oc_s, c=och,
+                                hw=hbb * wtb, t=T, frac=elf.frac_bits, leak=elf.leak_shift, flags=eflags)
+                            for d_off, b_off, cnt in spike_runs(oc_s, och, y0, y1, x0, x1):
+                                store(elf, edst_s, d_off, sb + b_off, cnt)
+                            used = max(used, sb + och * hbb * wtb)
+                    else:
+                        for d_off, b_off, cnt in runs:
+                            store(n, dst, d_off, ob + b_off, cnt)
+
+                if order == "w":            # weights stationary: each chunk's weights loaded once
+                    for c0, c1 in chunks:
+                        loadw(c0, c1)
                         for x0, x1 in bands(wout, wt):
-                            clo, wl, pad_x = band_rows(x0, x1, W, k, s, pad)
-                            wtb = x1 - x0
-                            inb = pw + S
-                            if h == H and wl == W:
-                                load(n.name, src_loc, i0v * H * W, inb, gv * H * W)
-                            elif wl == W and h:
-                                for cv in reversed(range(gv)):
-                                    load(n.name, src_loc, ((i0v + cv) * H + lo) * W, inb + cv * h * W, h * W)
-                            elif h and wl:
-                                for cv in reversed(range(gv)):
-                                    for r in reversed(range(h)):
-                                        load(n.name, src_loc, ((i0v + cv) * H + lo + r) * W + clo,
-                                             inb + (cv * h + r) * wl, wl)
-                            ob = inb + gv * h * wl + S
-                            tw_ = hbb * wtb * T                 # words per output channel of the tile
-                            ow = och * tw_
-                            j = add(isa.OP_CONV, n.name, inb=inb, outb=ob, biasb=pb_bias if g == 0 else pb_zero,
-                                    wb=0, cin=gv, h=h, w=wl, hw=h * wl, hout=hbb, wout=wtb, k=k, stride=s,
-                                    pad=pad_x, plog2=plog2, cout=cout, oc_start=oc_s, oc_end=oc_e, t=T, kk=kk,
-                                    stride_w=s * wl, hwout_t=tw_, wtile=wtile, tchunks=tchunks,
-                                    pad_w=pad_y * wl, otile=P * tw_, pad_y=pad_y)
-                            windows[j] = (i0v, lo, H, clo, W)
-                            used = max(used, ob + ow)
-                            # (channel, row) runs of the tile in the node's DDR map, buffer offsets
-                            if hbb == hout and wtb == wout:
-                                runs = [(oc_s * hout * hwt, 0, ow)]
-                            elif wtb == wout:
-                                runs = [(((oc_s + o) * hout + y0) * hwt, o * tw_, tw_) for o in range(och)]
-                            else:
-                                runs = [((((oc_s + o) * hout + y) * wout + x0) * T, o * tw_ + (y - y0) * wtb * T,
-                                         wtb * T) for o in range(och) for y in range(y0, y1)]
-                            top = ob + ow
-                            if g > 0:               # add the stored partial sums of the groups before
-                                pp = ob + ow + S
-                                for d_off, b_off, cnt in reversed(runs):
-                                    load(n.name, dst, d_off, pp + b_off, cnt)
-                                add(isa.OP_EW, n.name, a=ob, b=pp, outb=ob, n=ow, mode=0, per=1)
-                                used = max(used, pp + ow)
-                                top = pp + ow
-                            if lif is not None and g == G - 1:
-                                sb = top + S
-                                add(isa.OP_LIF, lif.name, inb=ob, outb=sb, pb=pb_lif + 3 * oc_s, c=och,
-                                    hw=hbb * wtb, t=T, frac=lif.frac_bits, leak=lif.leak_shift, flags=lflags)
-                                for d_off, b_off, cnt in spike_runs(oc_s, och, y0, y1, x0, x1):
-                                    store(lif, ldst, d_off, sb + b_off, cnt)
-                                used = max(used, sb + och * hbb * wtb)
-                            else:
-                                for d_off, b_off, cnt in runs:
-                                    store(n, dst, d_off, ob + b_off, cnt)
+                            slab, cur = None, None
+                            for (Y0, Y1), (y0, y1) in subbands:
+                                if cur != (Y0, Y1):
+                                    slab, cur = load_slab(Y0, Y1, x0, x1), (Y0, Y1)
+                                out_tile(c0, c1, slab, y0, y1, x0, x1)
+                else:                       # input stationary: every chunk runs on a loaded slab
+                    for x0, x1 in bands(wout, wt):
+                        for Y0, Y1 in bands(hout, ys):
+                            slab = load_slab(Y0, Y1, x0, x1)
+                            for c0, c1 in chunks:
+                                loadw(c0, c1)
+                                for (Z0, Z1), (y0, y1) in subbands:
+                                    if (Z0, Z1) == (Y0, Y1):
+                                        out_tile(c0, c1, slab, y0, y1, x0, x1)
             dense = cout * hout * wout * cin * planes * kk * T
             wbytes = tiles * cin * kk * P
         elif isinstance(n, ir.IntLIF):

@@ -35,22 +35,32 @@ def test_bundled_model_bit_exact_and_cycle_model_exact(bundled):
 
 #: the ddr plan on the CI engine, tiles limited to 8192 activation words and 1024 weight
 #: words: several row bands, output-channel chunks and input-channel groups per layer
+#: (the bit-exact run below takes 2048 words: column tiles too)
 DDR_BUDGET = {"plan": "ddr", "act_words": 8192, "wbuf_words": 1024}
 
 
 def test_ddr_plan_bit_exact_and_cycle_model_exact(bundled):
     graph, golden, frames = bundled
-    prog = emit(graph, CI, **DDR_BUDGET)
+    budget = DDR_BUDGET | {"act_words": 2048}        # column tiles too
+    prog = emit(graph, CI, **budget)
     convs = [(f, nd) for op, f, nd in prog.descriptors if op == isa.OP_CONV]
     per_node = {}
     for f, nd in convs:
         per_node.setdefault(nd, []).append(f)
-    assert prog.plan == "ddr" and prog.act_peak <= 8192
+    assert prog.plan == "ddr" and prog.act_peak <= 2048
     assert sum(1 for fs in per_node.values() if len({f["pad_y"] for f in fs}) > 1) >= 3      # row bands
+    assert sum(1 for nd, fs in per_node.items() if isinstance(graph.node(nd), ir.Conv)
+               and min(f["wout"] for f in fs) < graph.types[nd].shape[2]) >= 3             # column tiles
+    assert sum(1 for f, _ in convs if f["hw"] > f["h"] * f["w"]) >= 10                     # slabs
+    dma = [f for op, f, _ in prog.descriptors if op in (isa.OP_LOAD, isa.OP_STORE)]
+    assert any(f.get("rows", 1) > 1 and f["addr_stride"] < 0 for f in dma)                 # 2-D, down
+    assert any(f.get("rows", 1) > 1 and f["addr_stride"] > 0 for f in dma)                 # 2-D, up
     assert sum(1 for fs in per_node.values() if len({f["oc_start"] for f in fs}) > 1) >= 10  # channel chunks
     assert any(op == isa.OP_EW and graph.node(nd).op == "Conv" for op, _, nd in prog.descriptors)  # groups
     assert len(prog.fused) >= 10                      # conv -> LIF on the tile, spikes only to DDR
-    r = verify_rtl(graph, frames, CI, **DDR_BUDGET)
+    # conv -> Requant -> Add(residual) on the tile too: only the add's map goes to DDR
+    assert {graph.node(x).op for x in prog.fused} == {"IntLIF", "Requant", "Add"}
+    r = verify_rtl(graph, frames, CI, **budget)
     spikes = sum(1 for n in graph.nodes if graph.types[n.name].kind == "spike")
     assert r["plan"] == "ddr" and r["compared"] == spikes + 1 and r["mismatches"] == 0
     assert r["values"] > 160_000
@@ -251,17 +261,22 @@ def test_ddr_plan_sdha_token_ranges_flipped_spikes_are_caught(bundled):
 
 
 def _dma_program(prog, loads, stores, src_word, dst_word, n_src, n_dst, fill):
-    """A program of only ``LOAD`` (``(ddr word, buffer word, count)``) and ``STORE``
-    (``(buffer word, ddr word, count)``) descriptors on ``prog``'s configuration; source
+    """A program of only ``LOAD`` (``(ddr word, buffer word, count[, rows, ddr word stride,
+    buffer word stride])``) and ``STORE`` (``(buffer word, ddr word, count[, rows, ...])``)
+    descriptors on ``prog``'s configuration; source
     words at DDR word ``src_word`` (random), the destination region prefilled with ``fill``."""
     import dataclasses
 
     rng = np.random.default_rng(11)
     descs = [(isa.OP_HEADER, {"magic": isa.MAGIC, "version": isa.VERSION, "n_desc": 0}, "")]
-    for ddr, addr, count in loads:
-        descs.append((isa.OP_LOAD, {"ddr": 4 * (src_word + ddr), "addr": addr, "count": count}, "dma"))
-    for addr, ddr, count in stores:
-        descs.append((isa.OP_STORE, {"ddr": 4 * (dst_word + ddr), "addr": addr, "count": count}, "dma"))
+    def two_d(rest):                                  # (rows, DDR word stride, buffer word stride)
+        return {"rows": rest[0], "ddr_stride": 4 * rest[1], "addr_stride": rest[2]} if rest else {}
+
+    for ddr, addr, count, *rest in loads:
+        descs.append((isa.OP_LOAD, {"ddr": 4 * (src_word + ddr), "addr": addr, "count": count, **two_d(rest)}, "dma"))
+    for addr, ddr, count, *rest in stores:
+        descs.append((isa.OP_STORE, {"ddr": 4 * (dst_word + ddr), "addr": addr, "count": count, **two_d(rest)},
+                      "dma"))
     descs.append((isa.OP_END, {}, ""))
     descs[0][1]["n_desc"] = len(descs)
     assert len(descs) * isa.DESC_BYTES <= 4 * src_word
@@ -369,3 +384,59 @@ def test_pixel_groups_with_stride_2_and_partial_groups_are_exact():
 
     with pytest.raises(HardwareError, match=r"RTL verification failed: 1 of 3 tensors differ"):
         verify_rtl(graph, frames, PIX3, image_hook=flip)
+
+
+def test_2d_load_and_store_equal_their_runs_one_by_one(bundled):
+    """2-D LOAD/STORE (isa version 5): ``rows`` runs of ``count`` units, DDR and buffer
+    strides up or down (two's complement), buffer words of every offset mod ``u``, partial
+    beats and several bursts per run: the words arrive exactly as the runs issued one by one
+    would move them, CYCLES equals the model (``rows`` x the run's DMA, one fetch), and a
+    flipped source bit or a DDR stride one beat off shows up."""
+    import dataclasses
+
+    from svf_deploy.sim import accel as simaccel
+
+    graph, _, _ = bundled
+    u = CI.units_per_beat
+    src, dst, fill = 1024, 2048, 0x5A5A5A5A
+    # (ddr word, buffer word, count, rows, ddr stride, buffer stride): a descending 2-D load,
+    # an ascending one, 3-burst runs; stores with partial last beats
+    loads = [(60, 301, 7, 4, -16, -9), (0, 1, 5, 3, 8, 6), (100, 400, 70, 2, 72, 71)]
+    stores = [(1, 0, 5, 3, 6, 6), (265, 40, 7, 4, 8, 9), (400, 80, 70, 2, 72, 71), (301, 240, 9, 1, 0, 0)]
+    n_dst = 256
+    prog = _dma_program(emit(graph, CI), loads, stores, src, dst, 250, n_dst, fill)
+    img = prog.ddr_image()
+
+    def expected(ddr_words):
+        buf = np.zeros(4096, np.uint32)
+        for s, a, c, rows, ds, da in loads:
+            for r in range(rows):
+                buf[a + r * da: a + r * da + c] = ddr_words[src + s + r * ds: src + s + r * ds + c]
+        out = np.full(n_dst, fill, np.uint32)
+        for a, d, c, rows, ds, da in stores:
+            for r in range(max(rows, 1)):
+                out[d + r * ds: d + r * ds + c] = buf[a + r * da: a + r * da + c]
+        return out
+
+    want = expected(img.view(np.uint32))
+    assert {a % u for _, a, *_ in loads} == set(range(u)) and all(s % u == 0 for _, s, *_ in stores)
+    sb = simaccel.build(CI)
+    run = simaccel.run(prog, None, sb, image=img)
+    assert np.array_equal(run.ddr[: img.size].view(np.uint32)[dst: dst + n_dst], want)
+    assert run.cycles == program_cycles(prog)[0]
+    assert program_cycles(prog)[0] < program_cycles(_dma_program(
+        emit(graph, CI), [(s + r * ds, a + r * da, c) for s, a, c, rows, ds, da in loads for r in range(rows)],
+        [(a + r * da, d + r * ds, c) for a, d, c, rows, ds, da in stores for r in range(max(rows, 1))],
+        src, dst, 250, n_dst, fill))[0]             # one fetch per 2-D transfer, not per run
+    # mutation: one bit of source word 60 - 16 = 44 (run 1 of the first load) flipped
+    bad = img.copy()
+    bad[4 * (src + 44)] ^= 1
+    run = simaccel.run(prog, None, sb, image=bad)
+    got = run.ddr[: img.size].view(np.uint32)[dst: dst + n_dst]
+    assert not np.array_equal(got, want) and np.array_equal(got, expected(bad.view(np.uint32)))
+    # mutation: the first load's DDR stride one beat off
+    descs = [(op, dict(f), nd) for op, f, nd in prog.descriptors]
+    descs[1][1]["ddr_stride"] -= 4 * u
+    mprog = dataclasses.replace(prog, descriptors=descs)
+    run = simaccel.run(mprog, None, sb, image=mprog.ddr_image())
+    assert not np.array_equal(run.ddr[: img.size].view(np.uint32)[dst: dst + n_dst], want)
