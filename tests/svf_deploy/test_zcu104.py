@@ -35,6 +35,8 @@ def test_files_a_board_needs(out):
     d, m, _ = out
     v = (d / "rtl" / "svf_accel.v").read_text()
     assert "module svf_accel(" in v and "m_axi_araddr" in v and "s_axil_awaddr" in v
+    # the CONV accumulators are DSP48E2 primitives (SIMD adders, no multiplier) for Vivado
+    assert v.count("  DSP48E2 #(") == PRODUCTION.dsps and v.count('.USE_MULT("NONE")') == PRODUCTION.dsps
     assert (d / "vivado" / "build.tcl").read_text().count("zynq_ultra_ps_e") >= 1
     assert (d / "vivado" / "svf_accel.v").read_text() == v
     prog = json.loads((d / "program" / "program.json").read_text())
