@@ -18,8 +18,8 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
   zero): ``busy = ceil(terms/2) + #(pairs with both non-zero) + 3`` (:func:`conv_busy`,
   data-dependent, exact with the clip's bundles); the dense upper bound is
   ``terms + 3`` with ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``).
-* LIF (:func:`lif_cycles`, ``2u`` lanes): per channel
-  ``4 + (ceil(HW/2u) - 1)*P + T + 3 + max(u, 2)``, groups ``P = u*ceil(T/u)`` apart; EW (:func:`ew_cycles`): ``ceil(n/u) + 2`` (runs of ``u`` elements),
+* LIF (:func:`lif_cycles`, ``2u`` lanes): ``c*(S + ceil(HW/2u)*P) - P + T + 3 + max(u, 2)``,
+  groups ``P = u*ceil(T/u)`` apart, ``S = ceil(3/2u)`` parameter reads per channel; EW (:func:`ew_cycles`): ``ceil(n/u) + 2`` (runs of ``u`` elements),
   per-channel runs in mode 1; REDUCE: ``n0*n1*n2 + 2``;
   SDHA (:func:`sdha_cycles`, ``w = P_o/4`` lanes, ``g = ceil(d/w)``, ``m = gcd(w, 8)``
   outputs at once): per head ``g*HW*w + d*g*HW + (d*HW/m - 1)*max(d, m*T) + d + m*T + 8``
@@ -116,15 +116,17 @@ def lif_cycles(c: int, hw: int, T: int, cfg: AccelConfig) -> int:
     a group of ``L`` consecutive neurons of a channel, one step per cycle each; lane reads
     are staggered (pair ``j`` reads a run of ``u`` steps of its two neurons at cycle
     ``k*u + j``), so groups start ``P = u*ceil(T/u)`` cycles apart (``P = 2`` when
-    ``u = 1, T = 1``: a group's two bundle writes share the write port). Per channel: 4
-    parameter reads, ``G = ceil(hw/L)`` groups (a partial last group costs a whole one);
-    the last group's last pair finishes ``u + T`` cycles after its start, its second
-    bundle run is written the cycle after (at ``u = 1``, two cycles after), then 1 to
-    leave: ``4 + (G-1)*P + T + 3 + max(u, 2)``."""
+    ``u = 1, T = 1``: a group's two bundle writes share the write port). Channels follow
+    each other without draining: per channel ``S = ceil(3/2u)`` cycles read its three
+    parameters (both ports), then ``G = ceil(hw/L)`` groups (a partial last group costs a
+    whole one). The last group's last pair finishes ``u + T`` cycles after its start, its
+    second bundle run is written the cycle after (two after at ``u = 1``), then 1 to
+    leave: ``c*(S + G*P) - P + T + 3 + max(u, 2)``."""
     u = cfg.units_per_beat
     L = lif_lanes(cfg)
     P = max(u * -(-T // u), 2)
-    return c * (4 + (-(-hw // L) - 1) * P + T + 3 + max(u, 2))
+    S = -(-3 // (2 * u))
+    return c * (S + -(-hw // L) * P) - P + T + 3 + max(u, 2)
 
 
 def ew_cycles(n: int, mode: int, per: int, cfg: AccelConfig) -> int:

@@ -26,7 +26,9 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   port) reads its runs at cycles ``j, u + j, 2u + j, ...`` of the group and buffers them
   (staggered, the two ports serve all ``2u`` lanes). Groups start ``u*ceil(T/u)``
   cycles apart; the ``L`` finished bundles (consecutive words) are written as two masked
-  runs of ``u`` words while the next group runs.
+  runs of ``u`` words while the next group runs. A channel's parameters (theta, bias,
+  polarity) are read as runs between its groups and travel with each group to its lanes,
+  so channels follow each other without draining the lanes.
 * **EW**: residual add ``a + b`` or per-channel rounding shift ``(a + (2**s >> 1)) >> s``,
   a run of up to ``u`` consecutive elements per cycle (read port 0's run of ``a``, port
   1's of ``b``, one masked write); in shift mode a run stays inside one channel, whose
@@ -328,13 +330,9 @@ class Engine(wiring.Component):
         p_ch_last = Signal()
         p_n = Signal(range(UPB + 1))   # EW: elements of the run in stage B
 
-        # LIF state
-        theta = Signal(signed(MB))
-        lbias = Signal(signed(MB))
-        lneg = Signal()
-        pi = Signal(3)
-        # LIF_LANES = 2u lanes: lane l = 2j + p (pair j, read port p) runs neuron l of a group
+        # LIF state: LL = 2u lanes, lane l = 2j + p (pair j, read port p) runs neuron l of a group
         LL = lif_lanes(cfg)
+        PS = -(-3 // (2 * UPB))   # parameter read slots per channel (theta, bias, polarity)
         vmem = [Signal(signed(MB), name=f"vmem{l}") for l in range(LL)]
         bund = [Signal(32, name=f"bund{l}") for l in range(LL)]
         lbuf = [Signal(32 * UPB, name=f"lbuf{l}") for l in range(LL)]   # the lane's run of u steps
@@ -343,6 +341,14 @@ class Engine(wiring.Component):
         lact = [Signal(name=f"lact{j}") for j in range(UPB)]           # pair j steps this cycle
         lt = [Signal(6, name=f"lt{j}") for j in range(UPB)]            # pair j's step
         lgv = [Signal(2, name=f"lgv{j}") for j in range(UPB)]          # pair j's lanes hold neurons
+        lth = [Signal(signed(32), name=f"lth{j}") for j in range(UPB)]  # pair j's channel: theta,
+        lbi = [Signal(signed(32), name=f"lbi{j}") for j in range(UPB)]  # bias,
+        lng = [Signal(name=f"lng{j}") for j in range(UPB)]              # polarity < 0
+        ipar = [Signal(32, name=f"ipar{w}") for w in range(3)]         # issued channel's parameters
+        lpar = Signal()      # issue: parameter slots of channel ch
+        lpi = Signal(range(PS + 1))
+        pd_vld = Signal()    # parameter run read last cycle
+        pd_i = Signal(range(PS + 1))
         lj = Signal(range(UPB + 1))    # issue: pair
         lks = Signal(8)      # issue: first step of the run (k*u)
         la = Signal(32)      # issue: pair lj's lane-0 input word of the run
@@ -461,9 +467,12 @@ class Engine(wiring.Component):
                                      obase.eq(f(isa.OP_CONV, "outb"))]
                         m.next = "C_TILE"
                     with m.Case(isa.OP_LIF):
-                        m.d.sync += [ch.eq(0), addr_a.eq(f(isa.OP_LIF, "inb")),
-                                     addr_o.eq(f(isa.OP_LIF, "outb")), addr_c.eq(f(isa.OP_LIF, "pb"))]
-                        m.next = "L_PAR"
+                        m.d.sync += [ch.eq(0), cnt.eq(0), addr_a.eq(f(isa.OP_LIF, "inb")),
+                                     addr_o.eq(f(isa.OP_LIF, "outb")), addr_c.eq(f(isa.OP_LIF, "pb")),
+                                     lpar.eq(1), lpi.eq(0), pd_vld.eq(0), lj.eq(0), lks.eq(0), lpad.eq(0),
+                                     la.eq(f(isa.OP_LIF, "inb")), lrow.eq(f(isa.OP_LIF, "inb")),
+                                     ld_vld.eq(0)]
+                        m.next = "L_RUN"
                     with m.Case(isa.OP_EW):
                         m.d.sync += [cnt.eq(0), cnt2.eq(0), ch.eq(0), p_vld.eq(0)]
                         m.next = "E_RUN"
@@ -662,50 +671,45 @@ class Engine(wiring.Component):
                         m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + stride[:8])]
 
             # ---------------------------------------------------------- LIF
-            with m.State("L_PAR"):
-                # read theta, bias, polarity of channel ch (3 issues, captured one cycle later);
-                # addr_a / addr_o: the channel's first input word / output bundle
-                m.d.comb += r1.addr.eq(addr_c + pi)
-                m.d.sync += pi.eq(pi + 1)
-                with m.Switch(pi):
-                    with m.Case(1):
-                        m.d.sync += theta.eq(r1.data.as_signed())
-                    with m.Case(2):
-                        m.d.sync += lbias.eq(r1.data.as_signed())
-                    with m.Case(3):
-                        m.d.sync += [lneg.eq(r1.data[31]), pi.eq(0), cnt.eq(0), lj.eq(0), lks.eq(0),
-                                     lpad.eq(0), la.eq(addr_a), lrow.eq(addr_a), ld_vld.eq(0),
-                                     addr_c.eq(addr_c + 3)]
-                        m.next = "L_RUN"
             with m.State("L_RUN"):
-                # LL = 2u lanes over a group of LL consecutive neurons of the channel. Issue:
-                # cycle k*u + j of a group reads run k (steps k*u .. k*u+u-1) of neurons 2j
-                # (port 0) and 2j+1 (port 1); the next cycle loads it into pair j's buffers,
-                # which then step one per cycle: pair j runs step t at cycle j + 2 + t, the
-                # next run arriving just as the last one is used. Groups start P = u*ceil(T/u)
-                # cycles apart (2 at u = 1, T = 1). A finished lane's bundle goes to obund; the
-                # group's LL bundles are two masked runs of u words, each written the cycle after
-                # its last pair (wjl) finishes.
+                # LL = 2u lanes over a group of LL consecutive neurons of a channel; channels
+                # follow each other without a drain. Issue, per channel: PS cycles read its
+                # theta, bias, polarity (runs of both ports at pb + 3ch), then its groups: cycle
+                # k*u + j of a group reads run k (steps k*u .. k*u+u-1) of neurons 2j (port 0)
+                # and 2j+1 (port 1); the next cycle loads it into pair j's buffers (run 0 also
+                # the channel's parameters), which step one per cycle: pair j runs step t at
+                # cycle j + 2 + t, the next run arriving just as the last one is used. Groups
+                # start P = u*ceil(T/u) cycles apart (2 at u = 1, T = 1). A finished lane's
+                # bundle goes to obund; the group's LL bundles are two masked runs of u words,
+                # each written the cycle after its last pair (wjl) finishes.
                 T_ = f(isa.OP_LIF, "t")
                 hw_ = f(isa.OP_LIF, "hw")
                 LLOG = LL.bit_length() - 1
                 nleft = Signal(32)
                 in_run = Signal()
                 issue = Signal()
-                m.d.comb += [nleft.eq(hw_ - cnt), in_run.eq((cnt < hw_) | lpad), issue.eq(in_run & ~lpad),
-                             r0.addr.eq(la), r1.addr.eq(la + T_)]
+                m.d.comb += [nleft.eq(hw_ - cnt), in_run.eq(cnt < hw_),
+                             issue.eq(in_run & ~lpad & ~lpar),
+                             r0.addr.eq(Mux(lpar, addr_c + 2 * UPB * lpi, la)),
+                             r1.addr.eq(Mux(lpar, addr_c + 2 * UPB * lpi + UPB, la + T_))]
                 m.d.sync += [ld_vld.eq(issue), ld_j.eq(lj), ld_k0.eq(lks == 0), ld_ob.eq(addr_o),
-                             ld_v.eq(Cat((lj << 1) < nleft, (lj << 1) + 1 < nleft))]
-                if UPB == 1:
-                    with m.If(lpad):
-                        m.d.sync += lpad.eq(0)
-                with m.If(issue):
+                             ld_v.eq(Cat((lj << 1) < nleft, (lj << 1) + 1 < nleft)),
+                             pd_vld.eq(lpar & ~lpad), pd_i.eq(lpi)]
+                with m.If(lpad):
+                    m.d.sync += lpad.eq(0)
+                with m.Elif(lpar):
+                    with m.If(lpi == PS - 1):
+                        m.d.sync += [lpar.eq(0), lpi.eq(0), addr_c.eq(addr_c + 3)]
+                    with m.Else():
+                        m.d.sync += lpi.eq(lpi + 1)
+                with m.Elif(issue):
                     with m.If(lj != UPB - 1):
                         m.d.sync += [lj.eq(lj + 1), la.eq(la + (T_ << 1))]
                     with m.Elif(lks + UPB < T_):
                         m.d.sync += [lj.eq(0), lks.eq(lks + UPB), lrow.eq(lrow + UPB), la.eq(lrow + UPB)]
                     with m.Else():
-                        # group done: input base += n*T, output += n (n = min(LL, nleft))
+                        # group done: input base += n*T, output += n (n = min(LL, nleft)); the
+                        # next channel's words follow the last group's
                         full = nleft >= LL
                         ngrp = Mux(full, LL, nleft[:LLOG])
                         nT = Mux(full, T_ << LLOG, sum(Mux(nleft[i], T_ << i, 0) for i in range(LLOG)))
@@ -713,6 +717,15 @@ class Engine(wiring.Component):
                                      lrow.eq(addr_a + nT), la.eq(addr_a + nT), addr_o.eq(addr_o + ngrp)]
                         if UPB == 1:
                             m.d.sync += lpad.eq(T_ == 1)
+                        with m.If(~full | (nleft == LL)):
+                            with m.If(ch != f(isa.OP_LIF, "c") - 1):
+                                m.d.sync += [cnt.eq(0), ch.eq(ch + 1), lpar.eq(1)]
+                # the parameter run read last cycle: word w of (theta, bias, polarity) is word
+                # w % u of port (w // u) % 2 in slot w // 2u
+                for w in range(3):
+                    beat = (act.r0_beat, act.r1_beat)[(w // UPB) % 2]
+                    with m.If(pd_vld & (pd_i == w // (2 * UPB))):
+                        m.d.sync += ipar[w].eq(beat[32 * (w % UPB): 32 * (w % UPB) + 32])
                 # write: run w = lanes w*u .. w*u+u-1 (neurons of the group), masked
                 with m.If(wpend[0]):
                     m.d.comb += [wp.addr.eq(wadr[0]), wp.data.eq(Cat(*obund[:UPB])),
@@ -742,7 +755,7 @@ class Engine(wiring.Component):
                         xs = Signal(signed(MB), name=f"l{i}_xs")
                         m.d.comb += xs.eq(x << F_)
                         X = Signal(signed(MB), name=f"l{i}_X")
-                        m.d.comb += X.eq(Mux(lneg, -xs, xs) + lbias)
+                        m.d.comb += X.eq(Mux(lng[j], -xs, xs) + lbi[j])
                         V = Signal(signed(MB), name=f"l{i}_V")
                         m.d.comb += V.eq(Mux(tj == 0, 0, vmem[i]))
                         H = Signal(signed(MB), name=f"l{i}_H")
@@ -753,10 +766,10 @@ class Engine(wiring.Component):
                         with m.Else():
                             m.d.comb += H.eq(V - (V >> k_) + X)
                         S = Signal(name=f"l{i}_S")
-                        m.d.comb += S.eq(H >= theta)
+                        m.d.comb += S.eq(H >= lth[j])
                         Vn = Signal(signed(MB), name=f"l{i}_Vn")
                         with m.If(f(isa.OP_LIF, "flags")[1]):
-                            m.d.comb += Vn.eq(Mux(S, H - theta, H))
+                            m.d.comb += Vn.eq(Mux(S, H - lth[j], H))
                         with m.Else():
                             m.d.comb += Vn.eq(Mux(S, 0, H))
                         nb = Signal(32, name=f"l{i}_nb")
@@ -769,16 +782,14 @@ class Engine(wiring.Component):
                     with m.If(ld_vld & (ld_j == j)):
                         m.d.sync += [lbuf[2 * j].eq(act.r0_beat), lbuf[2 * j + 1].eq(act.r1_beat)]
                         with m.If(ld_k0):
-                            m.d.sync += [lact[j].eq(1), lt[j].eq(0), lgv[j].eq(ld_v)]
+                            m.d.sync += [lact[j].eq(1), lt[j].eq(0), lgv[j].eq(ld_v),
+                                         lth[j].eq(ipar[0].as_signed()), lbi[j].eq(ipar[1].as_signed()),
+                                         lng[j].eq(ipar[2][31])]
                             for w in range(2):
                                 if wjl[w] == j:
                                     m.d.sync += wob[w].eq(ld_ob + w * UPB)
-                with m.If(~in_run & ~ld_vld & ~Cat(*lact).any() & ~wpend[0] & ~wpend[1]):
-                    with m.If(ch == f(isa.OP_LIF, "c") - 1):
-                        m.next = "NEXT"
-                    with m.Else():
-                        m.d.sync += ch.eq(ch + 1)
-                        m.next = "L_PAR"
+                with m.If(~in_run & ~lpad & ~lpar & ~ld_vld & ~Cat(*lact).any() & ~wpend[0] & ~wpend[1]):
+                    m.next = "NEXT"
 
             # ---------------------------------------------------------- EW
             with m.State("E_RUN"):

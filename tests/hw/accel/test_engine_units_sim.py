@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from svf_deploy.hw.accel import CI, PRODUCTION, isa
+from svf_deploy.hw.accel import CI, PRODUCTION, AccelConfig, isa
 from svf_deploy.hw.accel.cycles import ew_cycles, lif_cycles, program_cycles
 from svf_deploy.hw.accel.program import Program
 
@@ -136,12 +136,13 @@ def test_cycle_formulas():
     assert ew_cycles(25, 1, 7, CI) == 3 * 4 + 2 + 2          # per 7 -> runs 2+2+2+1, rest 4 -> 2
     assert ew_cycles(25, 1, 7, PRODUCTION) == 3 * 2 + 1 + 2
     assert ew_cycles(3, 1, 1, PRODUCTION) == 3 + 2
-    # LIF, u = 4, T = 8: groups of 8 neurons every 8 cycles (two runs of 4 steps per lane)
-    assert lif_cycles(1, 64, 8, PRODUCTION) == 4 + 7 * 8 + 8 + 2 + 3 + 2
+    # LIF, c*(S + G*P) - P + T + 3 + max(u, 2); u = 4, T = 8: groups of 8 neurons every
+    # 8 cycles (two runs of 4 steps per lane), one parameter read per channel
+    assert lif_cycles(1, 64, 8, PRODUCTION) == (1 + 8 * 8) - 8 + 8 + 3 + 4
     # a partial last group costs a whole one; T not a multiple of u rounds up to runs
-    assert lif_cycles(2, 65, 5, PRODUCTION) == 2 * (4 + 8 * 8 + 5 + 2 + 3 + 2)
+    assert lif_cycles(2, 65, 5, PRODUCTION) == 2 * (1 + 9 * 8) - 8 + 5 + 3 + 4
     # u = 2, T = 1: groups of 4 neurons every 2 cycles
-    assert lif_cycles(1, 9, 1, CI) == 4 + 2 * 2 + 1 + 2 + 1 + 2
+    assert lif_cycles(1, 9, 1, CI) == (1 + 3 * 2) - 2 + 1 + 3 + 2
 
 
 def _run_case(cfg):
@@ -188,6 +189,12 @@ def test_ew_and_lif_units_bit_and_cycle_exact_ci():
     _run_case(CI)
 
 
+#: u = 1 (32-bit AXI): 2 LIF lanes, groups at least 2 cycles apart (T = 1: an idle cycle),
+#: the 3 parameters read in 2 slots; EW one element per cycle
+U1 = AccelConfig(name="u1", p_o=16, p_t=4, act_depth=16384, wbuf_depth=1024, axi_data_width=32)
+
+
 @pytest.mark.slow
-def test_ew_and_lif_units_bit_and_cycle_exact_production():
-    _run_case(PRODUCTION)
+@pytest.mark.parametrize("cfg", [PRODUCTION, U1], ids=lambda c: c.name)
+def test_ew_and_lif_units_bit_and_cycle_exact_other_beats(cfg):
+    _run_case(cfg)
