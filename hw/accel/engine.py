@@ -690,8 +690,8 @@ class Engine(wiring.Component):
                 issue = Signal()
                 m.d.comb += [nleft.eq(hw_ - cnt), in_run.eq(cnt < hw_),
                              issue.eq(in_run & ~lpad & ~lpar),
-                             r0.addr.eq(Mux(lpar, addr_c + 2 * UPB * lpi, la)),
-                             r1.addr.eq(Mux(lpar, addr_c + 2 * UPB * lpi + UPB, la + T_))]
+                             r0.addr.eq(Mux(lpar, addr_c + (lpi << LLOG), la)),
+                             r1.addr.eq(Mux(lpar, addr_c + (lpi << LLOG) + UPB, la + T_))]
                 m.d.sync += [ld_vld.eq(issue), ld_j.eq(lj), ld_k0.eq(lks == 0), ld_ob.eq(addr_o),
                              ld_v.eq(Cat((lj << 1) < nleft, (lj << 1) + 1 < nleft)),
                              pd_vld.eq(lpar & ~lpad), pd_i.eq(lpi)]
