@@ -116,7 +116,7 @@ def _case(cfg, seed=3):
     return prog, ews, lifs, stores
 
 
-def _expected(img: np.ndarray, ews, lifs, stores, u) -> np.ndarray:
+def _expected(img: np.ndarray, ews, lifs, stores) -> np.ndarray:
     buf = _buffer_model(img.view(np.uint32)[SRC: SRC + BUF].view(np.int32), ews, lifs)
     return np.concatenate([buf[a: a + n] for a, n in stores]).astype(np.uint32)
 
@@ -151,7 +151,7 @@ def _run_case(cfg):
     u = cfg.units_per_beat
     prog, ews, lifs, stores = _case(cfg)
     img = prog.ddr_image()
-    want = _expected(img, ews, lifs, stores, u)
+    want = _expected(img, ews, lifs, stores)
     sb = simaccel.build(cfg)
     run = simaccel.run(prog, None, sb, image=img)
     got = _got(run.ddr, stores, u)
@@ -175,7 +175,7 @@ def _run_case(cfg):
     for j in range(fl["hw"] * fl["t"]):
         lif_img = mimg.copy()
         lif_img[4 * (SRC + fl["inb"] + j) + 3] ^= 1 << 5
-        mwant = _expected(lif_img, ews, lifs, stores, u)
+        mwant = _expected(lif_img, ews, lifs, stores)
         if (mwant[-nl:] != want[-nl:]).any():
             break
     diff = np.flatnonzero(mwant != want)
