@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from ...models.errors import HardwareError
 
-__all__ = ["AccelConfig", "CI", "PRODUCTION", "XCZU7EV"]
+__all__ = ["AccelConfig", "CI", "PRODUCTION", "XCZU7EV", "lif_lanes"]
 
 #: XCZU7EV (ZCU104) capacity
 XCZU7EV = {"lut": 230_400, "ff": 460_800, "dsp": 1_728, "bram36": 312, "uram": 96}
@@ -100,3 +100,11 @@ CI = AccelConfig(name="ci", p_o=16, p_t=4, p_pix=2, act_depth=131072, wbuf_depth
 PRODUCTION = AccelConfig(name="zcu104", p_o=128, p_t=8, p_pix=3, act_depth=131072, wbuf_depth=4096,
                          axi_data_width=128, burst=16, clock_mhz=250.0, act_ram_style="ultra",
                          wbuf_ram_style="block")
+
+
+def lif_lanes(cfg: AccelConfig) -> int:
+    """LIF lanes of the engine: ``2u`` (``u`` = 32-bit units per AXI beat). Each lane runs
+    one neuron's ``T`` steps at one step per cycle; a lane takes a run of ``u`` of its
+    neuron's steps (consecutive words) every ``u`` cycles, and the activation buffer's two
+    read ports deliver one such run each per cycle: ``2u`` lanes keep both ports busy."""
+    return 2 * cfg.units_per_beat

@@ -20,8 +20,9 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
   adds a pair of terms ``(i, ky, kx)`` per cycle into every DSP48E2 SIMD accumulator
   whatever the spikes (gated, never skipped): ``busy = ceil(terms/2) + 3`` with
   ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``), independent of the input.
-* LIF (:func:`lif_cycles`, two lanes): per channel ``ceil(HW/2)*max(T, 2) + 7`` (``+6``
-  at ``T = 1``); EW: ``n + 2``; REDUCE: ``n0*n1*n2 + 2``;
+* LIF (:func:`lif_cycles`, ``2u`` lanes): ``c*(S + ceil(HW/2u)*P) - P + T + 3 + max(u, 2)``,
+  groups ``P = u*ceil(T/u)`` apart, ``S = ceil(3/2u)`` parameter reads per channel; EW (:func:`ew_cycles`): ``ceil(n/u) + 2`` (runs of ``u`` elements),
+  per-channel runs in mode 1; REDUCE: ``n0*n1*n2 + 2``;
   SDHA (:func:`sdha_cycles`, ``w = P_o/4`` lanes, ``g = ceil(d/w)``, ``m = gcd(w, 8)``
   outputs at once): per head ``g*HW*w + d*g*HW + (d*HW/m - 1)*max(d, m*T) + d + m*T + 8``
   when ``m`` divides ``d``, then ``+1``; a token range runs phase 2 over its ``ntok``
@@ -49,10 +50,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import isa
-from .config import AccelConfig
+from .config import AccelConfig, lif_lanes
 
 __all__ = ["layers_from_graph", "dma_read", "dma_write", "conv_cycles", "conv_busy", "conv_groups", "conv_inputs",
-           "descriptor_cycles", "program_cycles", "lif_cycles", "sdha_cycles", "LayerCycles",
+           "descriptor_cycles", "program_cycles", "lif_cycles", "ew_cycles", "sdha_cycles", "LayerCycles",
            "bundle_sparsity", "predict", "Prediction"]
 
 FETCH_OVERHEAD = 3  # FETCH, DECODE, NEXT
@@ -102,9 +103,9 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
                                    cout=f["cout"], stride=f["stride"], oc_start=f["oc_start"], oc_end=f["oc_end"],
                                    busy=None if words is None else conv_busy(words, cfg, f))
     if op == isa.OP_LIF:
-        return fetch + lif_cycles(f["c"], f["hw"], f["t"])
+        return fetch + lif_cycles(f["c"], f["hw"], f["t"], cfg)
     if op == isa.OP_EW:
-        return fetch + f["n"] + 2
+        return fetch + ew_cycles(f["n"], int(f["mode"]), f["per"], cfg)
     if op == isa.OP_REDUCE:
         return fetch + f["n0"] * f["n1"] * f["n2"] + 2
     if op == isa.OP_SDHA:
@@ -113,13 +114,34 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
     raise ValueError(f"unknown opcode {op}")
 
 
-def lif_cycles(c: int, hw: int, T: int) -> int:
-    """Cycles of the LIF unit (no fetch): two lanes take neurons ``2j, 2j+1`` of a channel
-    together, one step each per cycle; a pair takes ``max(T, 2)`` cycles (its two bundle
-    writes share one port). Per channel: 4 parameter reads, ``ceil(hw/2) * max(T, 2)``
-    issue cycles, then 3 to drain (2 when ``T = 1``: the held write already fell in the
-    pair's idle cycle)."""
-    return c * (4 + -(-hw // 2) * max(T, 2) + (3 if T >= 2 else 2))
+def lif_cycles(c: int, hw: int, T: int, cfg: AccelConfig) -> int:
+    """Cycles of the LIF unit (no fetch): ``L = 2u`` lanes (:func:`~.config.lif_lanes`) run
+    a group of ``L`` consecutive neurons of a channel, one step per cycle each; lane reads
+    are staggered (pair ``j`` reads a run of ``u`` steps of its two neurons at cycle
+    ``k*u + j``), so groups start ``P = u*ceil(T/u)`` cycles apart (``P = 2`` when
+    ``u = 1, T = 1``: a group's two bundle writes share the write port). Channels follow
+    each other without draining: per channel ``S = ceil(3/2u)`` cycles read its three
+    parameters (both ports), then ``G = ceil(hw/L)`` groups (a partial last group costs a
+    whole one). The last group's last pair finishes ``u + T`` cycles after its start, its
+    second bundle run is written the cycle after (two after at ``u = 1``), then 1 to
+    leave: ``c*(S + G*P) - P + T + 3 + max(u, 2)``."""
+    u = cfg.units_per_beat
+    L = lif_lanes(cfg)
+    P = max(u * -(-T // u), 2)
+    S = -(-3 // (2 * u))
+    return c * (S + -(-hw // L) * P) - P + T + 3 + max(u, 2)
+
+
+def ew_cycles(n: int, mode: int, per: int, cfg: AccelConfig) -> int:
+    """Cycles of the EW unit (no fetch): one run of up to ``u`` consecutive elements per
+    cycle (two read ports, one masked write, :mod:`.actbuf`), then 2 to drain. Mode 0
+    (``a + b``): ``ceil(n/u)`` runs. Mode 1 (per-channel shift): a run never crosses a
+    channel of ``per`` elements, so ``n // per`` whole channels of ``ceil(per/u)`` runs
+    and a last partial one of ``ceil((n % per)/u)``."""
+    u = cfg.units_per_beat
+    if not mode:
+        return -(-n // u) + 2
+    return (n // per) * -(-per // u) + -(-(n % per) // u) + 2
 
 
 def sdha_cycles(heads: int, d: int, hw: int, T: int, cfg: AccelConfig, *, ntok: int | None = None,
@@ -363,7 +385,8 @@ def layers_from_graph(graph) -> list[dict]:
         elif isinstance(n, ir.IntLIF):
             out.append({"op": "lif", "name": n.name, "c": shp[0], "hw": shp[1] * shp[2]})
         elif isinstance(n, (ir.Add, ir.Requant)):
-            out.append({"op": "ew", "name": n.name, "n": shp[0] * shp[1] * shp[2]})
+            out.append({"op": "ew", "name": n.name, "n": shp[0] * shp[1] * shp[2],
+                        "mode": int(isinstance(n, ir.Requant)), "hw": shp[1] * shp[2]})
         elif isinstance(n, (ir.GlobalPool, ir.TimeMean)):
             src = graph.types[n.inputs[0]].shape
             out.append({"op": "reduce", "name": n.name, "n": int(np.prod(src))})
@@ -415,8 +438,10 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
             ideal += -(-a // cfg.adders)
             wbytes += tiles * wtile * P
         elif op == "lif":
-            cycles += 2 * fetch + lif_cycles(L["c"], L["hw"], T) + dma_write(L["c"] * L["hw"], cfg)
-        elif op in ("ew", "reduce"):
+            cycles += 2 * fetch + lif_cycles(L["c"], L["hw"], T, cfg) + dma_write(L["c"] * L["hw"], cfg)
+        elif op == "ew":
+            cycles += fetch + ew_cycles(L["n"] * T, L.get("mode", 0), L.get("hw", 1) * T, cfg)
+        elif op == "reduce":
             cycles += fetch + L["n"] * T + 2
         elif op == "sdha":
             cycles += fetch + sdha_cycles(L["heads"], L["d"], L["hw"], T, cfg)

@@ -27,13 +27,22 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   registers; the write-back adds ``bias[o]`` (32-bit) and writes ``[o][pixel][t]``, per
   (channel, pixel) its ``t_n`` steps as runs of up to ``u`` words per cycle (the write
   port's mask), while the next group accumulates.
-* **LIF**: two integer-LIF lanes on the activation buffer's two read ports: neurons
-  ``2j`` and ``2j+1`` of a channel run side by side, each neuron's ``T`` steps back to
-  back with its membrane in a register, never stored (``X = pol*(x<<F) + b``,
+* **LIF**: ``L = 2u`` integer-LIF lanes (:func:`~.config.lif_lanes`) over a group of
+  ``L`` consecutive neurons of a channel, each neuron's ``T`` steps back to back, one per
+  cycle, its membrane in a register, never stored (``X = pol*(x<<F) + b``,
   ``H = V + ((X - V) >> k)`` or ``H = V - (V >> k) + X``, ``S = H >= theta``, hard/soft
-  reset). The two finished bundles share the write port (lane 1's a cycle later), so a
-  pair takes ``max(T, 2)`` cycles.
-* **EW**: residual add ``a + b`` or per-channel rounding shift ``(a + (2**s >> 1)) >> s``.
+  reset). A neuron's steps are consecutive words, so a read port's run of ``u`` words
+  feeds a lane for ``u`` cycles: lane pair ``j`` (neurons ``2j``, ``2j+1``, one per read
+  port) reads its runs at cycles ``j, u + j, 2u + j, ...`` of the group and buffers them
+  (staggered, the two ports serve all ``2u`` lanes). Groups start ``u*ceil(T/u)``
+  cycles apart; the ``L`` finished bundles (consecutive words) are written as two masked
+  runs of ``u`` words while the next group runs. A channel's parameters (theta, bias,
+  polarity) are read as runs between its groups and travel with each group to its lanes,
+  so channels follow each other without draining the lanes.
+* **EW**: residual add ``a + b`` or per-channel rounding shift ``(a + (2**s >> 1)) >> s``,
+  a run of up to ``u`` consecutive elements per cycle (read port 0's run of ``a``, port
+  1's of ``b``, one masked write); in shift mode a run stays inside one channel, whose
+  shift is word 0 of port 1.
 * **REDUCE**: strided sums (global pooling, time sum).
 * **SDHA**: joint spike-driven attention per head, using the weight buffer as scratch
   (``w = P_o/4`` 32-bit lanes per word, :mod:`.isa`). Phase 0 copies V transposed into it
@@ -70,7 +79,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .actbuf import ActBuffer
-from .config import AccelConfig
+from .config import AccelConfig, lif_lanes
 from .simd import LANE_BITS, SimdAcc
 
 __all__ = ["Engine", "axi_signature", "MEM_BITS"]
@@ -358,21 +367,42 @@ class Engine(wiring.Component):
         p_vld = Signal()     # stage B valid
         p_first = Signal()
         p_last = Signal()
-        p_t = Signal(8)
         p_ch_last = Signal()
+        p_n = Signal(range(UPB + 1))   # EW: elements of the run in stage B
 
-        # LIF state
-        theta = Signal(signed(MB))
-        lbias = Signal(signed(MB))
-        lneg = Signal()
-        vmem = [Signal(signed(MB), name=f"vmem{i}") for i in range(2)]   # two lanes
-        bund = [Signal(32, name=f"bund{i}") for i in range(2)]
-        pi = Signal(3)
-        l1v = Signal()       # lane 1 holds a neuron (the last pair of an odd-HW channel has none)
-        lh = Signal(32)      # lane 1's finished bundle, written the cycle after lane 0's
-        lh_vld = Signal()
-        lh_addr = Signal(32)
-        p_vld_d = Signal()
+        # LIF state: LL = 2u lanes, lane l = 2j + p (pair j, read port p) runs neuron l of a group
+        LL = lif_lanes(cfg)
+        PS = -(-3 // (2 * UPB))   # parameter read slots per channel (theta, bias, polarity)
+        vmem = [Signal(signed(MB), name=f"vmem{l}") for l in range(LL)]
+        bund = [Signal(32, name=f"bund{l}") for l in range(LL)]
+        lbuf = [Signal(32 * UPB, name=f"lbuf{l}") for l in range(LL)]   # the lane's run of u steps
+        obund = [Signal(32, name=f"obund{l}") for l in range(LL)]      # finished bundles
+        ovld = [Signal(name=f"ovld{l}") for l in range(LL)]
+        lact = [Signal(name=f"lact{j}") for j in range(UPB)]           # pair j steps this cycle
+        lt = [Signal(6, name=f"lt{j}") for j in range(UPB)]            # pair j's step
+        lgv = [Signal(2, name=f"lgv{j}") for j in range(UPB)]          # pair j's lanes hold neurons
+        lth = [Signal(signed(32), name=f"lth{j}") for j in range(UPB)]  # pair j's channel: theta,
+        lbi = [Signal(signed(32), name=f"lbi{j}") for j in range(UPB)]  # bias,
+        lng = [Signal(name=f"lng{j}") for j in range(UPB)]              # polarity < 0
+        ipar = [Signal(32, name=f"ipar{w}") for w in range(3)]         # issued channel's parameters
+        lpar = Signal()      # issue: parameter slots of channel ch
+        lpi = Signal(range(PS + 1))
+        pd_vld = Signal()    # parameter run read last cycle
+        pd_i = Signal(range(PS + 1))
+        lj = Signal(range(UPB + 1))    # issue: pair
+        lks = Signal(8)      # issue: first step of the run (k*u)
+        la = Signal(32)      # issue: pair lj's lane-0 input word of the run
+        lrow = Signal(32)    # issue: group input base + k*u
+        lpad = Signal()      # issue: the idle cycle of a group at u = 1, T = 1
+        ld_vld = Signal()    # a run read last cycle (load it into pair ld_j's buffers)
+        ld_j = Signal(range(UPB + 1))
+        ld_k0 = Signal()
+        ld_v = Signal(2)
+        ld_ob = Signal(32)
+        wjl = [max((w + 1) * UPB // 2 - 1, 0) for w in range(2)]        # last pair of write run w
+        wob = [Signal(32, name=f"wob{w}") for w in range(2)]           # run w's output word (group)
+        wadr = [Signal(32, name=f"wadr{w}") for w in range(2)]         # ... latched at its last step
+        wpend = [Signal(name=f"wpend{w}") for w in range(2)]
 
         # REDUCE accumulator, SDHA counters
         racc = Signal(signed(32))
@@ -481,9 +511,12 @@ class Engine(wiring.Component):
                                      obase.eq(f(isa.OP_CONV, "outb"))]
                         m.next = "C_TILE"
                     with m.Case(isa.OP_LIF):
-                        m.d.sync += [ch.eq(0), addr_a.eq(f(isa.OP_LIF, "inb")),
-                                     addr_o.eq(f(isa.OP_LIF, "outb")), addr_c.eq(f(isa.OP_LIF, "pb"))]
-                        m.next = "L_PAR"
+                        m.d.sync += [ch.eq(0), cnt.eq(0), addr_a.eq(f(isa.OP_LIF, "inb")),
+                                     addr_o.eq(f(isa.OP_LIF, "outb")), addr_c.eq(f(isa.OP_LIF, "pb")),
+                                     lpar.eq(1), lpi.eq(0), pd_vld.eq(0), lj.eq(0), lks.eq(0), lpad.eq(0),
+                                     la.eq(f(isa.OP_LIF, "inb")), lrow.eq(f(isa.OP_LIF, "inb")),
+                                     ld_vld.eq(0)]
+                        m.next = "L_RUN"
                     with m.Case(isa.OP_EW):
                         m.d.sync += [cnt.eq(0), cnt2.eq(0), ch.eq(0), p_vld.eq(0)]
                         m.next = "E_RUN"
@@ -707,108 +740,163 @@ class Engine(wiring.Component):
                         m.d.sync += [ox.eq(ox + gn), ix0.eq(ix0 + _times(gn, stride[:8]))]
 
             # ---------------------------------------------------------- LIF
-            with m.State("L_PAR"):
-                # read theta, bias, polarity of channel ch (3 issues, captured one cycle later)
-                m.d.comb += r1.addr.eq(addr_c + pi)
-                m.d.sync += pi.eq(pi + 1)
-                with m.Switch(pi):
-                    with m.Case(1):
-                        m.d.sync += theta.eq(r1.data.as_signed())
-                    with m.Case(2):
-                        m.d.sync += lbias.eq(r1.data.as_signed())
-                    with m.Case(3):
-                        m.d.sync += [lneg.eq(r1.data[31]), pi.eq(0), cnt.eq(0), cnt2.eq(0), p_vld.eq(0),
-                                     p_vld_d.eq(0), addr_c.eq(addr_c + 3)]
-                        m.next = "L_RUN"
             with m.State("L_RUN"):
-                # two lanes: neurons 2j and 2j+1 of the channel, step t of both per cycle (two
-                # read ports); a pair takes max(T, 2) cycles so that the two bundle writes
-                # (one write port) never collide
+                # LL = 2u lanes over a group of LL consecutive neurons of a channel; channels
+                # follow each other without a drain. Issue, per channel: PS cycles read its
+                # theta, bias, polarity (runs of both ports at pb + 3ch), then its groups: cycle
+                # k*u + j of a group reads run k (steps k*u .. k*u+u-1) of neurons 2j (port 0)
+                # and 2j+1 (port 1); the next cycle loads it into pair j's buffers (run 0 also
+                # the channel's parameters), which step one per cycle: pair j runs step t at
+                # cycle j + 2 + t, the next run arriving just as the last one is used. Groups
+                # start P = u*ceil(T/u) cycles apart (2 at u = 1, T = 1). A finished lane's
+                # bundle goes to obund; the group's LL bundles are two masked runs of u words,
+                # each written the cycle after its last pair (wjl) finishes.
                 T_ = f(isa.OP_LIF, "t")
                 hw_ = f(isa.OP_LIF, "hw")
-                pairs = Signal(32)
-                last_slot = Signal(32)
-                m.d.comb += [pairs.eq((hw_ + 1) >> 1), last_slot.eq(Mux(T_ < 2, 1, T_ - 1))]
+                LLOG = LL.bit_length() - 1
+                nleft = Signal(32)
                 in_run = Signal()
                 issue = Signal()
-                m.d.comb += [in_run.eq(cnt < pairs), issue.eq(in_run & (cnt2 < T_)),
-                             r0.addr.eq(addr_a + cnt2), r1.addr.eq(addr_a + T_ + cnt2)]
-                m.d.sync += [p_vld.eq(issue), p_vld_d.eq(p_vld)]
-                nxt1 = ((cnt << 1) + 1) < hw_
-                with m.If(issue):
-                    m.d.sync += [p_t.eq(cnt2), p_last.eq(cnt2 == T_ - 1), l1v.eq(nxt1)]
-                with m.If(in_run):
-                    with m.If(cnt2 == last_slot):
-                        m.d.sync += [cnt2.eq(0), cnt.eq(cnt + 1),
-                                     addr_a.eq(addr_a + Mux(nxt1, T_ << 1, T_))]
+                m.d.comb += [nleft.eq(hw_ - cnt), in_run.eq(cnt < hw_),
+                             issue.eq(in_run & ~lpad & ~lpar),
+                             r0.addr.eq(Mux(lpar, addr_c + (lpi << LLOG), la)),
+                             r1.addr.eq(Mux(lpar, addr_c + (lpi << LLOG) + UPB, la + T_))]
+                m.d.sync += [ld_vld.eq(issue), ld_j.eq(lj), ld_k0.eq(lks == 0), ld_ob.eq(addr_o),
+                             ld_v.eq(Cat((lj << 1) < nleft, (lj << 1) + 1 < nleft)),
+                             pd_vld.eq(lpar & ~lpad), pd_i.eq(lpi)]
+                with m.If(lpad):
+                    m.d.sync += lpad.eq(0)
+                with m.Elif(lpar):
+                    with m.If(lpi == PS - 1):
+                        m.d.sync += [lpar.eq(0), lpi.eq(0), addr_c.eq(addr_c + 3)]
                     with m.Else():
-                        m.d.sync += cnt2.eq(cnt2 + 1)
-                # stage B: X = pol*(x<<F) + b, leak, fire, reset; per lane
+                        m.d.sync += lpi.eq(lpi + 1)
+                with m.Elif(issue):
+                    with m.If(lj != UPB - 1):
+                        m.d.sync += [lj.eq(lj + 1), la.eq(la + (T_ << 1))]
+                    with m.Elif(lks + UPB < T_):
+                        m.d.sync += [lj.eq(0), lks.eq(lks + UPB), lrow.eq(lrow + UPB), la.eq(lrow + UPB)]
+                    with m.Else():
+                        # group done: input base += n*T, output += n (n = min(LL, nleft)); the
+                        # next channel's words follow the last group's
+                        full = nleft >= LL
+                        ngrp = Mux(full, LL, nleft[:LLOG])
+                        nT = Mux(full, T_ << LLOG, sum(Mux(nleft[i], T_ << i, 0) for i in range(LLOG)))
+                        m.d.sync += [lj.eq(0), lks.eq(0), cnt.eq(cnt + LL), addr_a.eq(addr_a + nT),
+                                     lrow.eq(addr_a + nT), la.eq(addr_a + nT), addr_o.eq(addr_o + ngrp)]
+                        if UPB == 1:
+                            m.d.sync += lpad.eq(T_ == 1)
+                        with m.If(~full | (nleft == LL)):
+                            with m.If(ch != f(isa.OP_LIF, "c") - 1):
+                                m.d.sync += [cnt.eq(0), ch.eq(ch + 1), lpar.eq(1)]
+                # the parameter run read last cycle: word w of (theta, bias, polarity) is word
+                # w % u of port (w // u) % 2 in slot w // 2u
+                for w in range(3):
+                    beat = (act.r0_beat, act.r1_beat)[(w // UPB) % 2]
+                    with m.If(pd_vld & (pd_i == w // (2 * UPB))):
+                        m.d.sync += ipar[w].eq(beat[32 * (w % UPB): 32 * (w % UPB) + 32])
+                # write: run w = lanes w*u .. w*u+u-1 (neurons of the group), masked
+                with m.If(wpend[0]):
+                    m.d.comb += [wp.addr.eq(wadr[0]), wp.data.eq(Cat(*obund[:UPB])),
+                                 act.w_mask.eq(Cat(*ovld[:UPB]))]
+                    m.d.sync += wpend[0].eq(0)
+                with m.Elif(wpend[1]):
+                    m.d.comb += [wp.addr.eq(wadr[1]), wp.data.eq(Cat(*obund[UPB:])),
+                                 act.w_mask.eq(Cat(*ovld[UPB:]))]
+                    m.d.sync += wpend[1].eq(0)
+                # the lanes: X = pol*(x<<F) + b, leak, fire, reset
                 F_ = f(isa.OP_LIF, "frac")[:6]
                 k_ = f(isa.OP_LIF, "leak")[:6]
-                nbs = []
-                for i, rp in enumerate((r0, r1)):
-                    x = rp.data.as_signed()
-                    xs = Signal(signed(MB), name=f"l{i}_xs")
-                    m.d.comb += xs.eq(x << F_)
-                    X = Signal(signed(MB), name=f"l{i}_X")
-                    m.d.comb += X.eq(Mux(lneg, -xs, xs) + lbias)
-                    V = Signal(signed(MB), name=f"l{i}_V")
-                    m.d.comb += V.eq(Mux(p_t == 0, 0, vmem[i]))
-                    H = Signal(signed(MB), name=f"l{i}_H")
-                    d = Signal(signed(MB), name=f"l{i}_d")
-                    m.d.comb += d.eq(X - V)
-                    with m.If(f(isa.OP_LIF, "flags")[0]):
-                        m.d.comb += H.eq(V + (d >> k_))
-                    with m.Else():
-                        m.d.comb += H.eq(V - (V >> k_) + X)
-                    S = Signal(name=f"l{i}_S")
-                    m.d.comb += S.eq(H >= theta)
-                    Vn = Signal(signed(MB), name=f"l{i}_Vn")
-                    with m.If(f(isa.OP_LIF, "flags")[1]):
-                        m.d.comb += Vn.eq(Mux(S, H - theta, H))
-                    with m.Else():
-                        m.d.comb += Vn.eq(Mux(S, 0, H))
-                    nb = Signal(32, name=f"l{i}_nb")
-                    m.d.comb += nb.eq(Mux(p_t == 0, 0, bund[i]) | (S.as_unsigned() << p_t[:5]))
-                    with m.If(p_vld):
-                        m.d.sync += [vmem[i].eq(Vn), bund[i].eq(nb)]
-                    nbs.append(nb)
-                with m.If(lh_vld):
-                    m.d.comb += [wp.addr.eq(lh_addr), wp.data.eq(lh), wp.en.eq(1)]
-                    m.d.sync += lh_vld.eq(0)
-                with m.If(p_vld & p_last):
-                    m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(nbs[0]), wp.en.eq(1)]
-                    m.d.sync += [lh.eq(nbs[1]), lh_vld.eq(l1v), lh_addr.eq(addr_o + 1),
-                                 addr_o.eq(addr_o + Mux(l1v, 2, 1))]
-                with m.If(~in_run & ~p_vld & ~p_vld_d):
-                    with m.If(ch == f(isa.OP_LIF, "c") - 1):
-                        m.next = "NEXT"
-                    with m.Else():
-                        m.d.sync += ch.eq(ch + 1)
-                        m.next = "L_PAR"
+                for j in range(UPB):
+                    tj = lt[j]
+                    last = Signal(name=f"llast{j}")
+                    m.d.comb += last.eq(tj == T_ - 1)
+                    with m.If(lact[j]):
+                        m.d.sync += lt[j].eq(tj + 1)
+                        with m.If(last):
+                            m.d.sync += lact[j].eq(0)
+                            for w in range(2):
+                                if wjl[w] == j:
+                                    m.d.sync += [wpend[w].eq(1), wadr[w].eq(wob[w])]
+                    for p_ in range(2):
+                        i = 2 * j + p_
+                        x = lbuf[i][:32].as_signed()
+                        xs = Signal(signed(MB), name=f"l{i}_xs")
+                        m.d.comb += xs.eq(x << F_)
+                        X = Signal(signed(MB), name=f"l{i}_X")
+                        m.d.comb += X.eq(Mux(lng[j], -xs, xs) + lbi[j])
+                        V = Signal(signed(MB), name=f"l{i}_V")
+                        m.d.comb += V.eq(Mux(tj == 0, 0, vmem[i]))
+                        H = Signal(signed(MB), name=f"l{i}_H")
+                        d = Signal(signed(MB), name=f"l{i}_d")
+                        m.d.comb += d.eq(X - V)
+                        with m.If(f(isa.OP_LIF, "flags")[0]):
+                            m.d.comb += H.eq(V + (d >> k_))
+                        with m.Else():
+                            m.d.comb += H.eq(V - (V >> k_) + X)
+                        S = Signal(name=f"l{i}_S")
+                        m.d.comb += S.eq(H >= lth[j])
+                        Vn = Signal(signed(MB), name=f"l{i}_Vn")
+                        with m.If(f(isa.OP_LIF, "flags")[1]):
+                            m.d.comb += Vn.eq(Mux(S, H - lth[j], H))
+                        with m.Else():
+                            m.d.comb += Vn.eq(Mux(S, 0, H))
+                        nb = Signal(32, name=f"l{i}_nb")
+                        m.d.comb += nb.eq(Mux(tj == 0, 0, bund[i]) | (S.as_unsigned() << tj[:5]))
+                        with m.If(lact[j]):
+                            m.d.sync += [vmem[i].eq(Vn), bund[i].eq(nb), lbuf[i].eq(lbuf[i] >> 32)]
+                            with m.If(last):
+                                m.d.sync += [obund[i].eq(nb), ovld[i].eq(lgv[j][p_])]
+                    # load pair j's run (read last cycle); run 0 starts the pair on a new group
+                    with m.If(ld_vld & (ld_j == j)):
+                        m.d.sync += [lbuf[2 * j].eq(act.r0_beat), lbuf[2 * j + 1].eq(act.r1_beat)]
+                        with m.If(ld_k0):
+                            m.d.sync += [lact[j].eq(1), lt[j].eq(0), lgv[j].eq(ld_v),
+                                         lth[j].eq(ipar[0].as_signed()), lbi[j].eq(ipar[1].as_signed()),
+                                         lng[j].eq(ipar[2][31])]
+                            for w in range(2):
+                                if wjl[w] == j:
+                                    m.d.sync += wob[w].eq(ld_ob + w * UPB)
+                with m.If(~in_run & ~lpad & ~lpar & ~ld_vld & ~Cat(*lact).any() & ~wpend[0] & ~wpend[1]):
+                    m.next = "NEXT"
 
             # ---------------------------------------------------------- EW
             with m.State("E_RUN"):
+                # a run of up to UPB consecutive elements per cycle: a on read port 0's beat,
+                # b on port 1's (mode 0), results as one masked write; in mode 1 a run stays
+                # inside its channel, whose shift is word 0 of port 1 (read at b + ch)
                 n_ = f(isa.OP_EW, "n")
+                per_ = f(isa.OP_EW, "per")
                 mode = f(isa.OP_EW, "mode")[0]
+                nleft = Signal(32)
+                cleft = Signal(32)
+                lim = Signal(32)
+                run = Signal(range(UPB + 1))
                 issue = Signal()
-                m.d.comb += [issue.eq(cnt < n_), r0.addr.eq(f(isa.OP_EW, "a") + cnt),
+                m.d.comb += [nleft.eq(n_ - cnt), cleft.eq(per_ - cnt2),
+                             lim.eq(Mux(mode & (cleft < nleft), cleft, nleft)),
+                             run.eq(Mux(lim >= UPB, UPB, lim)), issue.eq(cnt < n_),
+                             r0.addr.eq(f(isa.OP_EW, "a") + cnt),
                              r1.addr.eq(Mux(mode, f(isa.OP_EW, "b") + ch, f(isa.OP_EW, "b") + cnt))]
-                m.d.sync += [p_vld.eq(issue), addr_o.eq(f(isa.OP_EW, "outb") + cnt)]
+                m.d.sync += [p_vld.eq(issue), p_n.eq(run), addr_o.eq(f(isa.OP_EW, "outb") + cnt)]
                 with m.If(issue):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt2 == f(isa.OP_EW, "per") - 1):
+                    m.d.sync += cnt.eq(cnt + run)
+                    with m.If(run == cleft):
                         m.d.sync += [cnt2.eq(0), ch.eq(ch + 1)]
                     with m.Else():
-                        m.d.sync += cnt2.eq(cnt2 + 1)
-                a_ = r0.data.as_signed()
+                        m.d.sync += cnt2.eq(cnt2 + run)
                 s_ = r1.data[:5]
-                rq = Signal(signed(34))
-                m.d.comb += rq.eq((a_ + ((Const(1, 33) << s_) >> 1)) >> s_)
-                res = Mux(mode, rq[:32], (a_ + r1.data.as_signed())[:32])
+                half = Signal(33)
+                m.d.comb += half.eq((Const(1, 33) << s_) >> 1)
+                res = []
+                for i in range(UPB):
+                    a_ = act.r0_beat[32 * i: 32 * i + 32].as_signed()
+                    rq = Signal(signed(34), name=f"ew_rq{i}")
+                    m.d.comb += rq.eq((a_ + half) >> s_)
+                    res.append(Mux(mode, rq[:32], (a_ + act.r1_beat[32 * i: 32 * i + 32].as_signed())[:32]))
                 with m.If(p_vld):
-                    m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(res), wp.en.eq(1)]
+                    m.d.comb += [wp.addr.eq(addr_o), wp.data.eq(Cat(*res)),
+                                 act.w_mask.eq(Cat(*(p_n > i for i in range(UPB))))]
                 with m.If(~issue & ~p_vld):
                     m.next = "NEXT"
 

@@ -87,10 +87,18 @@ def test_conv_groups_partition_each_row_within_a_run(u, p_pix, stride, wout):
 def test_lif_and_sdha_formulas():
     from svf_deploy.hw.accel.cycles import lif_cycles, sdha_cycles
 
-    # two lanes: 5 neurons -> 3 pairs of max(T, 2) cycles, 4 parameter reads, 3 to drain
-    assert lif_cycles(1, 5, 4) == 4 + 3 * 4 + 3
-    assert lif_cycles(2, 4, 1) == 2 * (4 + 2 * 2 + 2)       # T = 1: a pair still takes 2
-    assert lif_cycles(64, 16, 8) < 64 * (16 * 8 + 6) / 1.8  # about half the one-lane cost
+    # 2u lanes, c*(S + G*P) - P + T + 3 + max(u, 2). u = 2: 5 neurons -> G = 2 groups of 4,
+    # T = 4 -> P = 4 apart, S = 1 parameter read per channel
+    c2 = AccelConfig(name="c2", axi_data_width=64)
+    assert lif_cycles(1, 5, 4, c2) == (1 + 2 * 4) - 4 + 4 + 3 + 2
+    assert lif_cycles(2, 4, 1, c2) == 2 * (1 + 1 * 2) - 2 + 1 + 3 + 2    # T = 1: groups 2 apart
+    c1 = AccelConfig(name="c1", axi_data_width=32)        # u = 1: 2 lanes, S = 2, P >= 2
+    assert lif_cycles(1, 5, 1, c1) == (2 + 3 * 2) - 2 + 1 + 3 + 2
+    c4 = AccelConfig(name="c4", p_o=16, axi_data_width=128)
+    # u = 4, T = 8: a group of 8 neurons every 8 cycles, one neuron per cycle plus a cycle
+    # per channel
+    assert lif_cycles(64, 16, 8, c4) == 64 * (1 + 2 * 8) - 8 + 8 + 3 + 4 < 64 * 17 + 8
+    assert lif_cycles(1, 16, 5, c4) == lif_cycles(1, 16, 8, c4) - 3   # T = 5 still takes 2 runs
     # P_o = 16: 4 lanes per weight-buffer word, 4 outputs at once; d = 8: g = 2 words per
     # token / kv row, 2 groups of 4 outputs
     c = AccelConfig(name="c", p_o=16, p_t=4)
