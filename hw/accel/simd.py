@@ -34,9 +34,11 @@ Two flavours, chosen by ``instance``:
 
 from __future__ import annotations
 
-from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from ..cores._common import dsp48e2_adder
 
 __all__ = ["SimdAcc", "LANE_BITS", "opmode"]
 
@@ -67,26 +69,8 @@ class SimdAcc(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if self.instance:
-            m.submodules.dsp = Instance(
-                "DSP48E2",
-                p_USE_MULT="NONE", p_USE_SIMD="TWO24", p_USE_WIDEXOR="FALSE",
-                p_A_INPUT="DIRECT", p_B_INPUT="DIRECT", p_AMULTSEL="A", p_BMULTSEL="B",
-                p_AREG=0, p_BREG=0, p_CREG=0, p_DREG=0, p_ADREG=0, p_MREG=0, p_PREG=1,
-                p_ACASCREG=0, p_BCASCREG=0, p_OPMODEREG=0, p_ALUMODEREG=0, p_INMODEREG=0,
-                p_CARRYINREG=0, p_CARRYINSELREG=0,
-                i_CLK=ClockSignal("sync"),
-                i_A=self.ab[18:48], i_B=self.ab[0:18], i_C=self.c, i_D=Const(0, 27),
-                i_OPMODE=opmode(self.clr, self.g0, self.g1), i_ALUMODE=Const(0, 4),
-                i_INMODE=Const(0, 5), i_CARRYIN=Const(0, 1), i_CARRYINSEL=Const(0, 3),
-                i_PCIN=Const(0, 48), i_ACIN=Const(0, 30), i_BCIN=Const(0, 18),
-                i_CARRYCASCIN=Const(0, 1), i_MULTSIGNIN=Const(0, 1),
-                **{f"i_CE{n}": Const(1, 1) for n in ("A1", "A2", "B1", "B2", "C", "D", "AD", "M", "P",
-                                                     "CTRL", "ALUMODE", "INMODE", "CARRYIN")},
-                **{f"i_RST{n}": Const(0, 1) for n in ("A", "B", "C", "D", "M", "CTRL",
-                                                      "ALUMODE", "INMODE", "ALLCARRYIN")},
-                i_RSTP=ResetSignal("sync"),
-                o_P=self.p,
-            )
+            m.submodules.dsp = dsp48e2_adder("TWO24", ab=self.ab, c=self.c, p=self.p, preg=True,
+                                             opmode=opmode(self.clr, self.g0, self.g1))
             return m
         lanes = []
         for k in range(2):

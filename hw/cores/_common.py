@@ -11,12 +11,12 @@ throughput without back-pressure, and no combinational path from ``i.valid`` to
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Value
+from amaranth.hdl import ClockSignal, Const, Instance, Module, ResetSignal, Value
 
 from ...models.errors import HardwareError
 
 __all__ = ["refusing", "check_int", "check_bits", "check_neuron", "signed_range", "output_register",
-           "tree_sum"]
+           "tree_sum", "dsp48e2_adder"]
 
 
 def check_int(who: str, name: str, value, lo: int, hi: int | None = None) -> int:
@@ -107,3 +107,38 @@ def refusing(init):
             raise
 
     return wrapper
+
+
+def dsp48e2_adder(simd: str, *, ab, c, opmode, p, pcin=None, pcout=None, preg: bool = False) -> Instance:
+    """One DSP48E2 used as a SIMD adder, no multiplier (``USE_MULT="NONE"``).
+
+    ``P = W + X + Y + Z`` per lane of ``simd`` (``"FOUR12"``, ``"TWO24"``, ``"ONE48"``; no carry
+    between lanes), the multiplexers chosen by the 9-bit dynamic ``opmode`` (UG579:
+    ``[1:0]`` X, ``[3:2]`` Y, ``[6:4]`` Z, ``[8:7]`` W), ``ALUMODE = 0000``, ``CARRYIN = 0``.
+    ``A:B = ab`` (``A = ab[47:18]``, ``B = ab[17:0]``), ``C = c``, ``PCIN = pcin`` (0 if
+    None), ``PCOUT`` to ``pcout`` if given. Every input register is bypassed; ``P`` is
+    registered in the ``sync`` domain (``RSTP`` its reset) when ``preg``, else combinational.
+    Synthesis only: Yosys has no simulation model for the primitive, so each user keeps a
+    behavioural twin of the same lane arithmetic for simulation.
+    """
+    ports = {"o_P": p} | ({"o_PCOUT": pcout} if pcout is not None else {})
+    return Instance(
+        "DSP48E2",
+        p_USE_MULT="NONE", p_USE_SIMD=simd, p_USE_WIDEXOR="FALSE",
+        p_A_INPUT="DIRECT", p_B_INPUT="DIRECT", p_AMULTSEL="A", p_BMULTSEL="B",
+        p_AREG=0, p_BREG=0, p_CREG=0, p_DREG=0, p_ADREG=0, p_MREG=0, p_PREG=int(preg),
+        p_ACASCREG=0, p_BCASCREG=0, p_OPMODEREG=0, p_ALUMODEREG=0, p_INMODEREG=0,
+        p_CARRYINREG=0, p_CARRYINSELREG=0,
+        i_CLK=ClockSignal("sync") if preg else Const(0, 1),
+        i_A=ab[18:48], i_B=ab[0:18], i_C=c, i_D=Const(0, 27),
+        i_OPMODE=opmode, i_ALUMODE=Const(0, 4), i_INMODE=Const(0, 5),
+        i_CARRYIN=Const(0, 1), i_CARRYINSEL=Const(0, 3),
+        i_PCIN=pcin if pcin is not None else Const(0, 48),
+        i_ACIN=Const(0, 30), i_BCIN=Const(0, 18), i_CARRYCASCIN=Const(0, 1), i_MULTSIGNIN=Const(0, 1),
+        **{f"i_CE{n}": Const(1, 1) for n in ("A1", "A2", "B1", "B2", "C", "D", "AD", "M", "P",
+                                             "CTRL", "ALUMODE", "INMODE", "CARRYIN")},
+        **{f"i_RST{n}": Const(0, 1) for n in ("A", "B", "C", "D", "M", "CTRL", "ALUMODE", "INMODE",
+                                              "ALLCARRYIN")},
+        i_RSTP=ResetSignal("sync") if preg else Const(0, 1),
+        **ports,
+    )

@@ -9,13 +9,13 @@ bit-planes whose partial sums are shifted (not multiplied) into the accumulator.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Instance, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ...models.errors import HardwareError
-from ._common import refusing, check_bits, check_int, output_register, tree_sum
+from ._common import refusing, check_bits, check_int, dsp48e2_adder, output_register, tree_sum
 
 __all__ = ["GatedAccumulator", "DSPAdderChain", "DSP_LANE_BITS", "DSP_LANES"]
 
@@ -110,26 +110,8 @@ class DSPAdderChain(wiring.Component):
                                           Const(0b000 if k == 0 else 0b001, 3), Const(0, 2)))
                 p = Signal(48, name=f"p{k}")
                 pcout = Signal(48, name=f"pcout{k}")
-                m.submodules[f"dsp{k}"] = Instance(
-                    "DSP48E2",
-                    p_USE_MULT="NONE", p_USE_SIMD="FOUR12", p_USE_WIDEXOR="FALSE",
-                    p_A_INPUT="DIRECT", p_B_INPUT="DIRECT", p_AMULTSEL="A", p_BMULTSEL="B",
-                    p_AREG=0, p_BREG=0, p_CREG=0, p_DREG=0, p_ADREG=0, p_MREG=0, p_PREG=0,
-                    p_ACASCREG=0, p_BCASCREG=0, p_OPMODEREG=0, p_ALUMODEREG=0, p_INMODEREG=0,
-                    p_CARRYINREG=0, p_CARRYINSELREG=0,
-                    i_CLK=Const(0, 1),
-                    i_A=ab[18:48], i_B=ab[0:18], i_C=c, i_D=Const(0, 27),
-                    i_OPMODE=opmode, i_ALUMODE=Const(0, 4), i_INMODE=Const(0, 5),
-                    i_CARRYIN=Const(0, 1), i_CARRYINSEL=Const(0, 3),
-                    i_PCIN=pc if pc is not None else Const(0, 48),
-                    i_ACIN=Const(0, 30), i_BCIN=Const(0, 18), i_CARRYCASCIN=Const(0, 1),
-                    i_MULTSIGNIN=Const(0, 1),
-                    **{f"i_CE{n}": Const(1, 1) for n in ("A1", "A2", "B1", "B2", "C", "D", "AD", "M", "P",
-                                                         "CTRL", "ALUMODE", "INMODE", "CARRYIN")},
-                    **{f"i_RST{n}": Const(0, 1) for n in ("A", "B", "C", "D", "M", "P", "CTRL",
-                                                          "ALUMODE", "INMODE", "ALLCARRYIN")},
-                    o_P=p, o_PCOUT=pcout,
-                )
+                m.submodules[f"dsp{k}"] = dsp48e2_adder("FOUR12", ab=ab, c=c, opmode=opmode, p=p,
+                                                        pcin=pc, pcout=pcout)
                 pc = pcout
             m.d.comb += self.lanes.as_value().eq(p)
         else:
