@@ -129,18 +129,20 @@ def _refused_verify(ckpt, tmp_path, size: int) -> str:
 
 
 def test_verify_rtl_refused_up_front_when_verilator_would_take_too_long(tiny_ckpt, tmp_path):
-    # 352x352: ~84 M dense cycles on the CI engine (256x256, ~44 M since the DSP CONV array, fits the limit)
+    from svf_deploy.targets.zcu104 import MAX_VERIFY_MINUTES, VERILATOR_CYCLES_PER_S
+
+    # 352x352: ~62 M dense cycles on the CI engine, ~26 simulated minutes
     err = _refused_verify(tiny_ckpt, tmp_path, 352)
     assert "simulated minutes" in err
     cycles = int(err.split("up to ")[1].split(" cycles")[0].replace(",", ""))
-    assert cycles > 10 * 60 * 125_000
+    assert cycles > MAX_VERIFY_MINUTES * 60 * VERILATOR_CYCLES_PER_S
 
 
 def test_verify_rtl_refused_up_front_when_the_image_exceeds_the_simulated_ddr(tiny_ckpt, tmp_path):
     from svf_deploy.sim.accel import DDR_BYTES
 
-    # 224x224: within the time limit (~34 M cycles) but a ~23 MB DDR image
-    err = _refused_verify(tiny_ckpt, tmp_path, 224)
+    # 192x192: within the time limit (~18 M cycles) but a ~15 MB DDR image
+    err = _refused_verify(tiny_ckpt, tmp_path, 192)
     assert "simulated DDR holds" in err
     assert int(err.split("DDR image is ")[1].split(" bytes")[0].replace(",", "")) > DDR_BYTES
 
