@@ -121,7 +121,7 @@ def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = 
     # YoWASP's ltp can exhaust its call stack, which must not lose the counts
     (work / "ltp.ys").write_text("read_rtlil post.il\ntee -q -o ltp.txt ltp -noff\n")
     t0 = time.time()
-    r = subprocess.run(_yosys_exe() + ["-q", "-s", "synth.ys"], cwd=work, capture_output=True,
+    r = subprocess.run(_yosys_exe() + ["-q", "-l", "synth.log", "-s", "synth.ys"], cwd=work, capture_output=True,
                        text=True, timeout=timeout)
     secs = time.time() - t0
     if r.returncode:
