@@ -5,6 +5,7 @@ Run::
     .venv/bin/python benchmarks/accel_latency.py            # bundled model + svf-small/large
     .venv/bin/python benchmarks/accel_latency.py --quick    # bundled model + svf-small 224 only
     .venv/bin/python benchmarks/accel_latency.py --synth    # also Yosys on the production engine
+    .venv/bin/python benchmarks/accel_latency.py --synth --record   # ... kept in hw/synth_record.json
 
 Prints:
 
@@ -77,6 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="svf-small at 224 only")
     ap.add_argument("--no-sim", action="store_true", help="skip the Verilator run")
     ap.add_argument("--synth", action="store_true", help="Yosys resources of the production engine")
+    ap.add_argument("--record", action="store_true",
+                    help="with --synth: keep the result in hw/synth_record.json (commit it with the RTL)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--max-descriptors", type=int, default=12_000_000,
                     help="T=32 programs with more descriptors fall back to predict() (memory)")
@@ -249,7 +252,8 @@ def main(argv=None) -> int:
 
         t0 = time.time()
         with skip_zero_meminit():
-            r = synthesize(Engine(PRODUCTION, dsp_instance=True), f"accel-{PRODUCTION.name}", timeout=7200)
+            r = synthesize(Engine(PRODUCTION, dsp_instance=True), f"accel-{PRODUCTION.name}", timeout=10800,
+                           keep=a.record)
         out["resources"] = r.as_dict()
         t = Table(title=f"Yosys synth_xilinx -family xcup, production engine ({time.time() - t0:.0f} s)")
         for c in ("resource", "used", "XCZU7EV", "utilisation"):

@@ -30,10 +30,17 @@ from pathlib import Path
 
 from ..models.errors import HardwareError
 
-__all__ = ["Resources", "to_verilog", "strip_zero_init", "synthesize", "BUILD_ROOT"]
+__all__ = ["Resources", "to_verilog", "strip_zero_init", "synthesize", "BUILD_ROOT", "rtl_hash",
+           "recorded", "record", "RECORD"]
 
 #: gitignored build root (not under /tmp: YoWASP cannot see /tmp)
 BUILD_ROOT = Path(__file__).resolve().parent.parent / "build"
+
+#: Yosys results kept with the source, for RTL whose synthesis takes too long to repeat in
+#: every clone (the production engine: over an hour): ``{"<name>-<rtl_hash>": {...}}``, each
+#: entry a :class:`Resources` plus the Yosys version and the date it ran. An entry applies to
+#: exactly the RTL whose hash it carries; any change of the RTL misses it.
+RECORD = Path(__file__).resolve().parent / "synth_record.json"
 
 _MUL_CELLS = ("$mul", "$macc", "$macc_v2", "$div", "$mod", "$divfloor", "$modfloor", "$pow")
 
@@ -87,20 +94,24 @@ def _yosys_exe() -> list[str]:
 
 
 def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = False,
-               timeout: float = 1800) -> Resources:
+               timeout: float = 1800, keep: bool = False) -> Resources:
     """Synthesise ``core`` with ``synth_xilinx -family xcup`` and count its cells.
 
     The work directory is ``build/synth/<name>-<hash>`` (hash of the Verilog): a repeated
-    call on an unchanged core reuses the previous result.
+    call on an unchanged core reuses the previous result. ``keep``: also add the result to
+    :data:`RECORD` (committed with the source, for runs too long to repeat in a clone).
     """
     import time
 
     text = strip_zero_init(to_verilog(core, "top"))
-    h = hashlib.sha256((text + f"uram={uram}").encode()).hexdigest()[:16]
+    h = rtl_hash(text, uram)
     work = (build_root or BUILD_ROOT) / "synth" / f"{name}-{h}"
     done = work / "resources.json"
     if done.exists():  # synthesised before: count again from Yosys' own outputs
-        return _count(name, work, json.loads(done.read_text())["seconds"])
+        res = _count(name, work, json.loads(done.read_text())["seconds"])
+        if keep:
+            record(res, h)
+        return res
     work.mkdir(parents=True, exist_ok=True)
     (work / "top.v").write_text(text)
     script = "\n".join([
@@ -135,7 +146,35 @@ def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = 
     (work / "post.il").unlink(missing_ok=True)
     res = _count(name, work, round(time.time() - t0, 2))
     done.write_text(json.dumps(asdict(res)))
+    if keep:
+        record(res, h)
     return res
+
+
+def rtl_hash(verilog_top: str, uram: bool = False) -> str:
+    """The synthesis key of ``verilog_top`` (module ``top``, all-zero memory init stripped):
+    16 hex digits of its SHA-256 with the URAM option."""
+    return hashlib.sha256((verilog_top + f"uram={uram}").encode()).hexdigest()[:16]
+
+
+def recorded(name: str, h: str) -> dict | None:
+    """The :data:`RECORD` entry of ``name`` for the RTL of hash ``h``, if any."""
+    if not RECORD.exists():
+        return None
+    return json.loads(RECORD.read_text()).get(f"{name}-{h}")
+
+
+def record(res: Resources, h: str) -> dict:
+    """Add ``res`` (a finished run on the RTL of hash ``h``) to :data:`RECORD` with the Yosys
+    version and today's date; returns the entry."""
+    import datetime
+
+    ver = subprocess.run(_yosys_exe() + ["-V"], capture_output=True, text=True).stdout.strip()
+    entry = {**res.as_dict(), "rtl_hash": h, "yosys": ver, "date": datetime.date.today().isoformat()}
+    data = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+    data[f"{res.name}-{h}"] = entry
+    RECORD.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return entry
 
 
 def _count(name: str, work: Path, seconds: float) -> Resources:

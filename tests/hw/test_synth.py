@@ -72,3 +72,37 @@ def test_production_core_has_no_multiplier(name):
     assert r.multipliers == 0
     if name.startswith("pe-dsp"):
         assert r.dsp == 16 * 8  # 64 lanes / 4 x 16 terms / 2
+
+
+def test_a_kept_result_is_recorded_for_exactly_its_rtl(tmp_path, monkeypatch):
+    import json
+
+    from svf_deploy.hw import synth
+
+    monkeypatch.setattr(synth, "RECORD", tmp_path / "record.json")
+    r = synthesize(_Mem([1, 2, 3]), "mem3", build_root=tmp_path, keep=True)
+    h = synth.rtl_hash(strip_zero_init(to_verilog(_Mem([1, 2, 3]), "top")))
+    e = synth.recorded("mem3", h)
+    assert e is not None and e["rtl_hash"] == h and "Yosys" in e["yosys"]
+    assert (e["lut"], e["ff"], e["bram36"], e["multipliers"]) == (r.lut, r.ff, r.bram36, 0)
+    other = synth.rtl_hash(strip_zero_init(to_verilog(_Mem([1, 2, 4]), "top")))
+    assert other != h and synth.recorded("mem3", other) is None      # another RTL misses it
+    assert list(json.loads((tmp_path / "record.json").read_text())) == [f"mem3-{h}"]
+
+
+def test_zcu104_resources_use_a_record_only_for_the_same_rtl(tmp_path, monkeypatch):
+    import json
+
+    from svf_deploy.hw import synth
+    from svf_deploy.hw.accel import PRODUCTION as ENGINE
+    from svf_deploy.targets.zcu104 import _cached_yosys
+
+    text = "module top(input a, output b);\n  assign b = a;\nendmodule\n"
+    h = synth.rtl_hash(strip_zero_init(text))
+    entry = {"lut": 123, "ff": 45, "dsp": 6, "bram36": 7.0, "uram": 8, "mul_cells": 0, "dsp_mult": 0,
+             "date": "2026-11-27"}
+    (tmp_path / "record.json").write_text(json.dumps({f"accel-{ENGINE.name}-{h}": entry}))
+    monkeypatch.setattr(synth, "RECORD", tmp_path / "record.json")
+    r = _cached_yosys(ENGINE, text)
+    assert (r["lut"], r["dsp"], r["multipliers"]) == (123, 6, 0) and h in r["source"]
+    assert _cached_yosys(ENGINE, text.replace("a;", "~a;")) is None
