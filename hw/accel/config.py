@@ -96,10 +96,12 @@ class AccelConfig:
 #: small configuration simulated in CI (fits the bundled model's layers on chip)
 CI = AccelConfig(name="ci", p_o=16, p_t=4, p_pix=2, act_depth=131072, wbuf_depth=8192, axi_data_width=64,
                  clock_mhz=100.0)
-#: production configuration for the XCZU7EV (URAM activation buffer, BRAM weight buffer)
-PRODUCTION = AccelConfig(name="zcu104", p_o=128, p_t=8, p_pix=3, act_depth=131072, wbuf_depth=4096,
+#: production configuration for the XCZU7EV: both buffers in URAM (Yosys: the activation
+#: buffer 32 URAM288, the 1,024-bit x 8,192 weight buffer 58, each built twice for its two
+#: read ports; 90 of 96), which halves the weight tiles' reloads against 4,096 BRAM words
+PRODUCTION = AccelConfig(name="zcu104", p_o=128, p_t=8, p_pix=3, act_depth=131072, wbuf_depth=8192,
                          axi_data_width=128, burst=16, clock_mhz=250.0, act_ram_style="ultra",
-                         wbuf_ram_style="block")
+                         wbuf_ram_style="ultra")
 
 
 def lif_lanes(cfg: AccelConfig) -> int:

@@ -55,7 +55,8 @@ def estimate_resources(cfg: AccelConfig) -> dict:
 
     Memories by bits, packed as Yosys packs them (URAM288 288 Kib, RAMB36E2 36 Kib) and
     built twice for their two read ports: the activation buffer's ``axi_data_width/32`` banks
-    (URAM or BRAM by ``act_ram_style``) and the weight buffer (``P_o*8 x wbuf_depth``).
+    (URAM or BRAM by ``act_ram_style``) and the weight buffer (``P_o*8 x wbuf_depth``, by
+    ``wbuf_ram_style``).
     The CONV accumulators are ``cfg.dsps = P_o/2 * P_t * P_pix`` DSP48E2 slices (SIMD adders,
     ``USE_MULT="NONE"``, :mod:`~svf_deploy.hw.accel.simd`), so no LUTs are charged for
     adders. Logic per DSP: its 48-bit write-back shadow and its share of the shadow read-out
@@ -73,12 +74,14 @@ def estimate_resources(cfg: AccelConfig) -> dict:
     bank_bits = cfg.act_depth // nb * 32
     act_u = nb * copies(bank_bits, 288 * 1024) if cfg.act_ram_style == "ultra" else 0
     act_b = nb * copies(bank_bits, 36 * 1024) if cfg.act_ram_style != "ultra" else 0
-    wb_b = copies(cfg.p_o * 8 * cfg.wbuf_depth, 36 * 1024)
+    wb_bits = cfg.p_o * 8 * cfg.wbuf_depth
+    wb_u = copies(wb_bits, 288 * 1024) if cfg.wbuf_ram_style == "ultra" else 0
+    wb_b = copies(wb_bits, 36 * 1024) if cfg.wbuf_ram_style != "ultra" else 0
     dsp = cfg.dsps
     lut = dsp * 32 + 30_000
     ff = dsp * 56 + 27_000
     return {"source": "estimate", "lut": lut, "ff": ff, "dsp": dsp, "bram36": act_b + wb_b,
-            "uram": act_u, "multipliers": 0}
+            "uram": act_u + wb_u, "multipliers": 0}
 
 
 def _cached_yosys(cfg: AccelConfig, verilog_top: str) -> dict | None:
