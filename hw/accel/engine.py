@@ -1081,18 +1081,21 @@ class Engine(wiring.Component):
         # ------------------------------------------------------------------ CONV write-back engine
         # writes the previous group's sums + bias while the next group accumulates: per
         # channel o and pixel p the run of t_n steps at outp + o*hwout_t + p*T + tsh, up to
-        # u words per cycle (the buffer's write port takes any alignment)
+        # u words per cycle (the buffer's write port takes any alignment). The shadows are a
+        # shift chain over o: the engine always reads channel row 0, and when a channel's
+        # last run is written every row moves up one (row o <- row o+1), so the read-out is
+        # a P_pix x ceil(P_t/u) multiplexer, not one over all P_o*P_pix*P_t shadows.
         NCH = -(-PT // UPB)
         zero = Const(0, LANE_BITS)
 
         def chunk(o, p, c):
             return Cat(*[shd[o][p][t] if t < PT else zero for t in range(c * UPB, (c + 1) * UPB)])
 
-        shds = Array(Array(Array(chunk(o, p, c) for c in range(NCH)) for p in range(PPIX)) for o in range(PO))
+        shds = Array(Array(chunk(0, p, c) for c in range(NCH)) for p in range(PPIX))
         wb_c = Signal(range(NCH + 1))
         m.d.comb += wb_c.eq(wb_tw >> LU)
         with m.If(wbb):
-            run = shds[wb_o][wb_p][wb_c]
+            run = shds[wb_p][wb_c]
             bo = biasreg[wb_o]
             words = []
             for i in range(UPB):
@@ -1107,6 +1110,8 @@ class Engine(wiring.Component):
                     nb = wb_base + f(isa.OP_CONV, "hwout_t")
                     m.d.sync += [wb_p.eq(0), wb_o.eq(wb_o + 1), wb_base.eq(nb), wb_pbase.eq(nb),
                                  wb_addr.eq(nb)]
+                    m.d.sync += [shd[o][p_][t].eq(shd[o + 1][p_][t]) for o in range(PO - 1)
+                                 for p_ in range(PPIX) for t in range(PT)]
                     with m.If(wb_o == wb_on - 1):
                         m.d.sync += wbb.eq(0)
                 with m.Else():
