@@ -13,17 +13,27 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   simulation, ``dsp_instance=True`` for synthesis). For a *group* of ``g`` consecutive
   output pixels of a row, ``g = min(P_pix, (u-1)//stride + 1, wout - ox)`` (``u`` words
   per read-port run; the row's last group may be partial), and a tile of ``P_o`` output
-  channels, every cycle reads a pair of terms ``(i, ky, kx)``, ``(i', ky', kx')``: the
-  runs of ``u`` words at the two taps' addresses (two activation ports; pixel ``p`` of the
-  group takes word ``p*stride`` of each run, its own padding test) and the two weight
-  vectors (two weight ports, shared by the ``g`` pixels and ``P_t`` steps). The
+  channels, the group's terms ``(i, ky, kx)`` (in that order) are cut into blocks of
+  ``S = cfg.scan``. A *scan* stage, one block ahead, reads per cycle the occupancy flags
+  (:mod:`.actbuf`, ``word != 0``) of a block's ``S`` terms (``S`` flag ports, the run of
+  ``u`` flags at each tap, pixel ``p``'s at word ``p*stride``, masked by its in-frame test
+  and ``p < g``) and latches their addresses; a term is *live* when a flag survives. The
+  *issue* stage sends the block's live terms, lowest first, two per cycle, as a pair
+  ``(i, ky, kx)``, ``(i', ky', kx')``: the runs of ``u`` words at the two taps' addresses
+  (two activation ports; pixel ``p`` of the group takes word ``p*stride`` of each run, its
+  own padding test) and the two weight vectors (two weight ports, shared by the ``g``
+  pixels and ``P_t`` steps, so no weight-bank conflict): ``max(1, ceil(live/2))`` cycles a
+  block (an empty block passes in one cycle with an empty pair). Skipping is exact: a
+  skipped term's bundle words are zero for every pixel of the group, its gated additions
+  were 0 (a word non-zero only in another ``P_t`` chunk is issued, still exact). The
   accumulator of (pixel ``p``, step ``t``, channels ``o, o+1``) does
   ``P <= (clr ? 0 : P) + (b0[p,t] ? W0[o,o+1] : 0) + (b1[p,t] ? W1[o,o+1] : 0)`` per
   24-bit lane, ``W = w << j`` sign-extended (``j`` = bit-plane of an analog input, else 0),
-  ``b[p,t]`` the pixel's bundle bit ``t`` (0 for a padding tap); ``clr`` on the group's
-  first pair. One pair per cycle, no stall, whatever the spikes: ``ceil(cin*K*K/2)``
-  cycles a group. No lane wraps: the emitter proves ``max_o sum |w| << j < 2**23``
-  (:func:`.program.lane_bound`). No multiplier anywhere. The sums go to shadow
+  ``b[p,t]`` the pixel's bundle bit ``t`` (0 for a padding tap or an empty slot); ``clr``
+  on the group's first issued pair, even an empty one. A group takes
+  ``3 + sum_blocks max(1, ceil(live_b/2))`` cycles (:func:`.cycles.conv_busy`; all terms
+  live: ``ceil(cin*K*K/2) + 3``, ``S = 2`` is the dense engine). No lane wraps: the
+  emitter proves ``max_o sum |w| << j < 2**23`` (:func:`.program.lane_bound`). No multiplier anywhere. The sums go to shadow
   registers; the write-back adds ``bias[o]`` (32-bit) and writes ``[o][pixel][t]``, per
   (channel, pixel) its ``t_n`` steps as runs of up to ``u`` words per cycle (the write
   port's mask), while the next group accumulates.
