@@ -94,6 +94,17 @@ def test_production_configuration_bit_exact(bundled):
     assert r["mismatches"] == 0 and r["cycles"] == r["predicted_cycles"]
 
 
+@pytest.mark.slow
+def test_scan_2_engine_is_the_dense_engine(bundled):
+    """``scan = 2`` (one block per pair): every group takes ``ceil(terms/2) + 3`` cycles
+    whatever the spikes; the clip runs bit-exact in exactly the dense bound."""
+    import dataclasses
+
+    graph, golden, frames = bundled
+    r = verify_rtl(graph, frames, dataclasses.replace(CI, scan=2))
+    assert r["mismatches"] == 0 and r["cycles"] == r["predicted_cycles"] == r["dense_bound_cycles"]
+
+
 def _with_word_loaded_before(prog, index, act_addr, word):
     """``prog`` with a 1-word ``LOAD`` (DDR: the program region's slack) inserted before
     descriptor ``index``: it overwrites activation word ``act_addr`` with ``word``."""
