@@ -41,8 +41,9 @@ emitted for (T = 32): the same per-descriptor costs, but every tensor assumed on
 tiling traffic), so it is optimistic for real sizes; within 5 % of the dense
 :func:`program_cycles` on the bundled model's on-chip program. ``skip`` (the all-zero
 T-bundle fraction, :func:`bundle_sparsity`) is only recorded: the layer list holds no
-spikes, so its CONV counts are the dense bound; ``stream_weights`` models a planned change the RTL does not
-have (weight loads, a beat per cycle as now, hidden behind compute by a double buffer).
+spikes, so its CONV counts are the dense bound; ``stream_weights`` models a planned change
+the RTL does not have (weight loads, a beat per cycle as now, hidden behind compute by a
+double buffer).
 """
 
 from __future__ import annotations
@@ -455,8 +456,8 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
 
     ``skip``: the fraction of all-zero input T-bundles (:func:`bundle_sparsity`), recorded
     in the result; the layer list has no spike maps, so the CONV counts stay the dense bound
-    (use :func:`program_cycles` with ``inputs`` for a clip's exact count). ``stream_weights`` models a *planned* change (not in the RTL):
-    weights arrive a full AXI beat per cycle (as ``LOADW`` does) into a double-buffered
+    (use :func:`program_cycles` with ``inputs`` for a clip's exact count).
+    ``stream_weights`` models a *planned* change (not in the RTL): weights arrive a full AXI beat per cycle (as ``LOADW`` does) into a double-buffered
     weight buffer, hidden behind the previous chunk's compute.
     """
     P = cfg.p_o

@@ -33,7 +33,8 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   on the group's first issued pair, even an empty one. A group takes
   ``3 + sum_blocks max(1, ceil(live_b/2))`` cycles (:func:`.cycles.conv_busy`; all terms
   live: ``ceil(cin*K*K/2) + 3``, ``S = 2`` is the dense engine). No lane wraps: the
-  emitter proves ``max_o sum |w| << j < 2**23`` (:func:`.program.lane_bound`). No multiplier anywhere. The sums go to shadow
+  emitter proves ``max_o sum |w| << j < 2**23`` (:func:`.program.lane_bound`). No
+  multiplier anywhere. The sums go to shadow
   registers; the write-back adds ``bias[o]`` (32-bit) and writes ``[o][pixel][t]``, per
   (channel, pixel) its ``t_n`` steps as runs of up to ``u`` words per cycle (the write
   port's mask), while the next group accumulates.
