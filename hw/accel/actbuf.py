@@ -15,6 +15,14 @@ a single memory's synchronous read port: a single-word access behaves exactly li
 unbanked buffer (same latency, old data on a read of a word written in the same cycle),
 so the units that use it see no change. ``r0_en = 0`` holds port 0's outputs (the STORE
 waits on ``WREADY``). No arithmetic beyond the row increment: rotations are multiplexers.
+
+**Occupancy flags** (``flags = F > 0``): beside each bank a 1-bit memory of the same rows
+holds ``word != 0`` for every word. It is written by the one write port with the bank's
+own address and enable, so it is consistent with the words whatever unit writes (DMA
+``LOAD``, LIF, EW, REDUCE, SDHA, the CONV write-back) and all-zero at power-up, as the
+words. ``F`` flag read ports ``f{k}`` each read the run of ``u`` flags at any word address
+(flag ``i`` = word ``A + i`` non-zero) with port 1's latency and rotation; the CONV unit
+uses them to skip all-zero T-bundles (:mod:`.engine`).
 """
 
 from __future__ import annotations
@@ -36,21 +44,38 @@ class ActBuffer(wiring.Component):
     r1_addr, r1_data, r1_beat : read port 1 (as port 0, always enabled).
     w_addr, w_data, w_en, w_mask : write port: words ``A + i`` for the set bits ``i`` of
         ``w_mask | w_en`` (``w_en`` writes word 0 only), data word ``i`` at bits ``32*i``.
+    f{k}_addr, f{k}_run : flag read port ``k < flags``: bit ``i`` of ``f{k}_run`` is
+        ``word(A + i) != 0`` for the address ``A`` of the previous cycle (always enabled).
     """
 
-    def __init__(self, depth: int, units: int, ram_style: str = "block"):
+    def __init__(self, depth: int, units: int, ram_style: str = "block", flags: int = 0):
         if units < 1 or units & (units - 1):
             raise ValueError(f"units must be a power of two, not {units}")
         if depth % units:
             raise ValueError(f"depth {depth} must be a multiple of the {units} banks")
-        self.depth, self.units, self.ram_style = depth, units, ram_style
+        if not isinstance(flags, int) or flags < 0:
+            raise ValueError(f"flags must be a non-negative int, not {flags!r}")
+        self.depth, self.units, self.ram_style, self.flags = depth, units, ram_style, flags
         aw = max(1, (depth - 1).bit_length())
         self.aw = aw
-        super().__init__({
+        sig = {
             "r0_addr": In(aw), "r0_en": In(1, init=1), "r0_data": Out(32), "r0_beat": Out(32 * units),
             "r1_addr": In(aw), "r1_data": Out(32), "r1_beat": Out(32 * units),
             "w_addr": In(aw), "w_data": In(32 * units), "w_en": In(1), "w_mask": In(units),
-        })
+        }
+        for k in range(flags):
+            sig[f"f{k}_addr"] = In(aw)
+            sig[f"f{k}_run"] = Out(units)
+        super().__init__(sig)
+
+    @staticmethod
+    def flag_of(word):
+        """The occupancy flag stored beside ``word``: ``word != 0``."""
+        return word != 0
+
+    def flag_port(self, k: int):
+        """``(addr, run)`` of flag read port ``k``."""
+        return getattr(self, f"f{k}_addr"), getattr(self, f"f{k}_run")
 
     def elaborate(self, platform):
         m = Module()
@@ -58,10 +83,18 @@ class ActBuffer(wiring.Component):
         lu = u.bit_length() - 1
         rows = self.depth // u
         banks = []
+        fbanks = []     # per bank: (flag write port, [flag read port k])
         for b in range(u):
             mem = memory.Memory(shape=unsigned(32), depth=rows, init=[], attrs={"ram_style": self.ram_style})
             m.submodules[f"bank{b}"] = mem
             banks.append((mem.read_port(), mem.read_port(), mem.write_port()))
+            if self.flags:
+                fm = memory.Memory(shape=unsigned(1), depth=rows, init=[])
+                m.submodules[f"flag{b}"] = fm
+                fbanks.append((fm.write_port(), [fm.read_port() for _ in range(self.flags)]))
+        # every flag write mirrors its bank's write: same row, same enable, flag = word != 0
+        for (_, _, wpb), (fw, _) in zip(banks, fbanks):
+            m.d.comb += [fw.addr.eq(wpb.addr), fw.en.eq(wpb.en), fw.data.eq(self.flag_of(wpb.data))]
         if u == 1:
             r0, r1, wp = banks[0]
             m.d.comb += [r0.addr.eq(self.r0_addr), r0.en.eq(self.r0_en), self.r0_data.eq(r0.data),
@@ -69,6 +102,10 @@ class ActBuffer(wiring.Component):
                          self.r1_beat.eq(r1.data),
                          wp.addr.eq(self.w_addr), wp.data.eq(self.w_data[:32]),
                          wp.en.eq(self.w_mask[0] | self.w_en)]
+            for k in range(self.flags):
+                fa, frun = self.flag_port(k)
+                fr = fbanks[0][1][k]
+                m.d.comb += [fr.addr.eq(fa), frun.eq(fr.data)]
             return m
 
         def run_row(addr, b):
@@ -110,4 +147,18 @@ class ActBuffer(wiring.Component):
             m.d.comb += j.eq(s1 + b)
             outs1.append(d1[j])
         m.d.comb += [self.r1_beat.eq(Cat(*outs1)), self.r1_data.eq(d1[s1])]
+
+        # flag read ports: the run of u flags at f{k}_addr, rotated as port 1
+        for k in range(self.flags):
+            fa, frun = self.flag_port(k)
+            sk = Signal(lu, name=f"fs{k}")
+            m.d.sync += sk.eq(fa[:lu])
+            dk = Array(fr[k].data for _, fr in fbanks)
+            fouts = []
+            for b, (_, fr) in enumerate(fbanks):
+                m.d.comb += fr[k].addr.eq(run_row(fa, b))
+                j = Signal(lu, name=f"f{k}i{b}")
+                m.d.comb += j.eq(sk + b)
+                fouts.append(dk[j])
+            m.d.comb += frun.eq(Cat(*fouts))
         return m

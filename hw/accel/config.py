@@ -24,6 +24,12 @@ class AccelConfig:
     p_pix : output pixels of a row that share each weight read (``1..units_per_beat``): the
         CONV array is ``p_o/2 * p_t * p_pix`` DSP48E2 two-lane accumulators, each adding a
         pair of terms per cycle, ``adders = 2 * p_o * p_t * p_pix`` additions per cycle.
+    scan : CONV terms ``(i, ky, kx)`` examined per cycle (even, >= 2): a group's term
+        sequence is cut into blocks of ``scan`` terms; the activation buffer's occupancy flags
+        (``scan`` flag read ports) tell which terms have a non-zero T-bundle for some pixel of
+        the group (*live*), and only those are issued, two per cycle:
+        ``max(1, ceil(live/2))`` cycles a block (:mod:`.engine`, :func:`.cycles.conv_busy`).
+        ``scan = 2`` is the dense engine (one pair a cycle). ``adders`` is unchanged.
     act_depth : activation buffer, 32-bit words (spike bundles, integer maps, parameters), in
         ``axi_data_width/32`` banks so that the DMA moves a whole beat per cycle.
     wbuf_depth : weight buffer, ``p_o * 8``-bit words.
@@ -36,6 +42,7 @@ class AccelConfig:
     p_o: int = 16
     p_t: int = 4
     p_pix: int = 1
+    scan: int = 2
     act_depth: int = 65536
     wbuf_depth: int = 8192
     axi_data_width: int = 64
@@ -49,6 +56,9 @@ class AccelConfig:
             v = getattr(self, f)
             if not isinstance(v, int) or v < 1:
                 raise HardwareError(f"AccelConfig.{f} must be a positive int, not {v!r}")
+        if not isinstance(self.scan, int) or self.scan < 2 or self.scan % 2:
+            raise HardwareError(f"AccelConfig.scan must be an even int >= 2 (CONV terms examined per "
+                                f"cycle, issued two at a time), not {self.scan!r}")
         if self.p_o % 4:
             raise HardwareError(f"AccelConfig.p_o must be a multiple of 4 (32-bit DMA units), not {self.p_o}")
         if not 1 <= self.p_t <= 32:
@@ -94,12 +104,12 @@ class AccelConfig:
 
 
 #: small configuration simulated in CI (fits the bundled model's layers on chip)
-CI = AccelConfig(name="ci", p_o=16, p_t=4, p_pix=2, act_depth=131072, wbuf_depth=8192, axi_data_width=64,
+CI = AccelConfig(name="ci", p_o=16, p_t=4, p_pix=2, scan=4, act_depth=131072, wbuf_depth=8192, axi_data_width=64,
                  clock_mhz=100.0)
 #: production configuration for the XCZU7EV: both buffers in URAM (Yosys: the activation
 #: buffer 32 URAM288, the 1,024-bit x 8,192 weight buffer 58, each built twice for its two
 #: read ports; 90 of 96), which halves the weight tiles' reloads against 4,096 BRAM words
-PRODUCTION = AccelConfig(name="zcu104", p_o=128, p_t=8, p_pix=3, act_depth=131072, wbuf_depth=8192,
+PRODUCTION = AccelConfig(name="zcu104", p_o=128, p_t=8, p_pix=3, scan=8, act_depth=131072, wbuf_depth=8192,
                          axi_data_width=128, burst=16, clock_mhz=250.0, act_ram_style="ultra",
                          wbuf_ram_style="ultra")
 

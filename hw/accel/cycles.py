@@ -17,9 +17,12 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
   pixels of a row (the row's last group may be partial, :func:`conv_groups`) and ``P_t``
   chunk ``max(busy, L + 1)`` with ``L = lanes * g * ceil(t_n/u)`` the overlapped
   write-back of the previous group; per ``P_o`` tile bias loading and a drain. The unit
-  adds a pair of terms ``(i, ky, kx)`` per cycle into every DSP48E2 SIMD accumulator
-  whatever the spikes (gated, never skipped): ``busy = ceil(terms/2) + 3`` with
-  ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``), independent of the input.
+  scans the group's ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``) in blocks of
+  ``scan`` and adds only the *live* ones (a non-zero T-bundle for some in-frame pixel of
+  the group, the activation buffer's occupancy flags), a pair per cycle into every DSP48E2
+  SIMD accumulator: ``busy = 3 + sum_blocks max(1, ceil(live_b/2))`` (:func:`conv_busy`);
+  without the input bundles every term counts as live, the dense bound
+  ``ceil(terms/2) + 3``.
 * LIF (:func:`lif_cycles`, ``2u`` lanes): ``c*(S + ceil(HW/2u)*P) - P + T + 3 + max(u, 2)``,
   groups ``P = u*ceil(T/u)`` apart, ``S = ceil(3/2u)`` parameter reads per channel; EW (:func:`ew_cycles`): ``ceil(n/u) + 2`` (runs of ``u`` elements),
   per-channel runs in mode 1; REDUCE: ``n0*n1*n2 + 2``;
@@ -37,9 +40,10 @@ models (svf-small/large at 224/256, ``benchmarks/accel_latency.py``).
 emitted for (T = 32): the same per-descriptor costs, but every tensor assumed on chip (no
 tiling traffic), so it is optimistic for real sizes; within 5 % of the dense
 :func:`program_cycles` on the bundled model's on-chip program. ``skip`` (the all-zero
-T-bundle fraction, :func:`bundle_sparsity`) is only recorded: the CONV unit adds every
-pair of terms (gated), so it changes no count; ``stream_weights`` models a planned change the RTL does not
-have (weight loads, a beat per cycle as now, hidden behind compute by a double buffer).
+T-bundle fraction, :func:`bundle_sparsity`) is only recorded: the layer list holds no
+spikes, so its CONV counts are the dense bound; ``stream_weights`` models a planned change
+the RTL does not have (weight loads, a beat per cycle as now, hidden behind compute by a
+double buffer).
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ import numpy as np
 from . import isa
 from .config import AccelConfig, lif_lanes
 
-__all__ = ["layers_from_graph", "dma_read", "dma_write", "conv_cycles", "conv_busy", "conv_groups", "conv_inputs",
+__all__ = ["layers_from_graph", "dma_read", "dma_write", "conv_cycles", "conv_busy", "conv_block_cycles",
+           "conv_groups", "conv_inputs",
            "descriptor_cycles", "program_cycles", "lif_cycles", "ew_cycles", "sdha_cycles", "LayerCycles",
            "bundle_sparsity", "predict", "Prediction"]
 
@@ -87,8 +92,7 @@ def dma_write(units: int, cfg: AccelConfig, ddr_latency: int = 0) -> int:
 def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
                       words: np.ndarray | None = None) -> int:
     """Cycles of one descriptor, fetch included. ``words``: a CONV's input T-bundles
-    (:func:`conv_busy`, which gives the same count: the CONV unit's cycles do not depend on
-    the spikes)."""
+    (:func:`conv_busy`: the exact count of those spikes; ``None``: the dense bound)."""
     fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
     if op in (isa.OP_END, isa.OP_HEADER):
         return fetch - (1 if op == isa.OP_END else 0)
@@ -193,8 +197,9 @@ def conv_cycles(cfg: AccelConfig, *, terms: int, hout: int, wout: int, T: int, c
     into every SIMD accumulator, never a stall, plus group start, drain and hand-off. The
     write-back of a group of ``g`` pixels and a chunk of ``t_n`` steps, ``lanes * g *
     ceil(t_n/u)`` cycles (a run of up to ``u`` words per cycle per (channel, pixel)),
-    overlaps the next group's terms. Then ``1 + L``. ``busy`` (:func:`conv_busy`) may be
-    given per (group, chunk); it does not depend on the input spikes.
+    overlaps the next group's terms. Then ``1 + L``. ``busy`` (:func:`conv_busy`, which
+    skips the terms without a non-zero T-bundle) may be given per (group, chunk); without
+    it every term is issued (the dense bound).
     """
     P, PT, u = cfg.p_o, cfg.p_t, cfg.units_per_beat
     oc_end = cout if oc_end is None else oc_end
@@ -215,19 +220,59 @@ def conv_cycles(cfg: AccelConfig, *, terms: int, hout: int, wout: int, T: int, c
     return total + 1 + last
 
 
-def conv_busy(words: np.ndarray, cfg: AccelConfig, f: dict) -> np.ndarray:
+def conv_block_cycles(live: np.ndarray, scan: int) -> np.ndarray:
+    """Issue cycles of term sequences: ``live[..., n]`` (bool) per term in issue order, cut
+    into blocks of ``scan`` terms; a block of ``l`` live terms takes ``max(1, ceil(l/2))``
+    cycles (two issued per cycle, one cycle to pass an empty block). Sum over the blocks."""
+    live = np.asarray(live, bool)
+    n = live.shape[-1]
+    pad = (-n) % scan
+    if pad:
+        live = np.concatenate([live, np.zeros(live.shape[:-1] + (pad,), bool)], axis=-1)
+    cnt = live.reshape(live.shape[:-1] + (-1, scan)).sum(-1)
+    return np.maximum(1, (cnt + 1) // 2).sum(-1)
+
+
+def conv_busy(words: np.ndarray | None, cfg: AccelConfig, f: dict) -> np.ndarray:
     """Per pixel group (:func:`conv_groups`, rows in order) and ``P_t`` chunk, the CONV unit's
-    cycles from the group's start to its hand-off (``[groups, tchunks]``):
-    ``ceil(cin*K*K / 2) + 3`` for every group. Each cycle adds a pair of terms ``(i, ky, kx)``
-    whatever their T-bundles hold (a zero bundle or a padding tap gates its addition off, it
-    is not skipped), so the count does not depend on the spikes; ``words`` (the ``cin*h*w``
-    bundle words the descriptor reads) is checked for size only, so that callers passing a
-    clip's bundles get the same exact count as without."""
+    cycles from the group's start to its hand-off (``[groups, tchunks]``).
+
+    A group's terms ``(i, ky, kx)`` (``cin*K*K``, in that order) are scanned in blocks of
+    ``cfg.scan``; a term is *live* when some pixel ``p < g`` of the group has its tap
+    ``(i, oy*s - pad_y + ky, (ox + p)*s - pad + kx)`` inside the ``h x w`` frame and that
+    T-bundle word non-zero (the activation buffer's occupancy flag; whole words, so every
+    ``P_t`` chunk of a group sees the same live terms). Then
+    ``busy = 3 + sum_blocks max(1, ceil(live_b/2))`` (group start, the issue cycles, drain
+    and hand-off). ``words`` (the ``cin*h*w`` bundle words the descriptor reads, ``[cin, h,
+    w]`` order) ``None``: every term live, the dense bound ``ceil(cin*K*K/2) + 3`` (``scan``
+    even: whole blocks issue ``scan/2`` pairs). Exact for the RTL (:mod:`.engine`)."""
     cin, h, w, k = (int(f[x]) for x in ("cin", "h", "w", "k"))
+    stride, hout, wout = int(f["stride"]), int(f["hout"]), int(f["wout"])
+    groups = conv_groups(cfg, wout, stride)
+    nch = -(-int(f["t"]) // cfg.p_t)
+    terms = cin * k * k
+    if words is None:
+        return np.full((len(groups) * hout, nch), -(-terms // 2) + 3, np.int64)
     if np.asarray(words).size != cin * h * w:
         raise ValueError(f"conv_busy: {np.asarray(words).size} input words, the descriptor reads {cin * h * w}")
-    n = len(conv_groups(cfg, int(f["wout"]), int(f["stride"]))) * int(f["hout"])
-    return np.full((n, -(-int(f["t"]) // cfg.p_t)), -(-(cin * k * k) // 2) + 3, np.int64)
+    nz = np.asarray(words).reshape(cin, h, w) != 0
+    pad_y, pad_x = int(f.get("pad_y", f["pad"])), int(f["pad"])
+    # frame padded with all-zero (never live) words wide enough for every tap
+    oy0, ox0 = pad_y, pad_x
+    big = np.zeros((cin, max(h, (hout - 1) * stride + k) + pad_y + k,
+                    max(w, (wout - 1) * stride + k) + pad_x + k), bool)
+    big[:, oy0:oy0 + h, ox0:ox0 + w] = nz
+    starts = np.cumsum([0] + groups[:-1])
+    kx = np.arange(k)
+    cols = (np.arange(wout) * stride)[:, None] + kx[None, :]          # [wout, K] padded column
+    out = np.empty((hout, len(groups)), np.int64)
+    for oy in range(hout):
+        rows = oy * stride + kx                                       # padded rows of the taps
+        t = big[:, rows][:, :, cols]                                  # [cin, Ky, wout, Kx]
+        g = np.logical_or.reduceat(t, starts, axis=2)                 # [cin, Ky, groups, Kx]
+        live = g.transpose(2, 0, 1, 3).reshape(len(groups), terms)
+        out[oy] = conv_block_cycles(live, cfg.scan) + 3
+    return np.repeat(out.reshape(-1, 1), nch, axis=1)
 
 
 def conv_inputs(prog, graph, values: dict, codes: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -279,7 +324,8 @@ def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tu
     """Total cycles of ``prog`` and per-node cycles (descriptors grouped by their node).
 
     ``inputs`` (:func:`conv_inputs`): each conv's whole input T-bundles; the count is then
-    the same (CONV cycles do not depend on the spikes). A CONV of a DDR-resident program
+    the exact one for those spikes (the CONV unit skips terms whose bundles are all zero,
+    :func:`conv_busy`). A CONV of a DDR-resident program
     reads the window ``prog.windows[i] = (first channel, first row, frame height, first
     column, frame width)`` of it.
     Without ``inputs``: the data-independent dense upper bound."""
@@ -319,7 +365,8 @@ def bundle_sparsity(values: dict, graph) -> dict[str, float]:
     """Per spike node: fraction of ``(c, y, x)`` whose T-step bundle is all zero.
 
     ``values``: ``reference.run(record=True).values`` (``[T, B, *shape]``); averaged over
-    the batch. The CONV unit gates these terms' additions off (it does not skip them).
+    the batch. The CONV unit skips a term when every pixel of its group has such a bundle
+    there (:func:`conv_busy`).
     """
     out = {}
     for name, v in values.items():
@@ -408,9 +455,9 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
     and use :func:`program_cycles` for exact figures.
 
     ``skip``: the fraction of all-zero input T-bundles (:func:`bundle_sparsity`), recorded
-    in the result; the CONV unit adds a pair of terms per cycle whatever the spikes, so it
-    changes no cycle count. ``stream_weights`` models a *planned* change (not in the RTL):
-    weights arrive a full AXI beat per cycle (as ``LOADW`` does) into a double-buffered
+    in the result; the layer list has no spike maps, so the CONV counts stay the dense bound
+    (use :func:`program_cycles` with ``inputs`` for a clip's exact count).
+    ``stream_weights`` models a *planned* change (not in the RTL): weights arrive a full AXI beat per cycle (as ``LOADW`` does) into a double-buffered
     weight buffer, hidden behind the previous chunk's compute.
     """
     P = cfg.p_o

@@ -13,17 +13,28 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   simulation, ``dsp_instance=True`` for synthesis). For a *group* of ``g`` consecutive
   output pixels of a row, ``g = min(P_pix, (u-1)//stride + 1, wout - ox)`` (``u`` words
   per read-port run; the row's last group may be partial), and a tile of ``P_o`` output
-  channels, every cycle reads a pair of terms ``(i, ky, kx)``, ``(i', ky', kx')``: the
-  runs of ``u`` words at the two taps' addresses (two activation ports; pixel ``p`` of the
-  group takes word ``p*stride`` of each run, its own padding test) and the two weight
-  vectors (two weight ports, shared by the ``g`` pixels and ``P_t`` steps). The
+  channels, the group's terms ``(i, ky, kx)`` (in that order) are cut into blocks of
+  ``S = cfg.scan``. A *scan* stage, one block ahead, reads per cycle the occupancy flags
+  (:mod:`.actbuf`, ``word != 0``) of a block's ``S`` terms (``S`` flag ports, the run of
+  ``u`` flags at each tap, pixel ``p``'s at word ``p*stride``, masked by its in-frame test
+  and ``p < g``) and latches their addresses; a term is *live* when a flag survives. The
+  *issue* stage sends the block's live terms, lowest first, two per cycle, as a pair
+  ``(i, ky, kx)``, ``(i', ky', kx')``: the runs of ``u`` words at the two taps' addresses
+  (two activation ports; pixel ``p`` of the group takes word ``p*stride`` of each run, its
+  own padding test) and the two weight vectors (two weight ports, shared by the ``g``
+  pixels and ``P_t`` steps, so no weight-bank conflict): ``max(1, ceil(live/2))`` cycles a
+  block (an empty block passes in one cycle with an empty pair). Skipping is exact: a
+  skipped term's bundle words are zero for every pixel of the group, its gated additions
+  were 0 (a word non-zero only in another ``P_t`` chunk is issued, still exact). The
   accumulator of (pixel ``p``, step ``t``, channels ``o, o+1``) does
   ``P <= (clr ? 0 : P) + (b0[p,t] ? W0[o,o+1] : 0) + (b1[p,t] ? W1[o,o+1] : 0)`` per
   24-bit lane, ``W = w << j`` sign-extended (``j`` = bit-plane of an analog input, else 0),
-  ``b[p,t]`` the pixel's bundle bit ``t`` (0 for a padding tap); ``clr`` on the group's
-  first pair. One pair per cycle, no stall, whatever the spikes: ``ceil(cin*K*K/2)``
-  cycles a group. No lane wraps: the emitter proves ``max_o sum |w| << j < 2**23``
-  (:func:`.program.lane_bound`). No multiplier anywhere. The sums go to shadow
+  ``b[p,t]`` the pixel's bundle bit ``t`` (0 for a padding tap or an empty slot); ``clr``
+  on the group's first issued pair, even an empty one. A group takes
+  ``3 + sum_blocks max(1, ceil(live_b/2))`` cycles (:func:`.cycles.conv_busy`; all terms
+  live: ``ceil(cin*K*K/2) + 3``, ``S = 2`` is the dense engine). No lane wraps: the
+  emitter proves ``max_o sum |w| << j < 2**23`` (:func:`.program.lane_bound`). No
+  multiplier anywhere. The sums go to shadow
   registers; the write-back adds ``bias[o]`` (32-bit) and writes ``[o][pixel][t]``, per
   (channel, pixel) its ``t_n`` steps as runs of up to ``u`` words per cycle (the write
   port's mask), while the next group accumulates.
@@ -166,7 +177,8 @@ class Engine(wiring.Component):
 
         # ------------------------------------------------------------------ memories
         # activation buffer: UPB banks, a whole AXI beat per cycle (DMA), single words for the units
-        m.submodules.act = act = ActBuffer(cfg.act_depth, UPB, cfg.act_ram_style)
+        SC = cfg.scan
+        m.submodules.act = act = ActBuffer(cfg.act_depth, UPB, cfg.act_ram_style, flags=SC)
         r0 = SimpleNamespace(addr=act.r0_addr, data=act.r0_data)
         r1 = SimpleNamespace(addr=act.r1_addr, data=act.r1_data)
         wp = SimpleNamespace(addr=act.w_addr, data=act.w_data, en=act.w_en)
@@ -311,6 +323,7 @@ class Engine(wiring.Component):
         b_inb1 = Signal(PPIX)
         b_shift1 = Signal(3)
         gn = Signal(range(PPIX + 1))   # pixels in the current group
+        gfirst = Signal()   # the next issued pair is the group's first
         biasreg = Array(Signal(signed(32), name=f"bias{o}") for o in range(PO))
         bi = Signal(range(PO + 2))
         # SIMD accumulators: pixel p, step t, channel pair (2j, 2j+1)
@@ -337,9 +350,6 @@ class Engine(wiring.Component):
         stride = f(isa.OP_CONV, "stride")
         pmask = Signal(8)
         m.d.comb += pmask.eq((Const(1, 8) << f(isa.OP_CONV, "plog2")[:3]) - 1)
-        iy = Signal(signed(18))
-        ix = Signal(signed(18))
-        m.d.comb += [iy.eq(iy0 + ky), ix.eq(ix0 + kx)]
         # pixel p of a group: column offset p*stride (a running sum, no multiplier), its word
         # of a run of u; the group holds gmax = min(P_pix, (u-1)//stride + 1) pixels
         pstep = [Const(0, 16)]
@@ -354,6 +364,109 @@ class Engine(wiring.Component):
         for gg in range(2, PPIX + 1):
             gsel = Mux(stride <= (UPB - 1) // (gg - 1), gg, gsel)
         m.d.comb += gmax.eq(gsel)
+        gnc = Signal(range(PPIX + 1))   # pixels of the group at ox: min(gmax, wout - ox)
+        rest_px = Signal(16)
+        m.d.comb += [rest_px.eq(f(isa.OP_CONV, "wout")[:16] - ox), gnc.eq(Mux(rest_px < gmax, rest_px, gmax))]
+
+        # ------------------------------------------------------------------ CONV scan stage
+        # the term sequence (ci, ky, kx) of a group in blocks of SC terms: the scan presents
+        # one block per cycle to the SC flag ports (term i: the run of u flags at its tap,
+        # pixel p's at word p*stride) and latches the block's addresses, in-frame masks and
+        # bit-plane shifts into q_* when the issue stage takes it (scan_load); its counters
+        # (ci, ky, kx, ...) hold the next block's first term. C_PIX scans block 0 from the
+        # reset counters (scan_start).
+        def adv(s, tag):
+            lk, lky = s["kx"] == K - 1, s["ky"] == K - 1
+            wrap = lk & lky
+            n = {k: Signal(len(v), name=f"{k}_{tag}") for k, v in s.items()}
+            m.d.comb += [n["kx"].eq(Mux(lk, 0, s["kx"] + 1)),
+                         n["ky"].eq(Mux(lk, Mux(lky, 0, s["ky"] + 1), s["ky"])),
+                         n["tap_row"].eq(Mux(lk, Mux(lky, 0, s["tap_row"] + f(isa.OP_CONV, "w")),
+                                             s["tap_row"])),
+                         n["w_tap"].eq(Mux(wrap, 0, s["w_tap"] + 1)),
+                         n["ci"].eq(Mux(wrap, s["ci"] + 1, s["ci"])),
+                         n["ch_off"].eq(Mux(wrap, s["ch_off"] + f(isa.OP_CONV, "hw"), s["ch_off"])),
+                         n["w_ch"].eq(Mux(wrap & (((s["ci"] + 1) & pmask) == 0),
+                                          s["w_ch"] + f(isa.OP_CONV, "kk"), s["w_ch"]))]
+            last = wrap & (s["ci"] == f(isa.OP_CONV, "cin") - 1)
+            return n, last
+
+        scan_start = Signal()    # C_PIX: scan block 0 (counters at their reset values)
+        scan_load = Signal()     # the issue stage takes the scanned block (q_* <= it)
+        regs = {"kx": kx, "ky": ky, "tap_row": tap_row, "w_tap": w_tap, "ci": ci, "ch_off": ch_off,
+                "w_ch": w_ch}
+        sin = {}
+        for k_, v_ in regs.items():
+            sv = Signal(len(v_), name=f"{k_}_s0")
+            m.d.comb += sv.eq(Mux(scan_start, wtile if k_ == "w_ch" else 0, v_))
+            sin[k_] = sv
+        pix = row_off + ix0
+        hh, ww_ = f(isa.OP_CONV, "h")[:16], f(isa.OP_CONV, "w")[:16]
+        q_aaddr = [Signal(AW, name=f"q_aaddr{i}") for i in range(SC)]
+        q_waddr = [Signal(WAW, name=f"q_waddr{i}") for i in range(SC)]
+        q_inb = [Signal(PPIX, name=f"q_inb{i}") for i in range(SC)]
+        q_shift = [Signal(3, name=f"q_shift{i}") for i in range(SC)]
+        q_val = Signal(SC)       # term i exists (the group's last block may be partial)
+        q_last = Signal()        # the block holds the group's last term
+        st, vld, blast = sin, Const(1, 1), Const(0, 1)
+        for i in range(SC):
+            aa = Signal(AW, name=f"s_aaddr{i}")
+            wa = Signal(WAW, name=f"s_waddr{i}")
+            iyi = Signal(signed(18), name=f"s_iy{i}")
+            m.d.comb += [aa.eq(f(isa.OP_CONV, "inb") + st["ch_off"] + (pix + st["tap_row"] + st["kx"])[:32]),
+                         wa.eq(st["w_ch"] + st["w_tap"]), iyi.eq(iy0 + st["ky"])]
+            roww = (iyi >= 0) & (iyi < hh)
+            inbs = []
+            for p_ in range(PPIX):
+                xp = Signal(signed(20), name=f"s_ix{i}_p{p_}")
+                m.d.comb += xp.eq(ix0 + st["kx"] + pstep[p_])
+                inbs.append(roww & (xp >= 0) & (xp < ww_) & (gnc > p_))
+            fa, _ = act.flag_port(i)
+            m.d.comb += fa.eq(aa)
+            nxt, lst = adv(st, f"s{i + 1}")
+            with m.If(scan_load):
+                m.d.sync += [q_aaddr[i].eq(aa), q_waddr[i].eq(wa), q_inb[i].eq(Cat(*inbs)),
+                             q_shift[i].eq((st["ci"] & pmask)[:3]), q_val[i].eq(vld)]
+            blast = blast | (vld & lst)
+            vld = vld & ~lst
+            st = nxt
+        with m.If(scan_load):
+            m.d.sync += q_last.eq(blast)
+            m.d.sync += [v_.eq(st[k_]) for k_, v_ in regs.items()]
+
+        # ------------------------------------------------------------------ CONV issue stage
+        # the current block's live terms (flag run of term i, one cycle after its scan: any
+        # in-frame pixel p < g with a non-zero bundle word), two per cycle, lowest first:
+        # term 0 of the pair on read port 0 / weight port 0, term 1 on port 1 / weight port 1
+        blk_first = Signal()     # first cycle of the block: its live mask is the flag ports'
+        rem = Signal(SC)         # live terms of the block not issued yet
+        live = Signal(SC)
+        for i in range(SC):
+            _, frun = act.flag_port(i)
+            m.d.comb += live[i].eq(q_val[i] & Cat(*[q_inb[i][p_] & (frun.bit_select(pword[p_], 1) if UPB > 1
+                                                                      else frun[0])
+                                                    for p_ in range(PPIX)]).any())
+        cur = Signal(SC)
+        m.d.comb += cur.eq(Mux(blk_first, live, rem))
+
+        def lowest(v, tag):
+            """One-hot lowest set bit of ``v`` (a priority chain)."""
+            o = Signal(len(v), name=f"sel_{tag}")
+            seen = Const(0, 1)
+            for i in range(len(v)):
+                m.d.comb += o[i].eq(v[i] & ~seen)
+                seen = seen | v[i]
+            return o
+
+        sel0 = lowest(cur, "0")
+        cur1 = Signal(SC)
+        m.d.comb += cur1.eq(cur & ~sel0)
+        sel1 = lowest(cur1, "1")
+        rest_live = Signal(SC)
+        m.d.comb += rest_live.eq(cur1 & ~sel1)
+
+        def pick(sel, vals):
+            return Cat(*[Cat(*[sel[i] & v_[b] for i, v_ in enumerate(vals)]).any() for b in range(len(vals[0]))])
 
         # ------------------------------------------------------------------ shared pipeline counters
         cnt = Signal(32)     # element counter (LIF/EW/REDUCE)
@@ -647,61 +760,28 @@ class Engine(wiring.Component):
                                  tci.eq(0)]
                     m.next = "C_PIX"
             with m.State("C_PIX"):
-                # a group of g = min(gmax, wout - ox) pixels; reset the term counters (the
-                # accumulators restart on the group's first pair, clr)
-                rest = Signal(16)
-                m.d.comb += rest.eq(f(isa.OP_CONV, "wout")[:16] - ox)
-                m.d.sync += [ci.eq(0), ky.eq(0), kx.eq(0), tap_row.eq(0), ch_off.eq(0), w_ch.eq(wtile),
-                             w_tap.eq(0), b_vld.eq(0), gn.eq(Mux(rest < gmax, rest, gmax))]
+                # a group of g = min(gmax, wout - ox) pixels: scan its block 0 (the accumulators
+                # restart on the group's first issued pair, clr)
+                m.d.comb += [scan_start.eq(1), scan_load.eq(1)]
+                m.d.sync += [b_vld.eq(0), gn.eq(gnc), blk_first.eq(1), gfirst.eq(1)]
                 m.next = "C_TERM"
             with m.State("C_TERM"):
-                # stage A: addresses of the term pair (ci, ky, kx) and its successor, one pair
-                # per cycle: the runs of u words at the two taps (pixel p of the group reads
-                # word p*stride of each run) and the two weight words
-                def adv(s, tag):
-                    lk, lky = s["kx"] == K - 1, s["ky"] == K - 1
-                    wrap = lk & lky
-                    n = {k: Signal(len(v), name=f"{k}_{tag}") for k, v in s.items()}
-                    m.d.comb += [n["kx"].eq(Mux(lk, 0, s["kx"] + 1)),
-                                 n["ky"].eq(Mux(lk, Mux(lky, 0, s["ky"] + 1), s["ky"])),
-                                 n["tap_row"].eq(Mux(lk, Mux(lky, 0, s["tap_row"] + f(isa.OP_CONV, "w")),
-                                                     s["tap_row"])),
-                                 n["w_tap"].eq(Mux(wrap, 0, s["w_tap"] + 1)),
-                                 n["ci"].eq(Mux(wrap, s["ci"] + 1, s["ci"])),
-                                 n["ch_off"].eq(Mux(wrap, s["ch_off"] + f(isa.OP_CONV, "hw"), s["ch_off"])),
-                                 n["w_ch"].eq(Mux(wrap & (((s["ci"] + 1) & pmask) == 0),
-                                                  s["w_ch"] + f(isa.OP_CONV, "kk"), s["w_ch"]))]
-                    last = wrap & (s["ci"] == f(isa.OP_CONV, "cin") - 1)
-                    return n, last
-
-                s0 = {"kx": kx, "ky": ky, "tap_row": tap_row, "w_tap": w_tap, "ci": ci, "ch_off": ch_off,
-                      "w_ch": w_ch}
-                s1, last0 = adv(s0, "t1")
-                s2, last1 = adv(s1, "t2")
-                pix = row_off + ix0
-                iy1 = Signal(signed(18))
-                ix1 = Signal(signed(18))
-                m.d.comb += [iy1.eq(iy0 + s1["ky"]), ix1.eq(ix0 + s1["kx"])]
-                # per pixel p: the tap's column ix + p*stride inside the frame, p < g
-                row0 = (iy >= 0) & (iy < f(isa.OP_CONV, "h")[:16])
-                row1 = (iy1 >= 0) & (iy1 < f(isa.OP_CONV, "h")[:16])
-                inb0v, inb1v = [], []
-                for p_ in range(PPIX):
-                    for lst, x_, rw, tag in ((inb0v, ix, row0, 0), (inb1v, ix1, row1, 1)):
-                        xp = Signal(signed(20), name=f"ix{tag}_p{p_}")
-                        m.d.comb += xp.eq(x_ + pstep[p_])
-                        lst.append(rw & (xp >= 0) & (xp < f(isa.OP_CONV, "w")[:16]) & (gn > p_))
-                m.d.comb += [r0.addr.eq(f(isa.OP_CONV, "inb") + ch_off + (pix + tap_row + kx)[:32]),
-                             wr.addr.eq(w_ch + w_tap),
-                             r1.addr.eq(f(isa.OP_CONV, "inb") + s1["ch_off"] + (pix + s1["tap_row"] + s1["kx"])[:32]),
-                             wr1.addr.eq(s1["w_ch"] + s1["w_tap"])]
-                m.d.sync += [b_vld.eq(1), b_first.eq((ci == 0) & (w_tap == 0)), b_inb.eq(Cat(*inb0v)),
-                             b_shift.eq((ci & pmask)[:3]), b_v1.eq(~last0), b_inb1.eq(Cat(*inb1v)),
-                             b_shift1.eq((s1["ci"] & pmask)[:3])]
-                for k_, v_ in s0.items():
-                    m.d.sync += v_.eq(s2[k_])
-                with m.If(last0 | last1):
-                    m.next = "C_DRAIN"
+                # issue stage: a pair of the block's live terms per cycle (an empty pair when
+                # none is left: a block without live terms costs one cycle, and the group's
+                # first pair clears the accumulators even if empty); the block's last pair
+                # takes the next scanned block
+                done_blk = rest_live == 0
+                m.d.comb += [r0.addr.eq(pick(sel0, q_aaddr)), wr.addr.eq(pick(sel0, q_waddr)),
+                             r1.addr.eq(pick(sel1, q_aaddr)), wr1.addr.eq(pick(sel1, q_waddr))]
+                m.d.sync += [b_vld.eq(1), b_first.eq(gfirst), gfirst.eq(0),
+                             b_inb.eq(pick(sel0, q_inb)), b_shift.eq(pick(sel0, q_shift)),
+                             b_v1.eq(cur1.any()), b_inb1.eq(pick(sel1, q_inb)), b_shift1.eq(pick(sel1, q_shift)),
+                             rem.eq(rest_live), blk_first.eq(done_blk)]
+                with m.If(done_blk):
+                    with m.If(q_last):
+                        m.next = "C_DRAIN"
+                    with m.Else():
+                        m.d.comb += scan_load.eq(1)
             with m.State("C_DRAIN"):
                 m.d.sync += b_vld.eq(0)     # stage B adds the last pair
                 m.next = "C_ADV"

@@ -65,7 +65,10 @@ def estimate_resources(cfg: AccelConfig) -> dict:
     lanes, SDHA; 30,000 LUT, 27,000 FF). The fixed block was calibrated on one Yosys
     ``synth_xilinx -family xcup`` run of the v1 engine (1,024 fabric adders: 139,872 LUT,
     92,574 FF, 228 RAMB36E2, 32 URAM288) and raised for the v2 datapath: an estimate, not a
-    measurement (re-run Yosys, ``benchmarks/accel_latency.py --synth``).
+    measurement (re-run Yosys, ``benchmarks/accel_latency.py --synth``). The CONV scan
+    stage's occupancy flags (1 bit per activation word beside each bank, ``cfg.scan`` read
+    ports, one RAMB36E2 copy per read port: 32 Ki x 1 each) and its per-term tap-address
+    and in-frame logic (600 LUT, 150 FF per scanned term, also an estimate) are added.
     """
     def copies(bits: int, per: int) -> int:
         return 2 * -(-bits // per)
@@ -78,9 +81,10 @@ def estimate_resources(cfg: AccelConfig) -> dict:
     wb_u = copies(wb_bits, 288 * 1024) if cfg.wbuf_ram_style == "ultra" else 0
     wb_b = copies(wb_bits, 36 * 1024) if cfg.wbuf_ram_style != "ultra" else 0
     dsp = cfg.dsps
-    lut = dsp * 32 + 30_000
-    ff = dsp * 56 + 27_000
-    return {"source": "estimate", "lut": lut, "ff": ff, "dsp": dsp, "bram36": act_b + wb_b,
+    flag_b = nb * cfg.scan * -(-(cfg.act_depth // nb) // (32 * 1024))
+    lut = dsp * 32 + 30_000 + 600 * cfg.scan
+    ff = dsp * 56 + 27_000 + 150 * cfg.scan
+    return {"source": "estimate", "lut": lut, "ff": ff, "dsp": dsp, "bram36": act_b + wb_b + flag_b,
             "uram": act_u + wb_u, "multipliers": 0}
 
 
@@ -364,7 +368,7 @@ def build(ctx) -> dict:
                ["DDR traffic per clip", f"{traffic:,} bytes"],
                ["on-chip activation peak", f"{prog.act_peak:,} of {cfg.act_depth:,} words"],
                ["predicted latency (dense bound)", f"{ms:.3f} ms per clip ({total:,} cycles)"],
-               ["golden clip (exact; CONV cycles do not depend on the spikes)",
+               ["golden clip (exact; CONV skips all-zero T-bundles)",
                 f"{latency['golden_clip_ms']:.3f} ms ({clip0:,} cycles)"],
                ["ideal bound (adds/adders)", f"{latency['ideal_ms']:.3f} ms ({ideal:,} cycles)"],
                ["adder utilisation", f"{100 * latency['adder_utilisation']:.1f} %"],

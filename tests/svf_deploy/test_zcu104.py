@@ -57,7 +57,7 @@ def test_latency_and_resources_in_the_manifest(out):
     assert lat["ms_per_clip"] == pytest.approx(lat["cycles"] / 250e3, rel=1e-3)
     by = lat["cycles_by_unit"]
     assert sum(by.values()) == lat["cycles"] and by["CONV"] > 0 and by["SDHA"] > 0 and by["HEADER"] > 0
-    assert lat["golden_clip_cycles"] == lat["cycles"]      # exact for the clip; CONV is spike-independent
+    assert lat["golden_clip_cycles"] < lat["cycles"]       # exact for the clip: all-zero T-bundles skipped
     assert res["multipliers"] == 0 and res["dsp"] == PRODUCTION.dsps   # DSP48E2 SIMD adders only
     assert all(res[k] <= res["capacity"][k] for k in ("lut", "ff", "bram36", "uram", "dsp"))
     assert 0 < min(m["zcu104"]["bundle_sparsity"].values()) <= max(m["zcu104"]["bundle_sparsity"].values()) < 1
@@ -164,4 +164,4 @@ def test_golden_clip_cycles_equal_a_fresh_reference_run(out):
     prog = emit(graph, PRODUCTION)
     src = [graph.node(nd).inputs[0] for op, _, nd in prog.descriptors if op == isa.OP_CONV]
     cycles, _ = program_cycles(prog, inputs=conv_inputs(prog, graph, golden_values(graph, frames, src)))
-    assert m["latency"]["golden_clip_cycles"] == cycles == m["latency"]["cycles"]   # CONV: spike-independent
+    assert m["latency"]["golden_clip_cycles"] == cycles < m["latency"]["cycles"]    # below the dense bound

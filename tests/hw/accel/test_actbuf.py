@@ -78,7 +78,8 @@ def test_configurations_the_banks_cannot_hold_are_rejected():
 
 
 def test_ci_engine_banks_its_buffer_and_has_no_multipliers():
-    """The CI engine's RTLIL: ``u`` activation banks of ``act_depth / u`` words, and no
+    """The CI engine's RTLIL: ``u`` activation banks of ``act_depth / u`` words (and as many
+    1-bit occupancy-flag memories), and no
     multiplier, divider or modulo cell anywhere (the banks' rotations are multiplexers)."""
     import re
 
@@ -92,6 +93,68 @@ def test_ci_engine_banks_its_buffer_and_has_no_multipliers():
     u = CI.units_per_beat
     assert sorted((n, int(w), int(s)) for w, s, n in mems if n.startswith("bank")) == \
         [(f"bank{b}", 32, CI.act_depth // u) for b in range(u)]
+    # the occupancy flags: one bit per word beside each bank
+    assert sorted((n, int(w), int(s)) for w, s, n in mems if n.startswith("flag")) == \
+        [(f"flag{b}", 1, CI.act_depth // u) for b in range(u)]
     cells = set(re.findall(r"^\s*cell \$(\w+)", txt, re.M))
     assert "add" in cells and "memwr_v2" in cells
     assert not cells & {"mul", "div", "mod", "divfloor", "modfloor", "pow"}
+
+
+@pytest.mark.parametrize("u", [1, 2, 4])
+def test_flag_ports_read_runs_of_word_non_zero_flags(u):
+    """Occupancy flags: random writes (single words, masked runs, zero and non-zero data,
+    overwrites of non-zero words by zero) and two flag ports reading runs at every
+    alignment: bit ``i`` of a port's run is ``word(A + i) != 0`` one cycle later, with the
+    old contents for a word written in the same cycle (as the data ports)."""
+    from amaranth.sim import Simulator
+
+    depth = 32
+    dut = ActBuffer(depth, u, flags=2)
+    rng = np.random.default_rng(10 + u)
+    model = [0] * depth
+    seen = {"set": 0, "clear": 0, "offsets": set()}
+
+    async def tb(ctx):
+        for _ in range(400):
+            mode = int(rng.integers(3))
+            wa = int(rng.integers(depth))
+            # half the written words are zero, so flags are cleared as well as set
+            data = [int(x) * int(rng.integers(2)) for x in rng.integers(1, 2**32, u, dtype=np.uint64)]
+            mask = int(rng.integers(1, 2**u)) if mode == 2 else 0
+            fa = [int(rng.integers(depth)) for _ in range(2)]
+            ctx.set(dut.w_addr, wa)
+            ctx.set(dut.w_data, sum(w << (32 * i) for i, w in enumerate(data)))
+            ctx.set(dut.w_en, int(mode == 1))
+            ctx.set(dut.w_mask, mask)
+            for k in range(2):
+                ctx.set(dut.flag_port(k)[0], fa[k])
+            want = [sum(int(model[(a + i) % depth] != 0) << i for i in range(u)) for a in fa]
+            if mode == 1:
+                model[wa] = data[0]
+            for i in range(u):
+                if mask >> i & 1:
+                    model[(wa + i) % depth] = data[i]
+            await ctx.tick()
+            for k in range(2):
+                got = ctx.get(dut.flag_port(k)[1])
+                assert got == want[k], (k, fa[k], got, want[k])
+                seen["set"] += bin(got).count("1")
+                seen["clear"] += u - bin(got).count("1")
+                seen["offsets"].add(fa[k] % u)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert seen["set"] > 100 and seen["clear"] > 100 and seen["offsets"] == set(range(u))
+
+
+def test_scan_width_is_validated():
+    from svf_deploy.hw.accel import CI, PRODUCTION, AccelConfig
+    from svf_deploy.models.errors import HardwareError
+
+    for bad in (0, 1, 3, 7, "4"):
+        with pytest.raises(HardwareError, match="AccelConfig.scan must be an even int >= 2"):
+            AccelConfig(name="x", scan=bad)
+    assert AccelConfig(name="x").scan == 2 and CI.scan == 4 and PRODUCTION.scan == 8
