@@ -59,16 +59,15 @@ def estimate_resources(cfg: AccelConfig) -> dict:
     ``wbuf_ram_style``).
     The CONV accumulators are ``cfg.dsps = P_o/2 * P_t * P_pix`` DSP48E2 slices (SIMD adders,
     ``USE_MULT="NONE"``, :mod:`~svf_deploy.hw.accel.simd`), so no LUTs are charged for
-    adders. Logic per DSP: its 48-bit write-back shadow and its share of the shadow read-out
-    multiplexer and gating (32 LUT, 56 FF, deliberately generous), plus a fixed block
-    (control, DMA and bank rotation, per-pixel bundle selection, write-back bias adders, LIF
-    lanes, SDHA; 30,000 LUT, 27,000 FF). The fixed block was calibrated on one Yosys
-    ``synth_xilinx -family xcup`` run of the v1 engine (1,024 fabric adders: 139,872 LUT,
-    92,574 FF, 228 RAMB36E2, 32 URAM288) and raised for the v2 datapath: an estimate, not a
-    measurement (re-run Yosys, ``benchmarks/accel_latency.py --synth``). The CONV scan
-    stage's occupancy flags (1 bit per activation word beside each bank, ``cfg.scan`` read
-    ports, one RAMB36E2 copy per read port: 32 Ki x 1 each) and its per-term tap-address
-    and in-frame logic (600 LUT, 150 FF per scanned term, also an estimate) are added.
+    adders. Logic per DSP: its two 24-bit write-back shadows in the shift chain (48 FF, one
+    LUT each for the load/shift choice). The CONV scan stage: occupancy flags (1 bit per
+    activation word beside each bank, ``cfg.scan`` read ports, one RAMB36E2 per port and
+    32 Ki flags) and 600 LUT, 150 FF per scanned term. The rest is a fixed block (control,
+    DMA and bank rotation, per-pixel bundle selection, bias adders, LIF lanes, SDHA: 58,000
+    LUT, 27,500 FF), calibrated on the Yosys ``synth_xilinx -family xcup`` run of the
+    production engine recorded in ``hw/synth_record.json`` (136,544 LUT, 102,433 FF, 1,536
+    DSP48E2, 32 RAMB36E2, 90 URAM288): for other configurations an estimate, not a
+    measurement (``benchmarks/accel_latency.py --synth``).
     """
     def copies(bits: int, per: int) -> int:
         return 2 * -(-bits // per)
@@ -82,8 +81,8 @@ def estimate_resources(cfg: AccelConfig) -> dict:
     wb_b = copies(wb_bits, 36 * 1024) if cfg.wbuf_ram_style != "ultra" else 0
     dsp = cfg.dsps
     flag_b = nb * cfg.scan * -(-(cfg.act_depth // nb) // (32 * 1024))
-    lut = dsp * 32 + 30_000 + 600 * cfg.scan
-    ff = dsp * 56 + 27_000 + 150 * cfg.scan
+    lut = dsp * 48 + 58_000 + 600 * cfg.scan
+    ff = dsp * 48 + 27_500 + 150 * cfg.scan
     return {"source": "estimate", "lut": lut, "ff": ff, "dsp": dsp, "bram36": act_b + wb_b + flag_b,
             "uram": act_u + wb_u, "multipliers": 0}
 
@@ -109,12 +108,18 @@ def _cached_yosys(cfg: AccelConfig, verilog_top: str) -> dict | None:
     return r
 
 
+def synth_text(verilog: str) -> str:
+    """The text ``hw.synth.synthesize`` hashes for the same engine: every module named under
+    ``top`` instead of :data:`RTL_NAME` (Amaranth prefixes the submodules with the top's name)."""
+    return verilog.replace(RTL_NAME, "top")
+
+
 def resources(cfg: AccelConfig) -> tuple[dict, str]:
     """``(resources, verilog)`` of the engine under ``cfg`` (Yosys if cached, else estimate)."""
     from ..hw.accel.verilog import to_verilog
 
     verilog = to_verilog(Engine(cfg, dsp_instance=True), RTL_NAME)   # DSP48E2 primitives for Vivado
-    r = _cached_yosys(cfg, verilog.replace(f"module {RTL_NAME}(", "module top(", 1)) or estimate_resources(cfg)
+    r = _cached_yosys(cfg, synth_text(verilog)) or estimate_resources(cfg)
     r["device"] = "xczu7ev-ffvc1156-2-e"
     r["capacity"] = dict(XCZU7EV)
     r["utilisation"] = {k: round(float(r.get(k, 0)) / v, 4) for k, v in XCZU7EV.items()}

@@ -165,3 +165,17 @@ def test_golden_clip_cycles_equal_a_fresh_reference_run(out):
     src = [graph.node(nd).inputs[0] for op, _, nd in prog.descriptors if op == isa.OP_CONV]
     cycles, _ = program_cycles(prog, inputs=conv_inputs(prog, graph, golden_values(graph, frames, src)))
     assert m["latency"]["golden_clip_cycles"] == cycles < m["latency"]["cycles"]    # below the dense bound
+
+
+def test_the_target_looks_up_yosys_results_under_the_hash_synthesis_uses():
+    from svf_deploy.hw.accel import CI
+    from svf_deploy.hw.accel.engine import Engine
+    from svf_deploy.hw.accel.verilog import skip_zero_meminit
+    from svf_deploy.hw.accel.verilog import to_verilog as accel_verilog
+    from svf_deploy.hw.synth import rtl_hash, strip_zero_init, to_verilog
+    from svf_deploy.targets.zcu104 import RTL_NAME, synth_text
+
+    with skip_zero_meminit():
+        synth = strip_zero_init(to_verilog(Engine(CI, dsp_instance=True), "top"))
+    target = strip_zero_init(synth_text(accel_verilog(Engine(CI, dsp_instance=True), RTL_NAME)))
+    assert rtl_hash(target) == rtl_hash(synth)
