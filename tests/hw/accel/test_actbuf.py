@@ -6,6 +6,16 @@ import pytest
 from svf_deploy.hw.accel.actbuf import ActBuffer
 
 
+def _write(model: list, wa: int, data: list, mode: int, mask: int) -> None:
+    """The buffer's write port on a plain list: ``w_en`` (mode 1) writes word 0, ``mask``
+    writes word ``i`` of the run for each set bit ``i``, modulo the depth."""
+    if mode == 1:
+        model[wa] = data[0]
+    for i in range(len(data)):
+        if mask >> i & 1:
+            model[(wa + i) % len(model)] = data[i]
+
+
 @pytest.mark.parametrize("u", [1, 2, 4])
 def test_banked_buffer_matches_a_flat_word_array(u):
     """Random single-word writes and masked runs of ``u`` words at every alignment, with
@@ -41,11 +51,7 @@ def test_banked_buffer_matches_a_flat_word_array(u):
             ctx.set(dut.r1_addr, a1)
             new0 = [model[(a0 + i) % depth] for i in range(u)] if en0 else exp0
             new1 = [model[(a1 + i) % depth] for i in range(u)]
-            if mode == 1:
-                model[wa] = data[0]
-            for i in range(u):
-                if mask >> i & 1:
-                    model[(wa + i) % depth] = data[i]
+            _write(model, wa, data, mode, mask)
             await ctx.tick()
             if new0 is not None:
                 assert ctx.get(dut.r0_beat) == pack(new0)
@@ -130,11 +136,7 @@ def test_flag_ports_read_runs_of_word_non_zero_flags(u):
             for k in range(2):
                 ctx.set(dut.flag_port(k)[0], fa[k])
             want = [sum(int(model[(a + i) % depth] != 0) << i for i in range(u)) for a in fa]
-            if mode == 1:
-                model[wa] = data[0]
-            for i in range(u):
-                if mask >> i & 1:
-                    model[(wa + i) % depth] = data[i]
+            _write(model, wa, data, mode, mask)
             await ctx.tick()
             for k in range(2):
                 got = ctx.get(dut.flag_port(k)[1])
