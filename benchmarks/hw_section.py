@@ -89,6 +89,9 @@ def section(ctx, Section, Stat, *, quick: bool, a6000_ms: dict) -> "Section":
     sec.tables.append((["model", "size", "T", "engine", "G adds/clip", "ms/clip", "ideal ms",
                         "adder utilisation", "A6000 (paper, svf-large pose clip)"], rows))
     sec.notes.append("goal (issue 10): svf-large, T=8, 256x256 under 100 ms per clip, utilisation above 70 %")
+    sec.notes.append("synthetic-spike rows: every spike map's T-bundles zero independently at the bundled "
+                     "model's rate (the analog stem's bit-planes non-zero); their ideal ms and utilisation "
+                     "count the dense additions (skipped ones as done)")
     skip = acc.get("bundled_bundle_sparsity_mean")
     if skip is not None:
         sec.notes.append(f"all-zero T-bundles in the bundled model's spike maps: {100 * skip:.1f} % (mean over layers)")
