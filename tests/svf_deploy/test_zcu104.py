@@ -47,7 +47,15 @@ def test_files_a_board_needs(out):
     assert (d / "driver" / "driver.py").exists() and (d / "driver" / "isa.py").exists()
     html = (d / "zcu104.html").read_text()
     assert html.count("<table>") == 4 and "data:image/png;base64," in html
-    assert "| layer | unit | dense adds | cycles |" in (d / "zcu104.md").read_text()
+    md = (d / "zcu104.md").read_text()
+    assert "| layer | unit | dense adds | cycles (dense bound) | cycles (golden clip) |" in md
+    # per layer, the golden clip's exact cycles: at most the dense bound, below it where a
+    # conv skips empty bundles, summing to the manifest's golden-clip total
+    rows = [r.split(" | ") for r in md.split("## Per layer")[1].splitlines() if r.startswith("| ")][1:]
+    dense = [int(r[3].replace(",", "")) for r in rows]
+    clip = [int(r[4].replace(",", "")) for r in rows]
+    assert all(c <= dd for c, dd in zip(clip, dense)) and sum(c < dd for c, dd in zip(clip, dense)) >= 5
+    assert sum(clip) == m["latency"]["golden_clip_cycles"] and sum(dense) == m["latency"]["cycles"]
 
 
 def test_latency_and_resources_in_the_manifest(out):
