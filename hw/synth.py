@@ -31,7 +31,7 @@ from pathlib import Path
 from ..models.errors import HardwareError
 
 __all__ = ["Resources", "to_verilog", "strip_zero_init", "synthesize", "BUILD_ROOT", "rtl_hash",
-           "recorded", "record", "RECORD"]
+           "recorded", "record", "lookup", "RECORD"]
 
 #: gitignored build root (not under /tmp: YoWASP cannot see /tmp)
 BUILD_ROOT = Path(__file__).resolve().parent.parent / "build"
@@ -101,17 +101,24 @@ def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = 
     call on an unchanged core reuses the previous result. ``keep``: also add the result to
     :data:`RECORD` (committed with the source, for runs too long to repeat in a clone).
     """
-    import time
-
     text = strip_zero_init(to_verilog(core, "top"))
     h = rtl_hash(text, uram)
-    work = (build_root or BUILD_ROOT) / "synth" / f"{name}-{h}"
+    work = _work_dir(name, h, build_root)
     done = work / "resources.json"
     if done.exists():  # synthesised before: count again from Yosys' own outputs
         res = _count(name, work, json.loads(done.read_text())["seconds"])
-        if keep:
-            record(res, h)
-        return res
+    else:
+        res = _run(work, text, name, uram, timeout)
+        done.write_text(json.dumps(asdict(res)))
+    if keep:
+        record(res, h)
+    return res
+
+
+def _run(work: Path, text: str, name: str, uram: bool, timeout: float) -> Resources:
+    """Run Yosys on ``text`` (module ``top``) in ``work`` and count the cells."""
+    import time
+
     work.mkdir(parents=True, exist_ok=True)
     (work / "top.v").write_text(text)
     script = "\n".join([
@@ -134,7 +141,6 @@ def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = 
     t0 = time.time()
     r = subprocess.run(_yosys_exe() + ["-q", "-l", "synth.log", "-s", "synth.ys"], cwd=work, capture_output=True,
                        text=True, timeout=timeout)
-    secs = time.time() - t0
     if r.returncode:
         tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
         raise HardwareError(f"yosys failed on {name} (see {work}): " + " | ".join(tail))
@@ -144,11 +150,26 @@ def synthesize(core, name: str, *, build_root: Path | None = None, uram: bool = 
         last = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
         (work / "ltp.txt").write_text(f"ltp failed: {last[0]}\n")
     (work / "post.il").unlink(missing_ok=True)
-    res = _count(name, work, round(time.time() - t0, 2))
-    done.write_text(json.dumps(asdict(res)))
-    if keep:
-        record(res, h)
-    return res
+    return _count(name, work, round(time.time() - t0, 2))
+
+
+def _work_dir(name: str, h: str, build_root: Path | None = None) -> Path:
+    """Where :func:`synthesize` runs (and caches) ``name`` for the RTL of hash ``h``."""
+    return (build_root or BUILD_ROOT) / "synth" / f"{name}-{h}"
+
+
+def lookup(name: str, verilog_top: str) -> dict | None:
+    """A finished Yosys result for exactly ``verilog_top`` (module ``top``, no URAM option),
+    without running Yosys: this clone's cache (:func:`synthesize`), else the :data:`RECORD`
+    entry for the same hash. The result carries ``source``; ``None`` if neither has it."""
+    h = rtl_hash(strip_zero_init(verilog_top))
+    done = _work_dir(name, h) / "resources.json"
+    if done.exists():
+        return json.loads(done.read_text()) | {"source": "yosys synth_xilinx -family xcup"}
+    r = recorded(name, h)
+    if r is None:
+        return None
+    return r | {"source": f"yosys synth_xilinx -family xcup (recorded {r.get('date', '?')} for this RTL, hash {h})"}
 
 
 def rtl_hash(verilog_top: str, uram: bool = False) -> str:

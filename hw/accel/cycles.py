@@ -258,16 +258,15 @@ def conv_busy(words: np.ndarray | None, cfg: AccelConfig, f: dict) -> np.ndarray
     nz = np.asarray(words).reshape(cin, h, w) != 0
     pad_y, pad_x = int(f.get("pad_y", f["pad"])), int(f["pad"])
     # frame padded with all-zero (never live) words wide enough for every tap
-    oy0, ox0 = pad_y, pad_x
     big = np.zeros((cin, max(h, (hout - 1) * stride + k) + pad_y + k,
                     max(w, (wout - 1) * stride + k) + pad_x + k), bool)
-    big[:, oy0:oy0 + h, ox0:ox0 + w] = nz
+    big[:, pad_y:pad_y + h, pad_x:pad_x + w] = nz
     starts = np.cumsum([0] + groups[:-1])
-    kx = np.arange(k)
-    cols = (np.arange(wout) * stride)[:, None] + kx[None, :]          # [wout, K] padded column
+    taps = np.arange(k)
+    cols = (np.arange(wout) * stride)[:, None] + taps[None, :]        # [wout, K] padded column
     out = np.empty((hout, len(groups)), np.int64)
     for oy in range(hout):
-        rows = oy * stride + kx                                       # padded rows of the taps
+        rows = oy * stride + taps                                     # padded rows of the taps
         t = big[:, rows][:, :, cols]                                  # [cin, Ky, wout, Kx]
         g = np.logical_or.reduceat(t, starts, axis=2)                 # [cin, Ky, groups, Kx]
         live = g.transpose(2, 0, 1, 3).reshape(len(groups), terms)

@@ -88,23 +88,14 @@ def estimate_resources(cfg: AccelConfig) -> dict:
 
 
 def _cached_yosys(cfg: AccelConfig, verilog_top: str) -> dict | None:
-    """A Yosys result for exactly this RTL: this clone's synthesis cache (``hw.synth``, keyed
-    by the Verilog's hash, filled by ``benchmarks/accel_latency.py --synth`` or the slow test),
-    else the entry recorded with the source for the same hash (:data:`~..hw.synth.RECORD`)."""
-    from ..hw.synth import BUILD_ROOT, recorded, rtl_hash, strip_zero_init
+    """A Yosys result for exactly this RTL (:func:`~..hw.synth.lookup`: this clone's synthesis
+    cache, filled by ``benchmarks/accel_latency.py --synth`` or the slow test, else the
+    entry recorded with the source for the same hash), with its multiplier total."""
+    from ..hw.synth import lookup
 
-    name = f"accel-{cfg.name}"
-    h = rtl_hash(strip_zero_init(verilog_top))
-    p = BUILD_ROOT / "synth" / f"{name}-{h}" / "resources.json"
-    if p.exists():
-        r = json.loads(p.read_text())
-        r["source"] = "yosys synth_xilinx -family xcup"
-    elif (r := recorded(name, h)) is not None:
-        r = dict(r)
-        r["source"] = f"yosys synth_xilinx -family xcup (recorded {r.get('date', '?')} for this RTL, hash {h})"
-    else:
-        return None
-    r["multipliers"] = r.get("mul_cells", 0) + r.get("dsp_mult", 0)
+    r = lookup(f"accel-{cfg.name}", verilog_top)
+    if r is not None:
+        r["multipliers"] = r.get("mul_cells", 0) + r.get("dsp_mult", 0)
     return r
 
 
