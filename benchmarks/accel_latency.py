@@ -41,6 +41,11 @@ import numpy as np
 import torch
 
 
+#: DDR latency per burst (cycles beyond the simulated RAM's) priced beside the dense bound:
+#: the engine keeps one burst in flight, so each burst waits for it (+DDR_LATENCY in the sim)
+DDR_LAT = 32
+
+
 def bundled():
     from svf_deploy.api import BUNDLED_MODEL
     from svf_deploy.compiler.pipeline import CompileOptions, compile_model
@@ -129,7 +134,8 @@ def main(argv=None) -> int:
                     f"{PRODUCTION.p_o}/2 x {PRODUCTION.p_t} x {PRODUCTION.p_pix} pixels, {PRODUCTION.adders} adds/cycle, "
                     f"{PRODUCTION.clock_mhz:g} MHz), T = 8")
     for c in ("model", "size", "config / plan", "emit s", "descriptors", "DDR image MB", "G adds/clip",
-              "M cycles (dense)", "ms/clip", "ideal ms", "utilisation", "ms @ bundled skip", "goal"):
+              "M cycles (dense)", "ms/clip", "ideal ms", "utilisation", "ms @ bundled skip",
+              f"dense ms, DDR +{DDR_LAT} cyc/burst", "goal"):
         t.add_column(c, justify="right")
     runs = [("svf-small", 224)] if a.quick else [("svf-small", 224), ("svf-small", 256),
                                                  ("svf-large", 224), ("svf-large", 256)]
@@ -146,7 +152,7 @@ def main(argv=None) -> int:
                 prog = emit(g, cfg)
             except HardwareError as e:
                 programs.append({"model": name, "size": size, "T": 8, "config": cfg.name, "refused": str(e)})
-                t.add_row(name, str(size), cfg.name, f"{time.time() - t0:.1f}", "refused (below)", *[""] * 8)
+                t.add_row(name, str(size), cfg.name, f"{time.time() - t0:.1f}", "refused (below)", *[""] * 9)
                 continue
             emit_s = time.time() - t0
             t0 = time.time()
@@ -162,6 +168,7 @@ def main(argv=None) -> int:
                 p0 = 0.0 if ty.kind == "analog" else skip
                 synth[nd] = np.where(rng.random(nwords) < p0, 0, 0xFF).astype(np.uint32)
             skipped, _ = program_cycles(prog, inputs=synth)
+            slow, _ = program_cycles(prog, ddr_latency=DDR_LAT)     # one burst in flight: latency adds
             model_s = time.time() - t0
             adds = sum(st.dense_adds for st in prog.stats if st.unit in ("CONV", "SDHA"))
             ideal = -(-sum(st.dense_adds for st in prog.stats if st.unit == "CONV") // cfg.adders)
@@ -173,7 +180,8 @@ def main(argv=None) -> int:
                    "ideal_cycles": ideal, "ideal_ms": round(ideal / (cfg.clock_mhz * 1e3), 3),
                    "utilisation": round(ideal / dense, 4), "skip_cycles": skipped,
                    "skip_ms": round(skipped / (cfg.clock_mhz * 1e3), 3),
-                   "skip_utilisation": round(ideal / skipped, 4)}
+                   "skip_utilisation": round(ideal / skipped, 4), "ddr_latency": DDR_LAT,
+                   "ddr_latency_ms": round(slow / (cfg.clock_mhz * 1e3), 3)}
             programs.append(rec)
             for label, cyc in ((f"program ({cfg.name}, {prog.plan}), dense bound", dense),
                                (f"program ({cfg.name}, {prog.plan}), synthetic spikes at the bundled "
@@ -185,7 +193,7 @@ def main(argv=None) -> int:
             t.add_row(name, str(size), f"{cfg.name} / {prog.plan}", f"{emit_s:.1f}", f"{len(prog.descriptors):,}",
                       f"{prog.image.size / 2**20:,.0f}", f"{adds / 1e9:.1f}", f"{dense / 1e6:,.1f}", f"{ms:,.1f}",
                       f"{rec['ideal_ms']:,.1f}", f"{100 * rec['utilisation']:.1f} %",
-                      f"{rec['skip_ms']:,.1f}", goal)
+                      f"{rec['skip_ms']:,.1f}", f"{rec['ddr_latency_ms']:,.1f}", goal)
             last = (name, size, cfg, per)
         # T = 32: the model compiled for 32 steps (its neurons' fraction bits and widths are
         # proved for T=32) and emitted: the exact dense bound. Where emission is refused or
@@ -205,7 +213,7 @@ def main(argv=None) -> int:
             preds.append(p.as_dict() | {"engine": f"predict() approximation, on-chip (optimistic): {e}"})
             t.add_row(name, str(size), "T=32: predict() (approx.)", "", "", "", f"{p.adds / 1e9:.1f}",
                       f"{p.cycles / 1e6:,.1f}", f"{p.ms:,.1f}", f"{p.ideal_ms:,.1f}",
-                      f"{100 * p.utilisation:.1f} %", "", "")
+                      f"{100 * p.utilisation:.1f} %", "", "", "")
         else:
             emit_s = time.time() - t0
             dense, _ = program_cycles(prog)
@@ -224,7 +232,7 @@ def main(argv=None) -> int:
                           "cycles": dense})
             t.add_row(name, str(size), f"T=32: {PRODUCTION.name} / {prog.plan}", f"{emit_s:.0f}",
                       f"{len(prog.descriptors):,}", "", f"{adds / 1e9:.1f}", f"{dense / 1e6:,.1f}", f"{ms:,.1f}",
-                      f"{rec['ideal_ms']:,.1f}", f"{100 * rec['utilisation']:.1f} %", "", "")
+                      f"{rec['ideal_ms']:,.1f}", f"{100 * rec['utilisation']:.1f} %", "", "", "")
             del prog
         del g32
     out["predictions"] = preds

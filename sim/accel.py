@@ -53,6 +53,7 @@ def sim_top(cfg: AccelConfig, ddr_bytes: int = DDR_BYTES):
 
     sig = {k: v for k, v in axi_signature(cfg).items() if not k.startswith("m_axi_")}
     sig["dump"] = In(1)
+    sig["proto_err"] = Out(1)
 
     class SimTop(wiring.Component):
         def __init__(self):
@@ -77,7 +78,7 @@ def sim_top(cfg: AccelConfig, ddr_bytes: int = DDR_BYTES):
             m.submodules.ram = Instance("axi_ram_sim", p_DW=cfg.axi_data_width,
                                         p_WORDS=ddr_bytes // (cfg.axi_data_width // 8),
                                         i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
-                                        i_dump=self.dump, **ports)
+                                        i_dump=self.dump, o_proto_err=self.proto_err, **ports)
             return m
 
     return SimTop()
@@ -155,9 +156,12 @@ def _hex_lines(image: np.ndarray, dw: int) -> str:
 
 
 def run(prog: Program, codes: np.ndarray, sim: SimBuild, *, image: np.ndarray | None = None,
-        max_cycles: int = 50_000_000, keep: bool = False) -> SimRun:
+        max_cycles: int = 50_000_000, keep: bool = False, ddr_latency: int = 0) -> SimRun:
     """Run ``prog`` on input codes ``[T, C, H, W]``; ``image`` overrides the DDR image
-    (mutation tests). Returns the cycles and every stored tensor decoded."""
+    (mutation tests); ``ddr_latency``: extra cycles before each read burst's data and each
+    write burst's response (the RAM model's ``+DDR_LATENCY``). Returns the cycles and every
+    stored tensor decoded. The RAM model checks the AXI protocol (bursts within 4 KB, INCR,
+    full-width, WLAST): a violation raises :class:`HardwareError`."""
     from cocotb_tools.runner import get_results, get_runner
 
     verilator_env()
@@ -177,7 +181,8 @@ def run(prog: Program, codes: np.ndarray, sim: SimBuild, *, image: np.ndarray | 
         xml = get_runner("verilator").test(
             test_module="svf_deploy.sim.accel_tb", hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
             build_dir=sim.build_dir, test_dir=run_dir, timescale=TIMESCALE,
-            plusargs=[f"+DDR_INIT={init}", f"+DDR_DUMP={dump}", f"+DDR_DUMP_WORDS={nwords}"],
+            plusargs=[f"+DDR_INIT={init}", f"+DDR_DUMP={dump}", f"+DDR_DUMP_WORDS={nwords}",
+                      f"+DDR_LATENCY={int(ddr_latency)}"],
             extra_env={"SVF_RESULTS": str(res), "SVF_MAX_CYCLES": str(max_cycles)},
             log_file=run_dir / "sim.log")
         wall = time.time() - t0
@@ -190,6 +195,10 @@ def run(prog: Program, codes: np.ndarray, sim: SimBuild, *, image: np.ndarray | 
         if info["status"] & isa.STATUS_ERROR:
             raise HardwareError(f"the engine stopped with STATUS.error at descriptor {info['pc']} "
                                 "(program header or opcode rejected)")
+        if info.get("proto_err", 1):
+            log = (run_dir / "sim.log").read_text(errors="replace").splitlines()
+            raise HardwareError("the engine broke the AXI4 protocol on the DDR port: "
+                                + " | ".join(l.strip() for l in log if "violation" in l)[:600])
         if info["id"] != isa.MAGIC:
             raise HardwareError(f"engine ID register reads {info['id']:#x}, expected {isa.MAGIC:#x}")
         lines = dump.read_text().split()

@@ -3,7 +3,8 @@
 The DDR image is preloaded by the RAM model (``+DDR_INIT``); the test programs the engine
 over AXI4-Lite exactly as the host driver does (:mod:`svf_deploy.hw.driver` register map),
 waits for the interrupt under a cycle watchdog, reads ``STATUS``/``CYCLES``, and makes the
-RAM model dump DDR (``+DDR_DUMP``). Results go to the JSON file named by ``SVF_RESULTS``.
+RAM model dump DDR (``+DDR_DUMP``), and records the RAM's sticky AXI
+protocol-violation flag (``proto_err``). Results go to the JSON file named by ``SVF_RESULTS``.
 """
 
 from __future__ import annotations
@@ -88,11 +89,12 @@ async def run_program(dut):
     pc = await axil_read(dut, isa.REG_PC)
     await axil_write(dut, isa.REG_IRQ_STAT, 1)
     irq_after = int(dut.irq.value)
+    proto_err = int(dut.proto_err.value)
     dut.dump.value = 1
     await RisingEdge(dut.clk)
     dut.dump.value = 0
     await ClockCycles(dut.clk, 2)
     with open(out, "w") as fh:
         json.dump({"id": ident, "status": status, "cycles": cycles, "pc": pc, "timed_out": timed_out,
-                   "irq_cleared": irq_after == 0}, fh)
+                   "irq_cleared": irq_after == 0, "proto_err": proto_err}, fh)
     assert not timed_out, f"watchdog: no interrupt within {max_cycles} cycles (pc={pc}, status={status})"

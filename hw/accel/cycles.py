@@ -10,9 +10,12 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 
 * fetch: ``3 + read(32 units)``; one AXI beat (``u`` units) per cycle in both directions
   (the activation buffer has ``u`` banks, :mod:`.actbuf`): ``read(N)`` = per burst
-  ``B + 2``, ``write(N)`` = per burst ``B + 3``, ``ceil(N/u)`` beats in bursts of ``B``; a
-  2-D ``LOAD``/``STORE`` of ``rows`` runs costs one fetch and ``rows * read/write(count)``
-  (the next run's address handshake follows the last burst as a burst follows a burst).
+  ``B + 2``, ``write(N)`` = per burst ``B + 3``, ``ceil(N/u)`` beats in bursts of at most
+  ``B``, each also cut at a 4 KB boundary (:func:`burst_count`; plus ``ddr_latency`` per
+  burst where the DDR answers that much later, as the simulated RAM does with
+  ``+DDR_LATENCY``); a 2-D ``LOAD``/``STORE`` of ``rows`` runs costs one fetch and the sum
+  of its runs' ``read/write(count)`` (each run's bursts from its own DDR address; the next
+  run's address handshake follows the last burst as a burst follows a burst).
 * CONV: :func:`conv_cycles`: per group of ``g = min(P_pix, (u-1)//stride + 1)`` output
   pixels of a row (the row's last group may be partial, :func:`conv_groups`) and ``P_t``
   chunk ``max(busy, L + 1)`` with ``L = lanes * g * ceil(t_n/u)`` the overlapped
@@ -56,7 +59,7 @@ import numpy as np
 from . import isa
 from .config import AccelConfig, lif_lanes
 
-__all__ = ["layers_from_graph", "dma_read", "dma_write", "conv_cycles", "conv_busy", "conv_block_cycles",
+__all__ = ["layers_from_graph", "burst_count", "dma_read", "dma_write", "conv_cycles", "conv_busy", "conv_block_cycles",
            "conv_groups", "conv_inputs",
            "descriptor_cycles", "program_cycles", "lif_cycles", "ew_cycles", "sdha_cycles", "LayerCycles",
            "bundle_sparsity", "predict", "Prediction"]
@@ -64,29 +67,45 @@ __all__ = ["layers_from_graph", "dma_read", "dma_write", "conv_cycles", "conv_bu
 FETCH_OVERHEAD = 3  # FETCH, DECODE, NEXT
 
 
-def _bursts(beats: int, burst: int) -> list[int]:
-    out = []
-    while beats > 0:
-        b = min(burst, beats)
-        out.append(b)
-        beats -= b
-    return out
+#: AXI4 bursts never cross a 4 KB boundary (A3.4.1); the engine cuts them there
+PAGE_BYTES = 4096
 
 
-def dma_read(units: int, cfg: AccelConfig, ddr_latency: int = 0) -> int:
-    """Cycles of a DMA read of ``units`` 32-bit units (RD_AR, RD_R): per burst of ``B``
-    beats, 2 for the address handshake and one per beat (the banked activation buffer takes
-    a whole beat per cycle), ``B + 2``."""
+def burst_count(beats: int, cfg: AccelConfig, ddr: int = 0) -> int:
+    """Bursts the engine issues for ``beats`` beats from DDR byte address ``ddr``: greedy
+    bursts of at most ``cfg.burst`` beats, each cut at the next 4 KB boundary, so every 4 KB
+    page segment of ``s`` beats takes ``ceil(s / burst)`` bursts."""
+    if beats <= 0:
+        return 0
+    page = PAGE_BYTES // (cfg.axi_data_width // 8)
+    first = min(beats, page - (ddr % PAGE_BYTES) // (cfg.axi_data_width // 8))
+    full, tail = divmod(beats - first, page)
+    return -(-first // cfg.burst) + full * -(-page // cfg.burst) + -(-tail // cfg.burst)
+
+
+def dma_read(units: int, cfg: AccelConfig, ddr_latency: int = 0, ddr: int = 0) -> int:
+    """Cycles of a DMA read of ``units`` 32-bit units from DDR byte ``ddr`` (RD_AR, RD_R):
+    per burst (:func:`burst_count`) of ``B`` beats, 2 for the address handshake, ``ddr_latency``
+    until the first beat and one per beat (the banked activation buffer takes a whole beat per
+    cycle): ``B + 2 + ddr_latency``."""
     beats = -(-units // cfg.units_per_beat)
-    return sum(b + 2 + ddr_latency for b in _bursts(beats, cfg.burst))
+    return beats + burst_count(beats, cfg, ddr) * (2 + ddr_latency)
 
 
-def dma_write(units: int, cfg: AccelConfig, ddr_latency: int = 0) -> int:
-    """Cycles of a DMA write of ``units`` 32-bit units (WR_AW, WR_W, WR_B): per burst of
-    ``B`` beats, 2 for the address handshake, one per beat (the banked buffer reads a whole
-    beat per cycle, one cycle ahead) and 1 for the response, ``B + 3``."""
+def dma_write(units: int, cfg: AccelConfig, ddr_latency: int = 0, ddr: int = 0) -> int:
+    """Cycles of a DMA write of ``units`` 32-bit units to DDR byte ``ddr`` (WR_AW, WR_W,
+    WR_B): per burst of ``B`` beats, 2 for the address handshake, one per beat (the banked
+    buffer reads a whole beat per cycle, one cycle ahead), ``ddr_latency`` until the
+    response and 1 to take it: ``B + 3 + ddr_latency``."""
     beats = -(-units // cfg.units_per_beat)
-    return sum(b + 3 + ddr_latency for b in _bursts(beats, cfg.burst))
+    return beats + burst_count(beats, cfg, ddr) * (3 + ddr_latency)
+
+
+def _runs(f: dict):
+    """DDR byte address of each run of a (2-D) LOAD/STORE (strides two's complement)."""
+    st = int(f.get("ddr_stride", 0)) & 0xFFFFFFFF
+    st -= (st >> 31) << 32
+    return [int(f["ddr"]) + r * st for r in range(max(1, int(f.get("rows", 1))))]
 
 
 def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
@@ -97,11 +116,11 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
     if op in (isa.OP_END, isa.OP_HEADER):
         return fetch - (1 if op == isa.OP_END else 0)
     if op == isa.OP_LOAD:
-        return fetch + max(1, int(f.get("rows", 1))) * dma_read(f["count"], cfg, ddr_latency)
+        return fetch + sum(dma_read(f["count"], cfg, ddr_latency, a) for a in _runs(f))
     if op == isa.OP_LOADW:
-        return fetch + dma_read(f["count"] * (cfg.p_o // 4), cfg, ddr_latency)
+        return fetch + dma_read(f["count"] * (cfg.p_o // 4), cfg, ddr_latency, int(f["ddr"]))
     if op == isa.OP_STORE:
-        return fetch + max(1, int(f.get("rows", 1))) * dma_write(f["count"], cfg, ddr_latency)
+        return fetch + sum(dma_write(f["count"], cfg, ddr_latency, a) for a in _runs(f))
     if op == isa.OP_CONV:
         return fetch + conv_cycles(cfg, terms=f["cin"] * f["kk"], hout=f["hout"], wout=f["wout"], T=f["t"],
                                    cout=f["cout"], stride=f["stride"], oc_start=f["oc_start"], oc_end=f["oc_end"],

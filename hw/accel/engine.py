@@ -2,7 +2,9 @@
 
 A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a time:
 
-* **DMA** (AXI4 master, INCR bursts): ``LOAD`` DDR -> activation buffer, ``LOADW`` DDR ->
+* **DMA** (AXI4 master, INCR bursts of at most ``cfg.burst`` beats, cut so that no burst
+  crosses a 4 KB address boundary, AXI4 A3.4.1: a burst from byte ``a`` has at most
+  ``(4096 - a % 4096) / beat_bytes`` beats): ``LOAD`` DDR -> activation buffer, ``LOADW`` DDR ->
   weight buffer, ``STORE`` activation buffer -> DDR; descriptors are fetched the same way.
   One beat per cycle both ways: the activation buffer has one 32-bit bank per beat unit
   (:mod:`.actbuf`), so a beat's ``u`` words go in (or come out) together at any word
@@ -97,6 +99,8 @@ __all__ = ["Engine", "axi_signature", "MEM_BITS"]
 
 #: width of the LIF lane's membrane datapath (every IntLIF's ``mem_bits`` must fit)
 MEM_BITS = 64
+#: no AXI4 burst crosses a boundary of this many bytes (A3.4.1: 4 KB)
+PAGE_BYTES = 4096
 
 
 def axi_signature(cfg: AccelConfig) -> dict:
@@ -281,6 +285,19 @@ class Engine(wiring.Component):
         wasm = Signal(WBW)            # weight word assembly
         wasm_n = Signal(range(max(BPW, 2)))
         burst_len = Signal(9)
+        # AXI4 bursts never cross a 4 KB boundary: a burst is at most the beats left in the page
+        page_beats = Signal(range(PAGE_BYTES // beat_bytes + 1))
+        pb_bits = PAGE_BYTES.bit_length() - 1
+        m.d.comb += page_beats.eq((Const(PAGE_BYTES, pb_bits + 1) - dma_addr[:pb_bits])
+                                  >> (beat_bytes.bit_length() - 1))
+        burst_cap = Mux(page_beats < cfg.burst, page_beats, cfg.burst)
+
+        def dma_misaligned(two_d):
+            """A DMA descriptor whose DDR address (or 2-D run stride) is off the beat: STATUS.error."""
+            sh = beat_bytes.bit_length() - 1
+            return ((desc[isa.field_index(isa.OP_LOAD, "ddr")][:sh] != 0)
+                    | (two_d & (desc[isa.field_index(isa.OP_LOAD, "rows")] > 1)
+                       & (desc[isa.field_index(isa.OP_LOAD, "ddr_stride")][:sh] != 0)))
         wlen = Signal(9)
         beat_i = Signal(9)
         # units i of the current beat that belong to the transfer (a partial last beat)
@@ -611,6 +628,8 @@ class Engine(wiring.Component):
                                      dma_beats.eq((units + UPB - 1) >> (UPB - 1).bit_length()),
                                      wasm_n.eq(0)]
                         m.next = "RD_AR"
+                        with m.If(dma_misaligned(opcode != isa.OP_LOADW)):
+                            m.next = "ERROR"
                     with m.Case(isa.OP_STORE):
                         cntw = f(isa.OP_STORE, "count")
                         m.d.sync += [dma_addr.eq(f(isa.OP_STORE, "ddr")), dma_dst.eq(f(isa.OP_STORE, "addr")),
@@ -619,6 +638,8 @@ class Engine(wiring.Component):
                                      dma_left.eq(cntw),
                                      dma_beats.eq((cntw + UPB - 1) >> (UPB - 1).bit_length())]
                         m.next = "WR_AW"
+                        with m.If(dma_misaligned(1)):
+                            m.next = "ERROR"
                     with m.Case(isa.OP_CONV):
                         m.d.sync += [oc0.eq(f(isa.OP_CONV, "oc_start")), wtile.eq(f(isa.OP_CONV, "wb")),
                                      obase.eq(f(isa.OP_CONV, "outb"))]
@@ -668,7 +689,7 @@ class Engine(wiring.Component):
             # alignment, the last beat partial); LOADW assembles a weight word from BPW
             # beats; a descriptor shifts in UPB words per beat
             with m.State("RD_AR"):
-                blen = Mux(dma_beats > cfg.burst, cfg.burst, dma_beats)
+                blen = Mux(dma_beats > burst_cap, burst_cap, dma_beats)
                 m.d.comb += [self.m_axi_arvalid.eq(1), burst_len.eq(blen)]
                 m.d.sync += beat_i.eq(blen)  # remember the burst length
                 with m.If(self.m_axi_arready):
@@ -711,7 +732,7 @@ class Engine(wiring.Component):
             # one beat per cycle: read port 0 reads the run of UPB words at dma_dst (any
             # alignment) the cycle before its beat; it holds while WREADY is low
             with m.State("WR_AW"):
-                blen = Mux(dma_beats > cfg.burst, cfg.burst, dma_beats)
+                blen = Mux(dma_beats > burst_cap, burst_cap, dma_beats)
                 m.d.comb += [self.m_axi_awvalid.eq(1), burst_len.eq(blen), r0.addr.eq(dma_dst)]
                 m.d.sync += beat_i.eq(0)
                 with m.If(self.m_axi_awready):

@@ -13,7 +13,9 @@ not match what it was built for. ``END`` stops the engine and raises the interru
 Tensor layouts in the on-chip activation buffer and in DDR (32-bit words)
 -------------------------------------------------------------------------
 The same layouts hold in DDR (byte offset ``4 * word``). DMA addresses in DDR must be
-aligned to the AXI beat (``axi_data_width / 8`` bytes); the buffer side is word-granular.
+aligned to the AXI beat (``axi_data_width / 8`` bytes; else the engine stops with
+``STATUS.error`` at that descriptor); the buffer side is word-granular. The engine cuts
+bursts at 4 KB boundaries (AXI4), so images are placed at a 4 KB-aligned base.
 A 2-D ``LOAD``/``STORE`` (version 5) is the same as its ``rows`` runs issued one by one in
 order (each run's DDR address aligned, so ``ddr_stride`` is a multiple of the beat), without
 a descriptor fetch per run.

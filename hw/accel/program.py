@@ -123,7 +123,12 @@ class Program:
 
     # ------------------------------------------------------------------ host-side helpers
     def words(self, base: int = 0) -> np.ndarray:
-        """The descriptor words (``uint32``), DDR addresses relocated to ``base``."""
+        """The descriptor words (``uint32``), DDR addresses relocated to ``base`` (a multiple
+        of 4 KB: the cycle model and the engine cut bursts at 4 KB boundaries of the image's
+        own offsets, so any other base would change the bursts)."""
+        if base % ALIGN:
+            raise HardwareError(f"the program's DDR base {base:#x} must be 4 KB aligned "
+                                f"(allocate the buffer on a {ALIGN}-byte boundary)")
         w = np.zeros((len(self.descriptors), isa.DESC_WORDS), np.uint32)
         for i, (op, fields, _) in enumerate(self.descriptors):
             w[i, 0] = op

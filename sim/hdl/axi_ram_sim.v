@@ -3,10 +3,16 @@
 // (one DW-bit hex word per line); written back with $writememh to +DDR_DUMP=<file>
 // (+DDR_DUMP_WORDS=<n> words) on the cycle `dump` is high. Keeps DDR traffic in C++,
 // so a whole-model run costs no Python per beat.
+// +DDR_LATENCY=<n>: a read burst's first beat comes n cycles later than with 0, a write
+// burst's response n cycles after its last beat (default 0).
+// Protocol checker: proto_err goes high (sticky, with a $display) on a burst that crosses a
+// 4 KB boundary (AXI4 A3.4.1), is not INCR, has a size other than the bus width or an
+// address not on a beat, or whose WLAST does not mark its last beat.
 module axi_ram_sim #(parameter DW = 64, parameter WORDS = 262144) (
     input  wire            clk,
     input  wire            rst,
     input  wire            dump,
+    output reg             proto_err,
     input  wire [31:0]     awaddr,
     input  wire [7:0]      awlen,
     input  wire [2:0]      awsize,
@@ -37,10 +43,11 @@ module axi_ram_sim #(parameter DW = 64, parameter WORDS = 262144) (
     localparam SH = $clog2(BB);
     reg [DW-1:0] mem [0:WORDS-1];
     reg [31:0] rd_addr, wr_addr;
-    reg [7:0]  rd_left;
+    reg [7:0]  rd_left, wr_left;
     reg        rd_busy, wr_busy;
+    reg [15:0] rd_wait, b_wait;
     reg [1023:0] init_file, dump_file;
-    integer dump_words, i;
+    integer dump_words, i, latency;
     assign bresp = 2'b00;
     assign rresp = 2'b00;
     assign wready = wr_busy;
@@ -48,7 +55,14 @@ module axi_ram_sim #(parameter DW = 64, parameter WORDS = 262144) (
     initial begin
         if ($value$plusargs("DDR_INIT=%s", init_file)) $readmemh(init_file, mem);
         if (!$value$plusargs("DDR_DUMP_WORDS=%d", dump_words)) dump_words = WORDS;
+        if (!$value$plusargs("DDR_LATENCY=%d", latency)) latency = 0;
     end
+
+    // 1 when a burst of len+1 beats at addr breaks a rule above
+    function automatic bad_burst(input [31:0] addr, input [7:0] len, input [2:0] size, input [1:0] burst);
+        bad_burst = ({20'd0, addr[11:0]} + ((len + 32'd1) << SH) > 32'd4096) || burst != 2'd1
+                    || size != SH || (addr & (BB - 1)) != 0;
+    endfunction
 
     always @(posedge clk) begin
         if (dump && $value$plusargs("DDR_DUMP=%s", dump_file))
@@ -57,13 +71,36 @@ module axi_ram_sim #(parameter DW = 64, parameter WORDS = 262144) (
 
     always @(posedge clk) begin
         if (rst) begin
-            arready <= 0; rvalid <= 0; rlast <= 0; rd_busy <= 0;
+            proto_err <= 0;
+        end else begin
+            if (arvalid && arready && bad_burst(araddr, arlen, arsize, arburst)) begin
+                proto_err <= 1;
+                $display("axi_ram_sim: AXI protocol violation: read burst addr=%h len=%0d size=%0d burst=%0d",
+                         araddr, arlen, arsize, arburst);
+            end
+            if (awvalid && awready && bad_burst(awaddr, awlen, awsize, awburst)) begin
+                proto_err <= 1;
+                $display("axi_ram_sim: AXI protocol violation: write burst addr=%h len=%0d size=%0d burst=%0d",
+                         awaddr, awlen, awsize, awburst);
+            end
+            if (wvalid && wr_busy && (wlast != (wr_left == 0))) begin
+                proto_err <= 1;
+                $display("axi_ram_sim: AXI protocol violation: WLAST=%0d with %0d beats left", wlast, wr_left);
+            end
+        end
+    end
+
+    always @(posedge clk) begin
+        if (rst) begin
+            arready <= 0; rvalid <= 0; rlast <= 0; rd_busy <= 0; rd_wait <= 0;
         end else begin
             arready <= 0;
             if (!rd_busy && arvalid && !arready) begin
-                arready <= 1; rd_addr <= araddr; rd_left <= arlen; rd_busy <= 1;
+                arready <= 1; rd_addr <= araddr; rd_left <= arlen; rd_busy <= 1; rd_wait <= latency;
             end
-            if (rd_busy && (!rvalid || rready)) begin
+            if (rd_busy && rd_wait != 0) begin
+                rd_wait <= rd_wait - 1;
+            end else if (rd_busy && (!rvalid || rready)) begin
                 rdata <= mem[rd_addr[31:SH]];
                 rvalid <= 1;
                 rlast <= (rd_left == 0);
@@ -77,17 +114,25 @@ module axi_ram_sim #(parameter DW = 64, parameter WORDS = 262144) (
 
     always @(posedge clk) begin
         if (rst) begin
-            awready <= 0; bvalid <= 0; wr_busy <= 0;
+            awready <= 0; bvalid <= 0; wr_busy <= 0; b_wait <= 0;
         end else begin
             awready <= 0;
-            if (!wr_busy && !bvalid && awvalid && !awready) begin
-                awready <= 1; wr_addr <= awaddr; wr_busy <= 1;
+            if (!wr_busy && !bvalid && b_wait == 0 && awvalid && !awready) begin
+                awready <= 1; wr_addr <= awaddr; wr_left <= awlen; wr_busy <= 1;
             end
             if (wvalid && wr_busy) begin
                 for (i = 0; i < BB; i = i + 1)
                     if (wstrb[i]) mem[wr_addr[31:SH]][8*i +: 8] <= wdata[8*i +: 8];
                 wr_addr <= wr_addr + BB;
-                if (wlast) begin wr_busy <= 0; bvalid <= 1; end
+                wr_left <= wr_left - 1;
+                if (wlast) begin
+                    wr_busy <= 0;
+                    if (latency == 0) bvalid <= 1; else b_wait <= latency;
+                end
+            end
+            if (b_wait != 0) begin
+                b_wait <= b_wait - 1;
+                if (b_wait == 1) bvalid <= 1;
             end
             if (bvalid && bready) bvalid <= 0;
         end

@@ -66,6 +66,10 @@ def test_latency_and_resources_in_the_manifest(out):
     by = lat["cycles_by_unit"]
     assert sum(by.values()) == lat["cycles"] and by["CONV"] > 0 and by["SDHA"] > 0 and by["HEADER"] > 0
     assert lat["golden_clip_cycles"] < lat["cycles"]       # exact for the clip: all-zero T-bundles skipped
+    # DDR latency per burst prices in: strictly slower, and 0 cycles is the dense bound itself
+    ms = lat["ddr_latency_ms"]
+    assert list(ms) == ["0", "16", "32"] and ms["0"] == pytest.approx(lat["ms_per_clip"], abs=1e-4)
+    assert ms["0"] < ms["16"] < ms["32"]
     assert res["multipliers"] == 0 and res["dsp"] == PRODUCTION.dsps   # DSP48E2 SIMD adders only
     assert all(res[k] <= res["capacity"][k] for k in ("lut", "ff", "bram36", "uram", "dsp"))
     assert 0 < min(m["zcu104"]["bundle_sparsity"].values()) <= max(m["zcu104"]["bundle_sparsity"].values()) < 1

@@ -7,7 +7,7 @@ from svf_deploy.hw.accel import CI, PRODUCTION, AccelConfig
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from svf_deploy.hw.accel.cycles import (conv_block_cycles, conv_busy, conv_cycles, conv_groups, conv_inputs,
+from svf_deploy.hw.accel.cycles import (burst_count, conv_block_cycles, conv_busy, conv_cycles, conv_groups, conv_inputs,
                                         dma_read, dma_write, layers_from_graph, predict, program_cycles)
 from svf_deploy.hw.accel.program import emit
 
@@ -21,6 +21,28 @@ def test_dma_costs():
     assert dma_write(33, c) == 16 + 3 + 1 + 3
     wide = AccelConfig(name="w", p_o=16, axi_data_width=128, burst=8)
     assert dma_read(64, wide) == 2 * (8 + 2) and dma_write(5, wide) == 2 + 3
+    # 4 KB pages: 16 beats (8-beat bursts) from 64 bytes below a boundary: 4 | 8 + 4 beats
+    assert dma_read(64, wide, 0, 4096 - 64) == 16 + 3 * 2 and dma_read(64, wide, 0, 4096) == 16 + 2 * 2
+    assert dma_read(64, wide, 0, 4096 - 128) == 16 + 2 * 2 and dma_read(64, wide, 0, 4096 - 256) == 16 + 2 * 2
+    assert dma_write(64, wide, 3, 8192 - 48) == 16 + 3 * (3 + 3)      # 3 | 8 + 5 beats, latency 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(addr_beat=st.integers(0, 4000), beats=st.integers(0, 2000), burst=st.sampled_from([1, 3, 16, 64, 256]),
+       dw=st.sampled_from([32, 64, 128]))
+def test_burst_count_is_the_engines_cut_at_4kb(addr_beat, beats, burst, dw):
+    """The engine's rule, burst by burst: ``min(burst, beats left, beats left in the 4 KB
+    page)``; no burst crosses a page, and :func:`burst_count` counts exactly these bursts."""
+    c = AccelConfig(name="c", p_o=16, axi_data_width=dw, burst=burst)
+    bb = dw // 8
+    a, left, n = addr_beat * bb, beats, 0
+    while left:
+        b = min(burst, left, (4096 - a % 4096) // bb)
+        assert a // 4096 == (a + b * bb - 1) // 4096
+        a, left, n = a + b * bb, left - b, n + 1
+    assert burst_count(beats, c, addr_beat * bb) == n
+    assert dma_read(beats * (dw // 32), c, 5, addr_beat * bb) == beats + n * (2 + 5)
+    assert dma_write(beats * (dw // 32), c, 0, addr_beat * bb) == beats + n * 3
 
 
 def test_conv_write_back_hides_behind_long_terms():

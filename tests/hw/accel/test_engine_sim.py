@@ -484,3 +484,65 @@ def test_a_dropped_occupancy_flag_is_caught(monkeypatch):
     cmp = simaccel.compare(prog, run.tensors, vals)
     assert cmp.mismatches >= 1, "a skipped live term went unnoticed"
     assert run.cycles < modelled
+
+
+def _page_program():
+    """A LOAD/STORE program on the P_pix = 3 engine (16-byte beats, 256 beats per 4 KB page,
+    16-beat bursts) whose DDR runs straddle 4 KB boundaries: source words from DDR word 1016
+    (4 KB - 32 bytes: the page ends 2 beats in), destination from word 3068 (12 KB - 16
+    bytes), one 2-D load whose first row crosses 8 KB; returns ``(prog, expected destination
+    words, destination word, count)``."""
+    src, dst, fill, n_dst = 1016, 3068, 0x5A5A5A5A, 400
+    loads = [(0, 0, 150), (1028, 160, 6, 5, 64, 8)]    # 2-D: 5 rows, 64 DDR words apart
+    stores = [(0, 0, 150), (160, 152, 38), (4, 200, 130)]
+    prog = _dma_program(emit(_pix3_graph(), PIX3), loads, stores, src, dst, 1300, n_dst, fill)
+    ddr = prog.ddr_image().view(np.uint32)
+    buf = np.zeros(PIX3.act_depth, np.uint32)
+    for s, a, c, *rest in loads:
+        rows, ds, as_ = rest if rest else (1, 0, 0)
+        for r in range(rows):
+            buf[a + r * as_: a + r * as_ + c] = ddr[src + s + r * ds: src + s + r * ds + c]
+    want = np.full(n_dst, fill, np.uint32)
+    for a, d, c in stores:
+        want[d: d + c] = buf[a: a + c]
+    return prog, want, dst, n_dst
+
+
+def test_dma_bursts_stop_at_4kb_boundaries_and_ddr_latency_is_modelled():
+    """AXI4 forbids a burst across a 4 KB boundary (A3.4.1). DMA runs that straddle one are
+    cut there (the RAM model flags any burst that crosses, and the run raises), the words
+    arrive exactly, and CYCLES equals the model with the cut bursts, at DDR latency 0 and 7
+    (each burst's first beat and each write response 7 cycles later)."""
+    from svf_deploy.hw.accel.cycles import burst_count
+    from svf_deploy.sim import accel as simaccel
+
+    prog, want, dst, n = _page_program()
+    beats = [(f["ddr"] + r * f.get("ddr_stride", 0), -(-f["count"] // PIX3.units_per_beat))
+             for op, f, _ in prog.descriptors if op in (isa.OP_LOAD, isa.OP_STORE)
+             for r in range(max(1, f.get("rows", 1)))]
+    cut = sum(burst_count(b, PIX3, a) for a, b in beats)
+    assert cut > sum(-(-b // PIX3.burst) for _, b in beats)        # the page boundaries add bursts
+    sb = simaccel.build(PIX3)
+    for lat in (0, 7):
+        run = simaccel.run(prog, None, sb, image=prog.ddr_image(), ddr_latency=lat)
+        assert np.array_equal(run.ddr[: prog.image.size].view(np.uint32)[dst: dst + n], want)
+        assert run.cycles == program_cycles(prog, ddr_latency=lat)[0]
+    assert program_cycles(prog, ddr_latency=7)[0] - program_cycles(prog)[0] == 7 * (
+        cut + len(prog.descriptors))                      # + one per descriptor fetch (END too)
+    # a DDR address off the 16-byte beat stops the engine with STATUS.error (not a hang)
+    bad = _dma_program(prog, [(2, 0, 8)], [], 1016, 3068, 16, 16, 0)
+    with pytest.raises(HardwareError, match="STATUS.error at descriptor 1"):
+        simaccel.run(bad, None, sb, image=bad.ddr_image())
+
+
+def test_a_burst_across_4kb_is_caught(monkeypatch):
+    """Mutation of the burst cut: an engine that only cuts bursts at 64 KB boundaries issues
+    bursts across 4 KB on the same program, and the RAM model's protocol check fails the
+    run."""
+    from svf_deploy.hw.accel import engine as engine_mod
+    from svf_deploy.sim import accel as simaccel
+
+    prog, _, _, _ = _page_program()
+    monkeypatch.setattr(engine_mod, "PAGE_BYTES", 1 << 16)
+    with pytest.raises(HardwareError, match="AXI4 protocol.*crosses|AXI4 protocol.*violation"):
+        simaccel.run(prog, None, simaccel.build(PIX3), image=prog.ddr_image())

@@ -27,6 +27,9 @@ def test_header_version_and_relocation(bundled):
     # the image starts with the descriptors and holds them 128-byte aligned
     assert np.array_equal(prog.image[: w.size * 4].view("<u4").reshape(w.shape), w)
     assert prog.manifest()["isa_version"] == isa.VERSION
+    # bursts are cut at the image's own 4 KB boundaries: any other base is refused by name
+    with pytest.raises(HardwareError, match="4 KB aligned"):
+        prog.ddr_image(base=base + 0x80)
 
 
 def test_weight_image_is_tile_major_lanes(bundled):
