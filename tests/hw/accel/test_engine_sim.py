@@ -32,6 +32,32 @@ def test_bundled_model_bit_exact_and_cycle_model_exact(bundled):
     assert r["cycles"] == modelled and r["dense_bound_cycles"] == dense
     assert CI.scan == 4 and modelled < 0.85 * dense
     assert r["verilator_cycles_per_s"] > 0
+    # conv -> IntLIF pairs ran as CONVs with the LIF on the write-back (isa 6), no LIF descriptor
+    wb = {nd for op, f, nd in prog.descriptors if op == isa.OP_CONV and f.get("lflags", 0) & isa.LFLAG_WB}
+    assert len(wb) >= 10 and len(prog.fused) == len(wb)
+    assert not {nd for op, _, nd in prog.descriptors if op == isa.OP_LIF} & set(prog.fused)
+
+
+def test_one_flipped_theta_bit_of_a_write_back_lif_is_caught(bundled):
+    """Bit 30 of theta of a firing channel of an IntLIF run on its conv's write-back,
+    flipped in the parameter image: that channel can no longer fire, the RTL run must
+    differ from the golden reference."""
+    graph, golden, frames = bundled
+    prog = emit(graph, CI)
+    f, lif = next((f, graph.node(nd)) for op, f, nd in prog.descriptors
+                  if op == isa.OP_CONV and f.get("lflags", 0) & isa.LFLAG_WB)
+    lif = next(n for n in graph.nodes if isinstance(n, ir.IntLIF) and n.inputs == (lif.name,))
+    c = int(np.flatnonzero(golden.values[lif.name].numpy()[:, 0].reshape(prog.T, lif.theta.size, -1).sum((0, 2)))[0])
+
+    def flip(prog, image):
+        img = image.copy()
+        byte = prog.regions["params"][0] + 4 * (f["lifpb"] + 3 * c) + 3
+        assert img[byte - 3: byte + 1].view("<i4")[0] == lif.theta[c]
+        img[byte] ^= 0x40
+        return img
+
+    with pytest.raises(HardwareError, match=r"RTL verification failed: \d+ of \d+ tensors differ.*engine"):
+        verify_rtl(graph, frames, CI, image_hook=flip)
 
 
 #: the ddr plan on the CI engine, tiles limited to 8192 activation words and 1024 weight
