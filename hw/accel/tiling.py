@@ -32,7 +32,11 @@ and runs each node on tiles that fit ``act_depth``:
   only when a head's K and V, or one token's Q and output, do not fit.
 * **Fusion** (``Program.fused``): a conv whose only consumer is an IntLIF (and whose integer
   map is not stored) runs that LIF on each finished integer tile in the buffer and stores
-  only the spikes, when every spike store starts on a beat. Else a conv whose only consumer
+  only the spikes, when every spike store starts on a beat; with one input-channel group
+  and ``T <= P_t`` the CONV itself applies the LIF on its write-back (``lflags &
+  LFLAG_WB``, :mod:`.isa` version 6) and writes the spike tile: no integer tile in the
+  buffer, no ``LIF`` descriptor (the tile-size estimate counts the smaller tile and the
+  write-back's cost). Else a conv whose only consumer
   is a Requant and/or an Add with a map computed before the conv runs them as the tile's
   *epilogue*: ``EW`` mode 1 (shift ``s`` of the tile's channels), then the other operand's
   tile is loaded and added (``EW`` mode 0); only the chain's last map is stored (the

@@ -510,3 +510,43 @@ def test_a_dropped_occupancy_flag_is_caught(monkeypatch):
     cmp = simaccel.compare(prog, run.tensors, vals)
     assert cmp.mismatches >= 1, "a skipped live term went unnoticed"
     assert run.cycles < modelled
+
+
+def _lif_wb_graph(T: int):
+    """input -> 1x1 conv -> LIF -> 3x3/2 conv (20 channels: a partial P_o tile) -> LIF (soft
+    reset, decay_input, F = 2, k = 1, mixed polarity) -> 3x3 conv on 5x5 (partial pixel
+    groups) -> LIF (hard reset, F = 1, k = 2): every conv feeds only its LIF."""
+    rng = np.random.default_rng(3)
+    x = ir.Input("input", (), shape=(1, 9, 10))
+    c0 = ir.Conv("c0", ("input",), weight=rng.integers(-3, 4, (6, 1, 1, 1)), out_scale=np.ones(6))
+    l0 = ir.IntLIF("l0", ("c0",), theta=np.full(6, 200), bias=np.zeros(6, np.int64), polarity=np.ones(6, np.int64))
+    c1 = ir.Conv("c1", ("l0",), weight=rng.integers(-127, 128, (20, 6, 3, 3)), bias=rng.integers(-50, 50, 20),
+                 stride=2, padding=1, out_scale=np.ones(20))
+    l1 = ir.IntLIF("l1", ("c1",), theta=rng.integers(100, 900, 20), bias=rng.integers(-40, 40, 20),
+                   polarity=np.where(np.arange(20) % 3 == 0, -1, 1), frac_bits=2, leak_shift=1,
+                   decay_input=True, reset="soft")
+    c2 = ir.Conv("c2", ("l1",), weight=rng.integers(-127, 128, (18, 20, 3, 3)), bias=rng.integers(-50, 50, 18),
+                 padding=1, out_scale=np.ones(18))
+    l2 = ir.IntLIF("l2", ("c2",), theta=rng.integers(50, 500, 18), bias=rng.integers(-20, 20, 18),
+                   polarity=np.ones(18, np.int64), frac_bits=1, leak_shift=2, decay_input=False, reset="hard")
+    return ir.Graph((x, c0, l0, c1, l1, c2, l2), ("l2",), "integer", {"T": T})
+
+
+def test_write_back_lif_flags_partial_tiles_and_steps_bit_and_cycle_exact():
+    """T = 3 < P_t (steps >= T must not fire), both charge rules and resets, F and k != 0,
+    negative polarity, a partial P_o tile, stride 2 and partial pixel groups: bit-exact and
+    CYCLES == model, with every LIF on its conv's write-back."""
+    import torch
+
+    from svf_deploy.compiler import reference
+
+    T = 3
+    g = _lif_wb_graph(T)
+    prog = emit(g, CI)
+    assert set(prog.fused) == {"l0", "l1", "l2"} and not any(op == isa.OP_LIF for op, _, _ in prog.descriptors)
+    frames = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (T, 1, 1, 9, 10)) / 255.0).float()
+    vals = reference.run(g, frames, record=True).values
+    for name in ("l1", "l2"):
+        assert 0.05 < vals[name].float().mean() < 0.95, name       # some spikes, not all
+    r = verify_rtl(g, frames, CI)
+    assert r["compared"] == 3 and r["mismatches"] == 0 and r["cycles"] == r["predicted_cycles"]
