@@ -550,3 +550,23 @@ def test_write_back_lif_flags_partial_tiles_and_steps_bit_and_cycle_exact():
         assert 0.05 < vals[name].float().mean() < 0.95, name       # some spikes, not all
     r = verify_rtl(g, frames, CI)
     assert r["compared"] == 3 and r["mismatches"] == 0 and r["cycles"] == r["predicted_cycles"]
+
+
+#: the production engine's geometry (u = 4, P_pix = 3, P_t = 8) at a size Verilator builds quickly
+WIDE = AccelConfig(name="wide", p_o=16, p_t=8, p_pix=3, scan=4, act_depth=16384, wbuf_depth=2048,
+                   axi_data_width=128)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("T", [3, 8])
+def test_write_back_lif_on_the_production_geometry(T):
+    """As above on u = 4, P_pix = 3 (three-pixel groups, a masked run of 3 of 4 words),
+    P_t = 8 (an 8-stage pipeline), T below and equal to P_t."""
+    import torch
+
+    g = _lif_wb_graph(T)
+    prog = emit(g, WIDE)
+    assert set(prog.fused) == {"l0", "l1", "l2"}
+    frames = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (T, 1, 1, 9, 10)) / 255.0).float()
+    r = verify_rtl(g, frames, WIDE)
+    assert r["compared"] == 3 and r["mismatches"] == 0 and r["cycles"] == r["predicted_cycles"]
