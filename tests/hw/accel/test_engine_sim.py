@@ -44,9 +44,9 @@ def test_one_flipped_theta_bit_of_a_write_back_lif_is_caught(bundled):
     differ from the golden reference."""
     graph, golden, frames = bundled
     prog = emit(graph, CI)
-    f, lif = next((f, graph.node(nd)) for op, f, nd in prog.descriptors
-                  if op == isa.OP_CONV and f.get("lflags", 0) & isa.LFLAG_WB)
-    lif = next(n for n in graph.nodes if isinstance(n, ir.IntLIF) and n.inputs == (lif.name,))
+    f, conv = next((f, nd) for op, f, nd in prog.descriptors
+                   if op == isa.OP_CONV and f.get("lflags", 0) & isa.LFLAG_WB)
+    lif = next(n for n in graph.nodes if isinstance(n, ir.IntLIF) and n.inputs == (conv,))
     c = int(np.flatnonzero(golden.values[lif.name].numpy()[:, 0].reshape(prog.T, lif.theta.size, -1).sum((0, 2)))[0])
 
     def flip(prog, image):
