@@ -19,7 +19,9 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 * CONV: :func:`conv_cycles`: per group of ``g = min(P_pix, (u-1)//stride + 1)`` output
   pixels of a row (the row's last group may be partial, :func:`conv_groups`) and ``P_t``
   chunk ``max(busy, L + 1)`` with ``L = lanes * g * ceil(t_n/u)`` the overlapped
-  write-back of the previous group; per ``P_o`` tile bias loading and a drain. The unit
+  write-back of the previous group; per ``P_o`` tile bias loading and a drain. With the
+  IntLIF on the write-back (``lflags``, :mod:`.isa` version 6) ``L = lanes`` (one channel
+  per cycle), plus the LIF parameters per tile and the step pipeline's ``P_t + 1`` drain. The unit
   scans the group's ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``) in blocks of
   ``scan`` and adds only the *live* ones (a non-zero T-bundle for some in-frame pixel of
   the group, the activation buffer's occupancy flags), a pair per cycle into every DSP48E2
@@ -124,7 +126,8 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
     if op == isa.OP_CONV:
         return fetch + conv_cycles(cfg, terms=f["cin"] * f["kk"], hout=f["hout"], wout=f["wout"], T=f["t"],
                                    cout=f["cout"], stride=f["stride"], oc_start=f["oc_start"], oc_end=f["oc_end"],
-                                   busy=None if words is None else conv_busy(words, cfg, f))
+                                   busy=None if words is None else conv_busy(words, cfg, f),
+                                   lif=bool(int(f.get("lflags", 0)) & isa.LFLAG_WB))
     if op == isa.OP_LIF:
         return fetch + lif_cycles(f["c"], f["hw"], f["t"], cfg)
     if op == isa.OP_EW:
@@ -206,7 +209,8 @@ def conv_groups(cfg: AccelConfig, wout: int, stride: int) -> list[int]:
 
 
 def conv_cycles(cfg: AccelConfig, *, terms: int, hout: int, wout: int, T: int, cout: int, stride: int = 1,
-                oc_start: int = 0, oc_end: int | None = None, busy: np.ndarray | None = None) -> int:
+                oc_start: int = 0, oc_end: int | None = None, busy: np.ndarray | None = None,
+                lif: bool = False) -> int:
     """Cycles of the CONV unit (no fetch) for output channels ``[oc_start, oc_end)``.
 
     Per ``P_o`` tile: ``1 + L`` to enter (waiting for the previous tile's last write-back of
@@ -219,6 +223,12 @@ def conv_cycles(cfg: AccelConfig, *, terms: int, hout: int, wout: int, T: int, c
     overlaps the next group's terms. Then ``1 + L``. ``busy`` (:func:`conv_busy`, which
     skips the terms without a non-zero T-bundle) may be given per (group, chunk); without
     it every term is issued (the dense bound).
+
+    ``lif`` (``lflags & LFLAG_WB``, ``T <= P_t``): the write-back runs the IntLIF and takes
+    one channel per cycle, ``L = lanes`` per group; the channel's spikes are written
+    ``P_t + 1`` cycles after it (the step pipeline), so a tile's last write-back ends
+    ``L + P_t + 1`` cycles after its hand-off; per tile ``S + 1`` more cycles read the
+    ``3*P_o`` LIF parameters, ``S = ceil(3*P_o/2u)`` runs of ``u`` words on both ports.
     """
     P, PT, u = cfg.p_o, cfg.p_t, cfg.units_per_beat
     oc_end = cout if oc_end is None else oc_end
@@ -229,13 +239,17 @@ def conv_cycles(cfg: AccelConfig, *, terms: int, hout: int, wout: int, T: int, c
          else np.asarray(busy, np.int64).reshape(nseq))
     gc = np.repeat(np.asarray(groups, np.int64), len(chunks)) * np.tile(
         np.asarray([-(-tn // u) for tn in chunks], np.int64), len(groups))  # g * ceil(t_n/u)
+    if lif:
+        if len(chunks) != 1:
+            raise ValueError(f"conv_cycles: the LIF write-back needs T <= P_t = {PT}, not T = {T}")
+        gc = np.ones_like(gc)
     total = 0
     last = 0
     for oc0 in range(oc_start, oc_end, P):
         Ls = min(P, cout - oc0) * gc
-        total += 1 + last + P + 1
+        total += 1 + last + P + 1 + (-(-3 * P // (2 * u)) + 1 if lif else 0)
         total += int(b[0] + np.maximum(b[1:], Ls[:-1] + 1).sum())
-        last = int(Ls[-1])
+        last = int(Ls[-1]) + (PT + 1 if lif else 0)
     return total + 1 + last
 
 
@@ -437,6 +451,13 @@ def layers_from_graph(graph) -> list[dict]:
     from ...compiler import ir
 
     out = []
+    cons: dict[str, list] = {}
+    for n in graph.nodes:
+        for s_ in n.inputs:
+            cons.setdefault(s_, []).append(n)
+    # a conv whose only consumer is an IntLIF: the LIF runs on its write-back (T <= P_t)
+    fuse = {n.name for n in graph.nodes if isinstance(n, (ir.Conv, ir.Linear)) and len(cons.get(n.name, [])) == 1
+            and isinstance(cons[n.name][0], ir.IntLIF) and n.name not in graph.outputs}
     for n in graph.nodes:
         t = graph.types[n.name]
         shp = tuple(t.shape) if len(t.shape) == 3 else (t.shape[0], 1, 1)
@@ -446,9 +467,10 @@ def layers_from_graph(graph) -> list[dict]:
             planes = 8 if src.kind == "analog" else 1
             out.append({"op": "conv", "name": n.name, "cin": int(n.weight.shape[1]) * planes, "planes": planes,
                         "kk": k * k, "hout": shp[1], "wout": shp[2], "cout": shp[0],
-                        "stride": int(getattr(n, "stride", 1) or 1)})
+                        "stride": int(getattr(n, "stride", 1) or 1), "lif": n.name in fuse})
         elif isinstance(n, ir.IntLIF):
-            out.append({"op": "lif", "name": n.name, "c": shp[0], "hw": shp[1] * shp[2]})
+            out.append({"op": "lif", "name": n.name, "c": shp[0], "hw": shp[1] * shp[2],
+                        "fused": n.inputs[0] in fuse})
         elif isinstance(n, (ir.Add, ir.Requant)):
             out.append({"op": "ew", "name": n.name, "n": shp[0] * shp[1] * shp[2],
                         "mode": int(isinstance(n, ir.Requant)), "hw": shp[1] * shp[2]})
@@ -467,7 +489,8 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
 
     An approximation for graphs no program is emitted for (e.g. T=32 rows of the benchmark):
     per conv, ``LOADW`` chunks (weight buffer permitting) then ``CONV``, descriptors fetched
-    from DDR, every spike map stored to DDR; the same per-descriptor costs as
+    from DDR, every spike map stored to DDR, a conv -> IntLIF pair with ``T <= P_t`` as one
+    CONV with the LIF on its write-back; the same per-descriptor costs as
     :func:`descriptor_cycles`, but every tensor is assumed on chip: the ddr plan's tile DMA
     (:mod:`.tiling`) is not counted, so it is optimistic for real sizes. Emit the program
     and use :func:`program_cycles` for exact figures.
@@ -494,7 +517,7 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
                 c1 = min(tiles, c0 + per_chunk)
                 comp = fetch + conv_cycles(cfg, terms=terms, hout=L["hout"], wout=L["wout"], T=T,
                                            cout=L["cout"], stride=L.get("stride", 1), oc_start=c0 * P,
-                                           oc_end=min(L["cout"], c1 * P))
+                                           oc_end=min(L["cout"], c1 * P), lif=L.get("lif", False) and T <= cfg.p_t)
                 units = (c1 - c0) * wtile * (P // 4)
                 load = fetch + (-(-units // cfg.units_per_beat) if stream_weights else dma_read(units, cfg))
                 cycles += max(comp, load) if stream_weights else comp + load
@@ -502,6 +525,8 @@ def predict(layers: list[dict], cfg: AccelConfig, *, model: str, T: int, size: i
             adds += a
             ideal += -(-a // cfg.adders)
             wbytes += tiles * wtile * P
+        elif op == "lif" and L.get("fused") and T <= cfg.p_t:     # on its conv's write-back
+            cycles += fetch + dma_write(L["c"] * L["hw"], cfg)
         elif op == "lif":
             cycles += 2 * fetch + lif_cycles(L["c"], L["hw"], T, cfg) + dma_write(L["c"] * L["hw"], cfg)
         elif op == "ew":

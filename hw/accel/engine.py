@@ -40,6 +40,17 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   registers; the write-back adds ``bias[o]`` (32-bit) and writes ``[o][pixel][t]``, per
   (channel, pixel) its ``t_n`` steps as runs of up to ``u`` words per cycle (the write
   port's mask), while the next group accumulates.
+  With ``lflags & LFLAG_WB`` (:mod:`.isa` version 6, ``T <= P_t``) the write-back applies
+  the IntLIF the conv feeds instead: one channel per cycle (``lanes`` cycles a group) goes
+  into a ``P_t``-stage pipeline, stage ``s`` running step ``s`` of the group's ``g``
+  pixels with the LIF unit's arithmetic (``x_t = acc + bias[o]``, ``X = pol*(x<<F) + b``,
+  ``H``, ``S = H >= theta``, reset, ``V0 = 0``; steps ``>= T`` fire nothing), and the
+  last stage writes the ``g`` T-bundles (consecutive words) as one masked run, ``P_t + 1``
+  cycles after the issue. The tile's ``3*P_o`` LIF parameters are read after its biases
+  (state ``C_LPAR``, runs of ``u`` words on both ports, ``ceil(3*P_o/2u) + 1`` cycles)
+  into fixed registers, copied at each hand-off into a chain that shifts with the
+  shadows' channel rows (no ``P_o``-way multiplexer). The next tile (and ``NEXT``) waits
+  until the pipeline is empty.
 * **LIF**: ``L = 2u`` integer-LIF lanes (:func:`~.config.lif_lanes`) over a group of
   ``L`` consecutive neurons of a channel, each neuron's ``T`` steps back to back, one per
   cycle, its membrane in a register, never stored (``X = pol*(x<<F) + b``,
@@ -362,6 +373,31 @@ class Engine(wiring.Component):
         wbb = Signal()      # write-back engine busy
         shd = [[[Signal(LANE_BITS, name=f"shd_o{o}_p{p}_t{t}") for t in range(PT)] for p in range(PPIX)]
                for o in range(PO)]
+        # LIF on the write-back (lflags & LFLAG_WB): the tile's per-channel parameters (C_LPAR),
+        # a copy of them that shifts with the shadows' channel rows, and the step pipeline
+        lifwb = Signal()
+        m.d.comb += lifwb.eq((f(isa.OP_CONV, "lflags") & isa.LFLAG_WB) != 0)
+        NPS = -(-3 * PO // (2 * UPB))     # C_LPAR read cycles: 3*P_o words, 2u per cycle
+        pj = Signal(range(NPS + 2))
+        cth_r = [Signal(signed(32), name=f"cth_r{o}") for o in range(PO)]
+        cbi_r = [Signal(signed(32), name=f"cbi_r{o}") for o in range(PO)]
+        cng_r = [Signal(name=f"cng_r{o}") for o in range(PO)]
+        cth = [Signal(signed(32), name=f"cth{o}") for o in range(PO)]
+        cbi = [Signal(signed(32), name=f"cbi{o}") for o in range(PO)]
+        cng = [Signal(name=f"cng{o}") for o in range(PO)]
+        # stage s (0..P_t): inputs of step s of one channel's g pixels; stage P_t: the bundles
+        lv = [Signal(name=f"lwv{s_}") for s_ in range(PT + 1)]
+        la_ = [Signal(AW, name=f"lwa{s_}") for s_ in range(PT + 1)]
+        lm = [Signal(PPIX, name=f"lwm{s_}") for s_ in range(PT + 1)]
+        lth_ = [Signal(signed(32), name=f"lwth{s_}") for s_ in range(PT)]
+        lbi_ = [Signal(signed(32), name=f"lwbi{s_}") for s_ in range(PT)]
+        lng_ = [Signal(name=f"lwng{s_}") for s_ in range(PT)]
+        lx = [[[Signal(signed(32), name=f"lwx{s_}_p{p}_t{t}") if t >= s_ else None for t in range(PT)]
+               for p in range(PPIX)] for s_ in range(PT)]
+        lV = [[Signal(signed(MB), name=f"lwV{s_}_p{p}") for p in range(PPIX)] for s_ in range(PT)]
+        lb = [[Signal(PT, name=f"lwb{s_}_p{p}") for p in range(PPIX)] for s_ in range(PT + 1)]
+        lbusy = Signal()
+        m.d.comb += lbusy.eq(Cat(*lv).any())
 
         K = f(isa.OP_CONV, "k")
         stride = f(isa.OP_CONV, "stride")
@@ -760,8 +796,8 @@ class Engine(wiring.Component):
 
             # ---------------------------------------------------------- CONV
             with m.State("C_TILE"):
-                with m.If(wbb):
-                    pass  # the previous tile's last pixel is still being written back
+                with m.If(wbb | lbusy):
+                    pass  # the previous tile's last pixel is still being written back (or its spikes)
                 with m.Elif(oc0 >= f(isa.OP_CONV, "oc_end")):
                     m.next = "NEXT"
                 with m.Else():
@@ -778,7 +814,31 @@ class Engine(wiring.Component):
                     m.d.sync += [oy.eq(0), ox.eq(0), iy0.eq(-f(isa.OP_CONV, "pad_y")[:8]),
                                  ix0.eq(-f(isa.OP_CONV, "pad")[:8]),
                                  row_off.eq(-f(isa.OP_CONV, "pad_w")[:24]), outp.eq(obase), tsh.eq(0),
-                                 tci.eq(0)]
+                                 tci.eq(0), pj.eq(0)]
+                    with m.If(lifwb):
+                        m.next = "C_LPAR"
+                    with m.Else():
+                        m.next = "C_PIX"
+            with m.State("C_LPAR"):
+                # the tile's LIF parameters, 3*P_o words at lifpb + 3*oc0 (theta, bias, polarity
+                # of channel o at 3o), read as runs of u words on both ports: cycle pj issues
+                # words 2u*pj .. 2u*pj + 2u - 1, the next captures them; word w goes to a fixed
+                # register (its slot w // 2u, port (w//u) % 2, lane w % u), no multiplexer
+                pa0 = f(isa.OP_CONV, "lifpb") + oc0 + (oc0 << 1) + (pj << (LU + 1))
+                m.d.comb += [r0.addr.eq(pa0), r1.addr.eq(pa0 + UPB)]
+                m.d.sync += pj.eq(pj + 1)
+                for w in range(3 * PO):
+                    beat = (act.r0_beat, act.r1_beat)[(w // UPB) % 2]
+                    word = beat[32 * (w % UPB): 32 * (w % UPB) + 32]
+                    with m.If(pj == w // (2 * UPB) + 1):
+                        o_, kind = divmod(w, 3)
+                        if kind == 0:
+                            m.d.sync += cth_r[o_].eq(word.as_signed())
+                        elif kind == 1:
+                            m.d.sync += cbi_r[o_].eq(word.as_signed())
+                        else:
+                            m.d.sync += cng_r[o_].eq(word[31])
+                with m.If(pj == NPS):
                     m.next = "C_PIX"
             with m.State("C_PIX"):
                 # a group of g = min(gmax, wout - ox) pixels: scan its block 0 (the accumulators
@@ -817,6 +877,9 @@ class Engine(wiring.Component):
                                 pv = sacc[p_][t][j].p
                                 m.d.sync += [shd[2 * j][p_][t].eq(pv[:LANE_BITS]),
                                              shd[2 * j + 1][p_][t].eq(pv[LANE_BITS:])]
+                    m.d.sync += [cth[o].eq(cth_r[o]) for o in range(PO)]
+                    m.d.sync += [cbi[o].eq(cbi_r[o]) for o in range(PO)]
+                    m.d.sync += [cng[o].eq(cng_r[o]) for o in range(PO)]
                     m.d.sync += [wbb.eq(1), wb_o.eq(0), wb_p.eq(0), wb_tw.eq(0), wb_g.eq(gn),
                                  wb_base.eq(outp + tsh), wb_pbase.eq(outp + tsh),
                                  wb_addr.eq(outp + tsh), wb_tn.eq(Mux(tl > PT, PT, tl)),
@@ -827,7 +890,8 @@ class Engine(wiring.Component):
                 with m.Elif(tci + 1 < f(isa.OP_CONV, "tchunks")):
                     m.d.sync += [tci.eq(tci + 1), tsh.eq(tsh + PT)]
                 with m.Else():
-                    m.d.sync += [tci.eq(0), tsh.eq(0), outp.eq(outp + _times(gn, f(isa.OP_CONV, "t")))]
+                    m.d.sync += [tci.eq(0), tsh.eq(0),
+                                 outp.eq(outp + Mux(lifwb, gn, _times(gn, f(isa.OP_CONV, "t"))))]
                     with m.If(ox + gn == f(isa.OP_CONV, "wout")):
                         m.d.sync += [ox.eq(0), ix0.eq(-f(isa.OP_CONV, "pad")[:8])]
                         with m.If(oy == f(isa.OP_CONV, "hout") - 1):
@@ -1195,7 +1259,24 @@ class Engine(wiring.Component):
         shds = Array(Array(chunk(0, p, c) for c in range(NCH)) for p in range(PPIX))
         wb_c = Signal(range(NCH + 1))
         m.d.comb += wb_c.eq(wb_tw >> LU)
-        with m.If(wbb):
+        m.d.sync += lv[0].eq(wbb & lifwb)
+        with m.If(wbb & lifwb):
+            # LIF mode: one channel per cycle into the step pipeline, x_t = sum + bias[o]
+            bo = biasreg[wb_o]
+            for p_ in range(PPIX):
+                for t in range(PT):
+                    m.d.sync += lx[0][p_][t].eq((shd[0][p_][t].as_signed() + bo)[:32])
+            m.d.sync += [la_[0].eq(wb_base), lm[0].eq(Cat(*[wb_g > p_ for p_ in range(PPIX)])),
+                         lth_[0].eq(cth[0]), lbi_[0].eq(cbi[0]), lng_[0].eq(cng[0])]
+            m.d.sync += [shd[o][p_][t].eq(shd[o + 1][p_][t]) for o in range(PO - 1)
+                         for p_ in range(PPIX) for t in range(PT)]
+            m.d.sync += [x_.eq(y_) for xs_, ys_ in ((cth, cth), (cbi, cbi), (cng, cng))
+                         for x_, y_ in zip(xs_[:-1], ys_[1:])]
+            nb = wb_base + f(isa.OP_CONV, "hwout_t")
+            m.d.sync += [wb_o.eq(wb_o + 1), wb_base.eq(nb)]
+            with m.If(wb_o == wb_on - 1):
+                m.d.sync += wbb.eq(0)
+        with m.Elif(wbb):
             run = shds[wb_p][wb_c]
             bo = biasreg[wb_o]
             words = []
@@ -1220,6 +1301,55 @@ class Engine(wiring.Component):
                     m.d.sync += [wb_p.eq(wb_p + 1), wb_pbase.eq(np_), wb_addr.eq(np_)]
             with m.Else():
                 m.d.sync += [wb_tw.eq(wb_tw + UPB), wb_addr.eq(wb_addr + UPB)]
+
+        # ------------------------------------------------------------------ LIF on the write-back
+        # stage s runs step s of the channel's g pixels (the LIF unit's arithmetic, L_RUN):
+        # X = pol*(x<<F) + b, H = V + ((X - V) >> k) or V - (V >> k) + X, S = H >= theta,
+        # hard/soft reset, V0 = 0; steps s >= T leave the bundle bit 0. Stage P_t writes the
+        # g bundles (consecutive words) as one masked run: P_t + 1 cycles after the issue.
+        LF = f(isa.OP_CONV, "lflags")
+        FF_ = f(isa.OP_CONV, "frac")[:6]
+        KK_ = f(isa.OP_CONV, "leak")[:6]
+        Tc = f(isa.OP_CONV, "t")
+        for s_ in range(PT):
+            m.d.sync += [lv[s_ + 1].eq(lv[s_]), la_[s_ + 1].eq(la_[s_]), lm[s_ + 1].eq(lm[s_])]
+            if s_ + 1 < PT:
+                m.d.sync += [lth_[s_ + 1].eq(lth_[s_]), lbi_[s_ + 1].eq(lbi_[s_]), lng_[s_ + 1].eq(lng_[s_])]
+            act_s = Signal(name=f"lwact{s_}")
+            m.d.comb += act_s.eq(Tc > s_)
+            for p_ in range(PPIX):
+                x = lx[s_][p_][s_]
+                xs = Signal(signed(MB), name=f"lw{s_}_{p_}_xs")
+                m.d.comb += xs.eq(x << FF_)
+                X = Signal(signed(MB), name=f"lw{s_}_{p_}_X")
+                m.d.comb += X.eq(Mux(lng_[s_], -xs, xs) + lbi_[s_])
+                V = lV[s_][p_] if s_ else Const(0, signed(MB))
+                H = Signal(signed(MB), name=f"lw{s_}_{p_}_H")
+                d = Signal(signed(MB), name=f"lw{s_}_{p_}_d")
+                m.d.comb += d.eq(X - V)
+                with m.If(LF[0]):
+                    m.d.comb += H.eq(V + (d >> KK_))
+                with m.Else():
+                    m.d.comb += H.eq(V - (V >> KK_) + X)
+                S = Signal(name=f"lw{s_}_{p_}_S")
+                m.d.comb += S.eq((H >= lth_[s_]) & act_s)
+                Vn = Signal(signed(MB), name=f"lw{s_}_{p_}_Vn")
+                with m.If(LF[1]):
+                    m.d.comb += Vn.eq(Mux(S, H - lth_[s_], H))
+                with m.Else():
+                    m.d.comb += Vn.eq(Mux(S, 0, H))
+                prev = lb[s_][p_] if s_ else Const(0, PT)
+                m.d.sync += lb[s_ + 1][p_].eq(prev | (S.as_unsigned() << s_))
+                if s_ + 1 < PT:
+                    m.d.sync += lV[s_ + 1][p_].eq(Vn)
+                    m.d.sync += [lx[s_ + 1][p_][t].eq(lx[s_][p_][t]) for t in range(s_ + 1, PT)]
+        with m.If(lv[PT]):
+            m.d.comb += [wp.addr.eq(la_[PT]),
+                         wp.data.eq(Cat(*[lb[PT][p_].as_unsigned() if p_ < PPIX else Const(0, 32)
+                                          for p_ in range(UPB)] if PT == 32 else
+                                        [Cat(lb[PT][p_], Const(0, 32 - PT)) if p_ < PPIX else Const(0, 32)
+                                         for p_ in range(UPB)])),
+                         act.w_mask.eq(Cat(lm[PT], Const(0, UPB - PPIX)) if UPB > PPIX else lm[PT])]
 
         # ------------------------------------------------------------------ CONV stage B (SIMD adds)
         # one pair of terms per cycle into every accumulator: term 0 on AB, term 1 on C, each

@@ -19,6 +19,9 @@ bursts at 4 KB boundaries (AXI4), so images are placed at a 4 KB-aligned base.
 A 2-D ``LOAD``/``STORE`` (version 5) is the same as its ``rows`` runs issued one by one in
 order (each run's DDR address aligned, so ``ddr_stride`` is a multiple of the beat), without
 a descriptor fetch per run.
+A ``CONV`` with ``lflags & LFLAG_WB`` (version 6) writes the spike map of the IntLIF it
+feeds instead of its integer map: the bundle of ``(o, oy, ox)`` at ``outb + o*hwout_t +
+oy*wout + ox`` (``o`` counted from ``oc_start``, ``hwout_t`` the spike channel stride).
 Row bands (the DDR-resident plan): a band of rows ``lo..lo+h-1`` of every channel of a
 spike map is loaded channel by channel to ``inb + c*h*W``; a conv's integer output band of
 rows ``y0..y0+hb-1`` sits at ``outb + c*hb*Wout*T`` and is stored channel by channel.
@@ -51,8 +54,9 @@ rows ``y0..y0+hb-1`` sits at ``outb + c*hb*Wout*T`` and is stored channel by cha
 from __future__ import annotations
 
 MAGIC = 0x41465653  # "SVFA" little-endian
-VERSION = 5  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan); 3: SDHA scratch in the weight buffer;
-             # 4: SDHA token ranges (ntok, qs, mode); 5: 2-D LOAD/STORE (rows, ddr_stride, addr_stride)
+VERSION = 6  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan); 3: SDHA scratch in the weight buffer;
+             # 4: SDHA token ranges (ntok, qs, mode); 5: 2-D LOAD/STORE (rows, ddr_stride, addr_stride);
+             # 6: CONV with the IntLIF on its write-back (lifpb, frac, leak, lflags)
 DESC_WORDS = 32
 DESC_BYTES = DESC_WORDS * 4
 
@@ -77,9 +81,14 @@ FIELDS: dict[int, tuple[str, ...]] = {
     # band (outside ``0..h-1``: zero padding); columns ``ox*stride - pad + kx`` (``pad`` is
     # the left/right padding, ``pad_y`` the band's top padding, ``pad_w = pad_y * w``).
     # A whole-frame conv has ``h = H``, ``pad_y = pad``; ``hw = h*w`` is the channel stride.
+    # ``lflags & LFLAG_WB`` (version 6, needs ``tchunks = 1``): the IntLIF of params
+    # ``lifpb + 3o`` (theta, bias, polarity; ``frac``, ``leak``, ``lflags`` bits 0/1 as the
+    # LIF's ``flags``) runs on the write-back and only spike bundles are written: bundle
+    # ``(o, oy, ox)`` at ``outb + (o - oc_start)*hwout_t + oy*wout + ox`` (per tile
+    # ``outb += otile``), i.e. ``hwout_t`` is then the spike map's channel stride.
     OP_CONV: ("inb", "outb", "biasb", "wb", "cin", "h", "w", "hw", "hout", "wout", "k", "stride",
               "pad", "plog2", "cout", "oc_start", "oc_end", "t", "kk", "stride_w", "hwout_t",
-              "wtile", "tchunks", "pad_w", "otile", "pad_y"),
+              "wtile", "tchunks", "pad_w", "otile", "pad_y", "lifpb", "frac", "leak", "lflags"),
     # LIF: params at pb + 3c: theta, bias, polarity (+1/-1); flags bit0 decay_input, bit1 soft
     OP_LIF: ("inb", "outb", "pb", "c", "hw", "t", "frac", "leak", "flags"),
     # EW: mode 0: out = a + b; mode 1: out = (a + (2**s >> 1)) >> s, s = mem[b + c], per = HW*T
@@ -93,6 +102,10 @@ FIELDS: dict[int, tuple[str, ...]] = {
     OP_SDHA: ("q", "k", "v", "outb", "kvw", "heads", "d", "hw", "t", "hwd", "hwdt", "g", "hwt",
               "ntok", "qs", "mode"),
 }
+
+
+#: CONV ``lflags`` bit: apply the IntLIF in the write-back, write T-bundles (version 6)
+LFLAG_WB = 4
 
 
 def field_index(op: int, name: str) -> int:

@@ -15,7 +15,11 @@ Memory plans (``emit(..., plan="auto" | "chip" | "ddr")``, recorded as ``Program
   activation-buffer region live from its producer to its last consumer (first-fit), so
   the residual stream and spike maps never leave the chip; each spike map is also stored
   to DDR for the host. Weights stream from DDR once per clip, per convolution, in chunks
-  of whole ``P_o`` output-channel tiles that fit the weight buffer.
+  of whole ``P_o`` output-channel tiles that fit the weight buffer. A conv whose only
+  consumer is an IntLIF, whose integer map is not stored, with ``T <= P_t``, runs that
+  LIF on its write-back (``CONV`` ``lflags & LFLAG_WB``, :mod:`.isa` version 6): it
+  writes the LIF's spike map directly, the integer map is never in the buffer and no
+  ``LIF`` descriptor runs (``Program.fused`` names the LIF).
 * ``"ddr"`` (:mod:`.tiling`): every tensor lives in DDR; each node runs on tiles moved
   through the activation buffer (conv: input-channel groups x output-channel chunks x
   row bands x, only if needed, column tiles, the halo loaded with each band and the
@@ -100,8 +104,9 @@ class Program:
     windows : ``{CONV descriptor index: (first input channel, first row, frame height,
         first column, frame width)}`` of a ddr-plan program: the part of the node's input
         the descriptor reads.
-    fused : nodes of a ddr-plan program run on their conv's integer tiles in the buffer:
-        IntLIFs (the conv's integer map never goes to DDR) and Requant/Add epilogues
+    fused : nodes run inside their conv's descriptors: IntLIFs on the CONV write-back
+        (both plans, ``lflags & LFLAG_WB``) or, in the ddr plan, on its integer tiles in the
+        buffer (the conv's integer map never goes to DDR), and Requant/Add epilogues
         (:mod:`.tiling`).
     """
 
@@ -539,8 +544,14 @@ def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> P
 
     def free_inputs(i: int, n: ir.Node) -> None:
         for s in set(n.inputs):
-            if last.get(s) == i and s not in outputs:
+            if last.get(s) == i and s not in outputs and s in act_addr:
                 arena.release(act_addr[s], tensors[s].words)
+
+    consumers: dict[str, list[ir.Node]] = {}
+    for n in graph.nodes:
+        for s_ in n.inputs:
+            consumers.setdefault(s_, []).append(n)
+    fused: list[str] = []          # IntLIFs run on their conv's write-back
 
     for i, n in enumerate(graph.nodes):
         t = graph.types[n.name]
@@ -551,8 +562,19 @@ def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> P
             traffic += 4 * tensors[n.name].words
             stats.append(LayerStats(n.name, n.op, "DMA", 0, 0, traffic, tensors[n.name].words))
             continue
+        if n.name in fused:           # its spikes were written by the conv's write-back
+            if n.name in out_off:
+                add(isa.OP_STORE, n.name, ddr=REG["outputs"] + out_off[n.name], addr=act_addr[n.name],
+                    count=tensors[n.name].words)
+            stats.append(LayerStats(n.name, n.op, n.op, 0, 0, 4 * tensors[n.name].words if n.name in out_off
+                                    else 0, tensors[n.name].words))
+            free_inputs(i, n)
+            continue
         ins = [act_addr[s] for s in n.inputs]
-        out = alloc(n.name)
+        cons = consumers.get(n.name, [])
+        lif = (cons[0] if isinstance(n, (ir.Conv, ir.Linear)) and len(cons) == 1
+               and isinstance(cons[0], ir.IntLIF) and n.name not in out_off and T <= cfg.p_t else None)
+        out = alloc(lif.name if lif is not None else n.name)
         dense = 0
         wbytes = 0
         unit = n.op
@@ -583,12 +605,17 @@ def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> P
                 add(isa.OP_LOADW, n.name, ddr=REG["weights"] + woff[n.name] + c0 * tile_words * P,
                     addr=0, count=nwords)
                 traffic += nwords * P
-                add(isa.OP_CONV, n.name, inb=ins[0], outb=out + c0 * P * hout * wout * T,
+                # the channel stride of the output: integers, or the LIF's spike bundles
+                cs = hout * wout * (T if lif is None else 1)
+                lf = {} if lif is None else dict(
+                    lifpb=pbase[(lif.name, "lif")], frac=lif.frac_bits, leak=lif.leak_shift,
+                    lflags=int(lif.decay_input) | (2 if lif.reset == "soft" else 0) | isa.LFLAG_WB)
+                add(isa.OP_CONV, n.name, inb=ins[0], outb=out + c0 * P * cs,
                     biasb=pbase[(n.name, "bias")], wb=0, cin=cin_v, h=h, w=w, hw=h * w, hout=hout,
                     wout=wout, k=k, stride=stride, pad=pad, plog2=plog2, cout=cout, oc_start=c0 * P,
                     oc_end=min(cout, c1 * P), t=T, kk=k * k, stride_w=stride * w,
-                    hwout_t=hout * wout * T, wtile=tile_words, tchunks=tchunks, pad_w=pad * w,
-                    otile=P * hout * wout * T, pad_y=pad)
+                    hwout_t=cs, wtile=tile_words, tchunks=tchunks, pad_w=pad * w,
+                    otile=P * cs, pad_y=pad, **lf)
             dense = cout * hout * wout * cin_v * k * k * T
             wbytes = tiles * tile_words * P
         elif isinstance(n, ir.IntLIF):
@@ -627,8 +654,10 @@ def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> P
             add(isa.OP_STORE, n.name, ddr=REG["outputs"] + out_off[n.name], addr=out,
                 count=tensors[n.name].words)
             traffic += 4 * tensors[n.name].words
+        if lif is not None:
+            fused.append(lif.name)
         stats.append(LayerStats(n.name, n.op, unit, int(dense), int(wbytes), int(traffic + wbytes),
-                                tensors[n.name].words))
+                                tensors[n.name].words if lif is None else 0))
         free_inputs(i, n)
     add(isa.OP_END)
 
@@ -665,7 +694,7 @@ def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> P
         placed[name] = TensorPlacement(name, p.layout, p.shape, act_addr.get(name, -1), p.words, ddr)
     prog = Program(cfg=cfg, T=T, descriptors=descs, image=image, regions=regions, tensors=placed,
                    relocs=relocs, input_name=graph.input.name, output_names=outputs, stats=stats,
-                   act_peak=arena.peak, input_shape=tuple(graph.input.shape))
+                   act_peak=arena.peak, input_shape=tuple(graph.input.shape), fused=tuple(fused))
     img_w = prog.words().view(np.uint8).ravel()
     image[: img_w.size] = img_w
     return prog

@@ -32,7 +32,11 @@ and runs each node on tiles that fit ``act_depth``:
   only when a head's K and V, or one token's Q and output, do not fit.
 * **Fusion** (``Program.fused``): a conv whose only consumer is an IntLIF (and whose integer
   map is not stored) runs that LIF on each finished integer tile in the buffer and stores
-  only the spikes, when every spike store starts on a beat. Else a conv whose only consumer
+  only the spikes, when every spike store starts on a beat; with one input-channel group
+  and ``T <= P_t`` the CONV itself applies the LIF on its write-back (``lflags &
+  LFLAG_WB``, :mod:`.isa` version 6) and writes the spike tile: no integer tile in the
+  buffer, no ``LIF`` descriptor (the tile-size estimate counts the smaller tile and the
+  write-back's cost). Else a conv whose only consumer
   is a Requant and/or an Add with a map computed before the conv runs them as the tile's
   *epilogue*: ``EW`` mode 1 (shift ``s`` of the tile's channels), then the other operand's
   tile is loaded and added (``EW`` mode 0); only the chain's last map is stored (the
@@ -372,10 +376,13 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
 
             def need(gc, nt, hb, ys, G, wt):
                 """Buffer words of a plan: the input slab of ``ys`` output rows, one output
-                tile of ``hb`` rows (its partial sums, its spikes)."""
+                tile of ``hb`` rows (its partial sums, its spikes; only the spikes when the
+                LIF runs on the CONV write-back)."""
                 rows = min(H, (ys - 1) * s + k)
                 cols = min(W, (wt - 1) * s + k)
                 o = min(cout, nt * P) * hb * wt * T
+                if lif is not None and G == 1 and tchunks == 1 and fusable(nt, hb, ys, wt):
+                    return pw + lpw + S + gc * planes * rows * cols + S + o // T
                 spk = (S + o // T) if lif is not None or elf is not None else 0
                 res = S + o if G > 1 or ad is not None else 0     # partial sums / residual tile
                 return pw + lpw + S + gc * planes * rows * cols + S + o + res + spk
@@ -403,6 +410,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 (``rd``/``wr``), per-CONV tile overheads, partial-sum and epilogue ``EW``s (the
                 conv's terms are the same for every plan)."""
                 G, nch = -(-cin // gc), -(-tiles // nt)
+                wbl = lif is not None and G == 1 and tchunks == 1
                 colt = [band_rows(x0, x1, W, k, s, pad)[1] for x0, x1 in bands(wout, wt)]
                 slabs = [band_rows(y0, y1, H, k, s, pad)[1] for y0, y1 in bands(hout, ys)]
                 inc = 0                                  # one group's input, every slab once
@@ -432,7 +440,11 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         ew = F + nd * rr * rw + 2
                         outc[0] += conv + st
                         outc[1] += conv + st + nd * rd(rw, rr) + ew
-                        outc[2] += conv + nd * wr(max(1, rw // T), rr) + F + 7 * och_
+                        if wbl:     # the LIF on the write-back: its parameters and drain, no LIF
+                            outc[2] += (F + nt * (P + 2 + -(-3 * P // (2 * u)) + 1 + P + cfg.p_t + 1) + 2
+                                        + nd * wr(max(1, rw // T), rr))
+                        else:
+                            outc[2] += conv + nd * wr(max(1, rw // T), rr) + F + 7 * och_
                         outc[3] += (conv + (st if keep else 0) + len(chain) * ew + (nd * rd(rw, rr) if ad else 0)
                                     + (nd * wr(max(1, rw // T), rr) + F + 7 * och_ if elf is not None else 0))
                 lw = rd(nt * gc * kk * P // 4)
@@ -502,6 +514,8 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 lflags = int(lif.decay_input) | (2 if lif.reset == "soft" else 0)
                 ldst = ("outputs", out_off[lif.name])
                 loc[lif.name] = ldst
+            # the LIF on the CONV write-back (one input-channel group, T <= P_t): no integer tile
+            wbl = lif is not None and G == 1 and tchunks == 1
             pb_rq = pw
             if chain:
                 fused.update(x.name for x in chain)
@@ -562,14 +576,22 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                     ob = inb + gv * h_s * wl + S
                     tw_ = hbb * wtb * T                 # words per output channel of the tile
                     ow = och * tw_
+                    # LIF on the write-back: the CONV writes the spike tile at ob
+                    cs = hbb * wtb if wbl else tw_
+                    lf = dict(lifpb=pb_lif, frac=lif.frac_bits, leak=lif.leak_shift,
+                              lflags=lflags | isa.LFLAG_WB) if wbl else {}
                     # rows [lo, lo+h) of the slab, channels h_s*wl apart
                     j = add(isa.OP_CONV, n.name, inb=inb + (lo - lo_s) * wl if h else inb, outb=ob,
                             biasb=pb_bias if g == 0 else pb_zero, wb=0, cin=gv, h=h, w=wl, hw=h_s * wl,
                             hout=hbb, wout=wtb, k=k, stride=s, pad=pad_x, plog2=plog2, cout=cout,
-                            oc_start=oc_s, oc_end=oc_e, t=T, kk=kk, stride_w=s * wl, hwout_t=tw_, wtile=wtile,
-                            tchunks=tchunks, pad_w=pad_y * wl, otile=P * tw_, pad_y=pad_y)
+                            oc_start=oc_s, oc_end=oc_e, t=T, kk=kk, stride_w=s * wl, hwout_t=cs, wtile=wtile,
+                            tchunks=tchunks, pad_w=pad_y * wl, otile=P * cs, pad_y=pad_y, **lf)
                     windows[j] = (i0v, lo, H, clo, W)
-                    used = max(used, ob + ow)
+                    used = max(used, ob + och * cs)
+                    if wbl:
+                        for d_off, b_off, cnt in spike_runs(oc_s, och, y0, y1, x0, x1):
+                            store(lif, ldst, d_off, ob + b_off, cnt)
+                        return
                     # (channel, row) runs of the tile in the node's DDR map, buffer offsets
                     if hbb == hout and wtb == wout:
                         runs = [(oc_s * hout * hwt, 0, ow)]

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from svf_deploy.hw.accel import CI, PRODUCTION, AccelConfig
+from svf_deploy.hw.accel import CI, PRODUCTION, AccelConfig, isa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from svf_deploy.hw.accel.cycles import (burst_count, conv_block_cycles, conv_busy, conv_cycles, conv_groups, conv_inputs,
-                                        dma_read, dma_write, layers_from_graph, predict, program_cycles)
+from svf_deploy.hw.accel.cycles import (burst_count, conv_block_cycles, conv_busy, conv_cycles, conv_groups,
+                                        conv_inputs, descriptor_cycles, dma_read, dma_write, layers_from_graph,
+                                        predict, program_cycles)
 from svf_deploy.hw.accel.program import emit
 
 
@@ -252,3 +253,21 @@ def test_cycles_by_opcode_sum_to_the_program_cycles(bundled, plan):
         total, _ = program_cycles(prog, inputs=inp)
         assert sum(by.values()) == total and by["CONV"] > 0 and by["LOAD"] > 0
     assert cycles_by_opcode(prog, inputs=inputs)["CONV"] < cycles_by_opcode(prog)["CONV"]   # skipped terms
+
+
+def test_conv_with_the_lif_on_the_write_back_hand_count():
+    """CI engine (u = 2, P_o = 16, P_t = 4), 18 terms (busy 12), one row of 4 pixels in two
+    groups of 2, 16 channels. Integer write-back: L = 16 * 2 * ceil(4/2) = 64 per group,
+    18 + 12 + max(12, 65) + 1 + 64 = 160. LIF write-back: L = 16 (a channel a cycle), the
+    tile's parameters ceil(48/4) + 1 = 13, the pipeline's P_t + 1 = 5 after the last issue:
+    18 + 13 + 12 + max(12, 17) + 1 + 16 + 5 = 82. Two tiles: the first tile's drain (21)
+    before the second's bias loading."""
+    kw = dict(terms=18, hout=1, wout=4, T=4, stride=1)
+    assert conv_cycles(CI, cout=16, **kw) == 160
+    assert conv_cycles(CI, cout=16, lif=True, **kw) == 82
+    assert conv_cycles(CI, cout=32, lif=True, **kw) == 82 + (1 + 21 + 17 + 13 + 12 + 17)
+    f = dict(cin=2, kk=9, hout=1, wout=4, t=4, cout=16, stride=1, oc_start=0, oc_end=16)
+    fetch = descriptor_cycles(isa.OP_CONV, f, CI) - 160
+    assert descriptor_cycles(isa.OP_CONV, f | {"lflags": isa.LFLAG_WB | 3}, CI) == fetch + 82
+    with pytest.raises(ValueError, match="T <= P_t"):
+        conv_cycles(CI, cout=16, lif=True, terms=18, hout=1, wout=4, T=8)

@@ -32,6 +32,32 @@ def test_bundled_model_bit_exact_and_cycle_model_exact(bundled):
     assert r["cycles"] == modelled and r["dense_bound_cycles"] == dense
     assert CI.scan == 4 and modelled < 0.85 * dense
     assert r["verilator_cycles_per_s"] > 0
+    # conv -> IntLIF pairs ran as CONVs with the LIF on the write-back (isa 6), no LIF descriptor
+    wb = {nd for op, f, nd in prog.descriptors if op == isa.OP_CONV and f.get("lflags", 0) & isa.LFLAG_WB}
+    assert len(wb) >= 10 and len(prog.fused) == len(wb)
+    assert not {nd for op, _, nd in prog.descriptors if op == isa.OP_LIF} & set(prog.fused)
+
+
+def test_one_flipped_theta_bit_of_a_write_back_lif_is_caught(bundled):
+    """Bit 30 of theta of a firing channel of an IntLIF run on its conv's write-back,
+    flipped in the parameter image: that channel can no longer fire, the RTL run must
+    differ from the golden reference."""
+    graph, golden, frames = bundled
+    prog = emit(graph, CI)
+    f, conv = next((f, nd) for op, f, nd in prog.descriptors
+                   if op == isa.OP_CONV and f.get("lflags", 0) & isa.LFLAG_WB)
+    lif = next(n for n in graph.nodes if isinstance(n, ir.IntLIF) and n.inputs == (conv,))
+    c = int(np.flatnonzero(golden.values[lif.name].numpy()[:, 0].reshape(prog.T, lif.theta.size, -1).sum((0, 2)))[0])
+
+    def flip(prog, image):
+        img = image.copy()
+        byte = prog.regions["params"][0] + 4 * (f["lifpb"] + 3 * c) + 3
+        assert img[byte - 3: byte + 1].view("<i4")[0] == lif.theta[c]
+        img[byte] ^= 0x40
+        return img
+
+    with pytest.raises(HardwareError, match=r"RTL verification failed: \d+ of \d+ tensors differ.*engine"):
+        verify_rtl(graph, frames, CI, image_hook=flip)
 
 
 #: the ddr plan on the CI engine, tiles limited to 8192 activation words and 1024 weight
@@ -546,3 +572,63 @@ def test_a_burst_across_4kb_is_caught(monkeypatch):
     monkeypatch.setattr(engine_mod, "PAGE_BYTES", 1 << 16)
     with pytest.raises(HardwareError, match="AXI4 protocol.*crosses|AXI4 protocol.*violation"):
         simaccel.run(prog, None, simaccel.build(PIX3), image=prog.ddr_image())
+
+
+def _lif_wb_graph(T: int):
+    """input -> 1x1 conv -> LIF -> 3x3/2 conv (20 channels: a partial P_o tile) -> LIF (soft
+    reset, decay_input, F = 2, k = 1, mixed polarity) -> 3x3 conv on 5x5 (partial pixel
+    groups) -> LIF (hard reset, F = 1, k = 2): every conv feeds only its LIF."""
+    rng = np.random.default_rng(3)
+    x = ir.Input("input", (), shape=(1, 9, 10))
+    c0 = ir.Conv("c0", ("input",), weight=rng.integers(-3, 4, (6, 1, 1, 1)), out_scale=np.ones(6))
+    l0 = ir.IntLIF("l0", ("c0",), theta=np.full(6, 200), bias=np.zeros(6, np.int64), polarity=np.ones(6, np.int64))
+    c1 = ir.Conv("c1", ("l0",), weight=rng.integers(-127, 128, (20, 6, 3, 3)), bias=rng.integers(-50, 50, 20),
+                 stride=2, padding=1, out_scale=np.ones(20))
+    l1 = ir.IntLIF("l1", ("c1",), theta=rng.integers(100, 900, 20), bias=rng.integers(-40, 40, 20),
+                   polarity=np.where(np.arange(20) % 3 == 0, -1, 1), frac_bits=2, leak_shift=1,
+                   decay_input=True, reset="soft")
+    c2 = ir.Conv("c2", ("l1",), weight=rng.integers(-127, 128, (18, 20, 3, 3)), bias=rng.integers(-50, 50, 18),
+                 padding=1, out_scale=np.ones(18))
+    l2 = ir.IntLIF("l2", ("c2",), theta=rng.integers(50, 500, 18), bias=rng.integers(-20, 20, 18),
+                   polarity=np.ones(18, np.int64), frac_bits=1, leak_shift=2, decay_input=False, reset="hard")
+    return ir.Graph((x, c0, l0, c1, l1, c2, l2), ("l2",), "integer", {"T": T})
+
+
+def test_write_back_lif_flags_partial_tiles_and_steps_bit_and_cycle_exact():
+    """T = 3 < P_t (steps >= T must not fire), both charge rules and resets, F and k != 0,
+    negative polarity, a partial P_o tile, stride 2 and partial pixel groups: bit-exact and
+    CYCLES == model, with every LIF on its conv's write-back."""
+    import torch
+
+    from svf_deploy.compiler import reference
+
+    T = 3
+    g = _lif_wb_graph(T)
+    prog = emit(g, CI)
+    assert set(prog.fused) == {"l0", "l1", "l2"} and not any(op == isa.OP_LIF for op, _, _ in prog.descriptors)
+    frames = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (T, 1, 1, 9, 10)) / 255.0).float()
+    vals = reference.run(g, frames, record=True).values
+    for name in ("l1", "l2"):
+        assert 0.05 < vals[name].float().mean() < 0.95, name       # some spikes, not all
+    r = verify_rtl(g, frames, CI)
+    assert r["compared"] == 3 and r["mismatches"] == 0 and r["cycles"] == r["predicted_cycles"]
+
+
+#: the production engine's geometry (u = 4, P_pix = 3, P_t = 8) at a size Verilator builds quickly
+WIDE = AccelConfig(name="wide", p_o=16, p_t=8, p_pix=3, scan=4, act_depth=16384, wbuf_depth=2048,
+                   axi_data_width=128)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("T", [3, 8])
+def test_write_back_lif_on_the_production_geometry(T):
+    """As above on u = 4, P_pix = 3 (three-pixel groups, a masked run of 3 of 4 words),
+    P_t = 8 (an 8-stage pipeline), T below and equal to P_t."""
+    import torch
+
+    g = _lif_wb_graph(T)
+    prog = emit(g, WIDE)
+    assert set(prog.fused) == {"l0", "l1", "l2"}
+    frames = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (T, 1, 1, 9, 10)) / 255.0).float()
+    r = verify_rtl(g, frames, WIDE)
+    assert r["compared"] == 3 and r["mismatches"] == 0 and r["cycles"] == r["predicted_cycles"]

@@ -153,3 +153,40 @@ def test_dsp_lane_bound_is_proved_for_every_conv(bundled, monkeypatch):
     monkeypatch.setattr(program, "LANE_LIMIT", bounds[worst])
     with pytest.raises(HardwareError, match=rf"'{re.escape(worst)}': a DSP accumulator lane can reach {bounds[worst]}"):
         emit(graph, CI)
+
+
+def test_conv_lif_pairs_run_on_the_conv_write_back(bundled):
+    """Chip plan, T <= P_t: a conv read only by an IntLIF writes that LIF's spike map (CONV
+    ``lflags & LFLAG_WB``, the LIF's parameters and a spike channel stride) and the LIF has
+    no descriptor; with T > P_t, or the conv's integer map stored, the LIF descriptor stays."""
+    graph, _, _ = bundled
+    cons = {}
+    for n in graph.nodes:
+        for s in n.inputs:
+            cons.setdefault(s, []).append(n)
+    pairs = {n.name: cons[n.name][0] for n in graph.nodes if isinstance(n, (ir.Conv, ir.Linear))
+             and len(cons.get(n.name, [])) == 1 and isinstance(cons[n.name][0], ir.IntLIF)}
+    assert len(pairs) >= 10
+    prog = emit(graph, CI)
+    assert prog.T <= CI.p_t and set(prog.fused) == {lif.name for lif in pairs.values()}
+    lif_nodes = {nd for op, _, nd in prog.descriptors if op == isa.OP_LIF}
+    assert not lif_nodes & set(prog.fused) and lif_nodes
+    P = CI.p_o
+    for op, f, nd in prog.descriptors:
+        if op != isa.OP_CONV:
+            continue
+        if nd not in pairs:
+            assert not f.get("lflags", 0)
+            continue
+        lif, (c, h, w) = pairs[nd], (graph.types[nd].shape + (1, 1))[:3]
+        assert f["lflags"] == isa.LFLAG_WB | int(lif.decay_input) | (2 if lif.reset == "soft" else 0)
+        assert (f["frac"], f["leak"]) == (lif.frac_bits, lif.leak_shift) and f["hwout_t"] == h * w
+        assert f["outb"] == prog.tensors[lif.name].act + f["oc_start"] * h * w and f["otile"] == P * h * w
+        # the parameter block holds (theta, bias, polarity) of channel o at lifpb + 3o
+        po = prog.regions["params"][0] + 4 * f["lifpb"]
+        par = prog.image[po: po + 12 * c].view("<i4").reshape(c, 3)
+        assert np.array_equal(par, np.stack([lif.theta, lif.bias, lif.polarity], 1))
+    for kw in ({"T": 2 * CI.p_t}, {"store_ints": True}):
+        old = emit(graph, CI, **kw)
+        assert {nd for op, _, nd in old.descriptors if op == isa.OP_LIF} >= {lif.name for lif in pairs.values()}
+        assert not any(f.get("lflags", 0) for op, f, _ in old.descriptors if op == isa.OP_CONV)

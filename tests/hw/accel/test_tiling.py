@@ -17,7 +17,8 @@ from svf_deploy.models.errors import HardwareError
 
 
 def run_node(prog, ddr: np.ndarray, node) -> np.ndarray:
-    """Execute the LOAD / LOADW / STORE / CONV / EW / LIF / SDHA descriptors of ``node`` (a name,
+    """Execute the LOAD / LOADW / STORE / CONV (with or without the IntLIF on its write-back)
+    / EW / LIF / SDHA descriptors of ``node`` (a name,
     or a set of names run in program order: a conv and the nodes fused into it) on ``ddr``
     (``uint8``, modified in place) with the engine's rules: a CONV output row ``oy`` reads
     band row ``oy*stride - pad_y + ky``, column ``ox*stride - pad + kx`` (outside the band:
@@ -83,6 +84,21 @@ def run_node(prog, ddr: np.ndarray, node) -> np.ndarray:
                             tap = bits[ci, ky: ky + s * (hout - 1) + 1: s, kx: kx + s * (wout - 1) + 1: s]
                             acc += wsh[ky, kx][:, None, None, None] * tap[None]
                 base = f["outb"] + tile * f["otile"]
+                if f.get("lflags", 0) & isa.LFLAG_WB:     # the IntLIF on the write-back (isa 6)
+                    acc = ((acc + 2**31) % 2**32) - 2**31  # the 32-bit x_t = sum + bias
+                    par = act[f["lifpb"] + 3 * oc0: f["lifpb"] + 3 * (oc0 + lanes)].reshape(lanes, 3)
+                    theta, bias, pol = (par[:, j, None, None] for j in range(3))
+                    v = np.zeros((lanes, hout, wout), np.int64)
+                    out = np.zeros((lanes, hout, wout), np.int64)
+                    for t in range(T):
+                        X = pol * (acc[..., t] << f["frac"]) + bias
+                        hm = v + ((X - v) >> f["leak"]) if f["lflags"] & 1 else v - (v >> f["leak"]) + X
+                        sp = hm >= theta
+                        out |= sp.astype(np.int64) << t
+                        v = np.where(sp, hm - theta, hm) if f["lflags"] & 2 else np.where(sp, 0, hm)
+                    for o in range(lanes):   # bundle (o, oy, ox) at outb + o*hwout_t + oy*wout + ox
+                        act[base + o * f["hwout_t"]: base + o * f["hwout_t"] + hout * wout] = out[o].ravel()
+                    continue
                 for o in range(lanes):
                     act[base + o * f["hwout_t"]: base + o * f["hwout_t"] + hout * wout * T] = acc[o].ravel()
         elif op == isa.OP_SDHA:
@@ -360,3 +376,53 @@ def test_slabs_load_the_input_once_for_several_output_tiles(shape, budget, order
     else:
         assert loadw == chunks and units < chunks * 2.5 * cin * H * W     # per chunk, rows read ~2x (not 7x)
     check_conv_tiling(g, prog, 4)
+
+
+@pytest.mark.parametrize("T,budget", [(4, SMALL | {"act_words": 600}), (4, {}), (8, {})],
+                         ids=["T4-bands", "T4-whole", "T8-old-path"])
+def test_conv_lif_on_the_write_back_in_the_ddr_plan(T, budget):
+    """conv -> IntLIF (its only reader) with one input-channel group and ``T <= P_t``: one
+    CONV with ``LFLAG_WB`` writes the spike tile, no ``LIF`` descriptor, no integer tile
+    (the numpy engine rules give the reference's spikes). ``T > P_t`` keeps the LIF
+    descriptor on the integer tile. A flipped theta bit of a firing channel is seen."""
+    rng = np.random.default_rng(7)
+    cin, c = 3, 20
+    x = ir.Input("input", (), shape=(1, 9, 8))
+    c0 = ir.Conv("c0", ("input",), weight=rng.integers(-3, 4, (cin, 1, 1, 1)), out_scale=np.ones(cin))
+    l0 = ir.IntLIF("l0", ("c0",), theta=np.full(cin, 200), bias=np.zeros(cin, np.int64),
+                   polarity=np.ones(cin, np.int64))
+    c1 = ir.Conv("c1", ("l0",), weight=rng.integers(-127, 128, (c, cin, 3, 3)), bias=rng.integers(-50, 50, c),
+                 padding=1, out_scale=np.ones(c))
+    l1 = ir.IntLIF("l1", ("c1",), theta=rng.integers(50, 400, c), bias=rng.integers(-20, 20, c),
+                   polarity=np.where(np.arange(c) % 3 == 0, -1, 1), decay_input=True, reset="soft", leak_shift=1)
+    g = ir.Graph((x, c0, l0, c1, l1), ("l1",), "integer", {"T": T})
+    prog = emit(g, CI, plan="ddr", **budget)
+    cf = [f for op, f, nd in prog.descriptors if op == isa.OP_CONV and nd == "c1"]
+    lifs = [f for op, f, nd in prog.descriptors if op == isa.OP_LIF and nd == "l1"]
+    assert "l1" in prog.fused
+    if T <= CI.p_t:
+        assert lifs == [] and all(f["lflags"] == 3 | isa.LFLAG_WB for f in cf)
+        assert all(f["hwout_t"] == f["hout"] * f["wout"] for f in cf)
+        if budget:
+            assert len(cf) > 2 and prog.act_peak <= 600            # row bands of spike tiles
+    else:
+        assert lifs and not any(f.get("lflags", 0) for f in cf)
+    frames = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (T, 1) + g.input.shape) / 255.0)
+    golden = reference.run(g, frames.float(), record=True)
+    want = golden.values["l1"][:, 0].numpy()
+    assert 0.05 < want.mean() < 0.95
+    v = golden.values["l0"][:, 0].numpy().astype(np.int64)
+    spikes = sum(v[t].astype(np.uint32) << t for t in range(T)).ravel().astype(np.uint32).view(np.uint8)
+
+    def run(flip=None):
+        ddr = prog.ddr_image()
+        ddr[prog.tensors["l0"].ddr: prog.tensors["l0"].ddr + spikes.size] = spikes
+        if flip is not None:                                        # theta of channel flip, bit 12
+            ld = next(f for op, f, nd in prog.descriptors if op == isa.OP_LOAD and nd == "l1")
+            ddr[ld["ddr"] + 4 * 3 * flip + 1] ^= 0x10
+        run_node(prog, ddr, {"c1", "l1"})
+        return prog.read_tensor(ddr, "l1")
+
+    assert np.array_equal(run(), want)
+    fire = int(np.flatnonzero(want.sum((0, 2, 3)))[0])
+    assert not np.array_equal(run(fire), want)
