@@ -16,6 +16,21 @@ from svf_deploy.hw.accel.tiling import band_rows, bands
 from svf_deploy.models.errors import HardwareError
 
 
+
+def _lif_bundles(x, par, frac, leak, flags):
+    """IntLIF over the last axis of ``x`` (``T`` steps; ``par[c] = theta, bias, polarity`` of
+    the first axis' channels; flags bit 0 decay_input, bit 1 soft reset): T-bundles."""
+    theta, bias, pol = (par[:, j].reshape((-1,) + (1,) * (x.ndim - 2)) for j in range(3))
+    v = np.zeros(x.shape[:-1], np.int64)
+    out = np.zeros(x.shape[:-1], np.int64)
+    for t in range(x.shape[-1]):
+        X = pol * (x[..., t] << frac) + bias
+        hm = v + ((X - v) >> leak) if flags & 1 else v - (v >> leak) + X
+        sp = hm >= theta
+        out |= sp.astype(np.int64) << t
+        v = np.where(sp, hm - theta, hm) if flags & 2 else np.where(sp, 0, hm)
+    return out
+
 def run_node(prog, ddr: np.ndarray, node) -> np.ndarray:
     """Execute the LOAD / LOADW / STORE / CONV (with or without the IntLIF on its write-back)
     / EW / LIF / SDHA descriptors of ``node`` (a name,
@@ -53,15 +68,7 @@ def run_node(prog, ddr: np.ndarray, node) -> np.ndarray:
             c, hw, T = f["c"], f["hw"], f["t"]
             x = act[f["inb"]: f["inb"] + c * hw * T].reshape(c, hw, T)
             par = act[f["pb"]: f["pb"] + 3 * c].reshape(c, 3)
-            theta, bias, pol = (par[:, j, None] for j in range(3))
-            v = np.zeros((c, hw), np.int64)
-            out = np.zeros((c, hw), np.int64)
-            for t in range(T):
-                X = pol * (x[..., t] << f["frac"]) + bias
-                hm = v + ((X - v) >> f["leak"]) if f["flags"] & 1 else v - (v >> f["leak"]) + X
-                sp = hm >= theta
-                out |= sp.astype(np.int64) << t
-                v = np.where(sp, hm - theta, hm) if f["flags"] & 2 else np.where(sp, 0, hm)
+            out = _lif_bundles(x, par, f["frac"], f["leak"], f["flags"])
             act[f["outb"]: f["outb"] + c * hw] = out.ravel()
         elif op == isa.OP_CONV:
             cin, h, w, k, s, pad, pad_y = (f[x] for x in ("cin", "h", "w", "k", "stride", "pad", "pad_y"))
@@ -87,15 +94,7 @@ def run_node(prog, ddr: np.ndarray, node) -> np.ndarray:
                 if f.get("lflags", 0) & isa.LFLAG_WB:     # the IntLIF on the write-back (isa 6)
                     acc = ((acc + 2**31) % 2**32) - 2**31  # the 32-bit x_t = sum + bias
                     par = act[f["lifpb"] + 3 * oc0: f["lifpb"] + 3 * (oc0 + lanes)].reshape(lanes, 3)
-                    theta, bias, pol = (par[:, j, None, None] for j in range(3))
-                    v = np.zeros((lanes, hout, wout), np.int64)
-                    out = np.zeros((lanes, hout, wout), np.int64)
-                    for t in range(T):
-                        X = pol * (acc[..., t] << f["frac"]) + bias
-                        hm = v + ((X - v) >> f["leak"]) if f["lflags"] & 1 else v - (v >> f["leak"]) + X
-                        sp = hm >= theta
-                        out |= sp.astype(np.int64) << t
-                        v = np.where(sp, hm - theta, hm) if f["lflags"] & 2 else np.where(sp, 0, hm)
+                    out = _lif_bundles(acc, par, f["frac"], f["leak"], f["lflags"])
                     for o in range(lanes):   # bundle (o, oy, ox) at outb + o*hwout_t + oy*wout + ox
                         act[base + o * f["hwout_t"]: base + o * f["hwout_t"] + hout * wout] = out[o].ravel()
                     continue
