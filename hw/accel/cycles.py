@@ -3,19 +3,24 @@
 :func:`program_cycles` counts the cycles of every descriptor of an emitted
 :class:`~.program.Program` from the engine's state machine (:mod:`.engine`), with a DDR
 that accepts an address in one cycle and returns one beat per cycle (the simulation's RAM
-model; a real DDR adds latency per burst, parameter ``ddr_latency``). It is checked against
+model; a real DDR adds latency per burst, parameter ``ddr_latency``, mostly hidden by the
+bursts in flight). It is checked against
 the ``CYCLES`` register of the Verilator run (tests/hw/accel).
 
 Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 
 * fetch: ``3 + read(32 units)``; one AXI beat (``u`` units) per cycle in both directions
-  (the activation buffer has ``u`` banks, :mod:`.actbuf`): ``read(N)`` = per burst
-  ``B + 2``, ``write(N)`` = per burst ``B + 3``, ``ceil(N/u)`` beats in bursts of at most
-  ``B``, each also cut at a 4 KB boundary (:func:`burst_count`; plus ``ddr_latency`` per
-  burst where the DDR answers that much later, as the simulated RAM does with
-  ``+DDR_LATENCY``); a 2-D ``LOAD``/``STORE`` of ``rows`` runs costs one fetch and the sum
-  of its runs' ``read/write(count)`` (each run's bursts from its own DDR address; the next
-  run's address handshake follows the last burst as a burst follows a burst).
+  (the activation buffer has ``u`` banks, :mod:`.actbuf`), ``ceil(N/u)`` beats a run in
+  bursts of at most ``B`` beats, each also cut at a 4 KB boundary (:func:`burst_count`),
+  up to ``O = cfg.outstanding`` bursts in flight (:func:`_dma`, ``L = ddr_latency``: the
+  DDR answers that much later, as the simulated RAM does with ``+DDR_LATENCY``). When the
+  bursts in flight cover the latency (``n <= O`` bursts, or every ``O - 1`` consecutive
+  bursts hold ``>= 2 + L`` beats; ``3 + L`` for a write) the beats stream back to back:
+  ``read = beats + 2 + L``, ``write = beats + 3 + L`` for the whole transfer; otherwise a
+  per-burst recurrence (``O = 1``: ``b + 2 + L`` / ``b + 3 + L`` per burst). A 2-D
+  ``LOAD``/``STORE`` of ``rows`` runs is one fetch and one transfer over all its runs'
+  bursts (each run's bursts from its own DDR address, the issuer stepping from run to run
+  without a gap).
 * CONV: :func:`conv_cycles`: per group of ``g = min(P_pix, (u-1)//stride + 1)`` output
   pixels of a row (the row's last group may be partial, :func:`conv_groups`) and ``P_t``
   chunk ``max(busy, L + 1)`` with ``L = lanes * g * ceil(t_n/u)`` the overlapped

@@ -6,10 +6,20 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   crosses a 4 KB address boundary, AXI4 A3.4.1: a burst from byte ``a`` has at most
   ``(4096 - a % 4096) / beat_bytes`` beats): ``LOAD`` DDR -> activation buffer, ``LOADW`` DDR ->
   weight buffer, ``STORE`` activation buffer -> DDR; descriptors are fetched the same way.
+  Up to ``cfg.outstanding`` bursts in flight per direction, so a DDR's per-burst latency is
+  paid once per transfer when the bursts in flight cover it: an *issuer* walks the
+  transfer's runs (a 2-D ``LOAD``/``STORE``'s runs, a ``LOADW``'s words, a descriptor)
+  presenting the next burst on AR (AW) while fewer than ``outstanding`` are unfinished (a
+  read until its last beat, a write until its response; the burst stays valid until its
+  handshake, which steps the issuer to the next burst or the next run's first). The data
+  side keeps its own place (buffer word, units left in the run, runs left): R takes a
+  beat every cycle one comes (``RREADY`` high) and ends the transfer with the last run's
+  last beat; W streams the beats, ``WLAST`` where the issuer cut (``burst`` beats, a
+  page's last beat, a run's last beat), and the transfer ends with the last response.
   One beat per cycle both ways: the activation buffer has one 32-bit bank per beat unit
   (:mod:`.actbuf`), so a beat's ``u`` words go in (or come out) together at any word
-  alignment of the buffer address; a partial last beat is masked (``WSTRB`` on a store).
-  A weight word is ``P_o*8 / axi_data_width`` beats.
+  alignment of the buffer address; a partial last beat of a run is masked (``WSTRB`` on a
+  store). A weight word is ``P_o*8 / axi_data_width`` beats.
 * **CONV**: output-stationary array of ``P_o/2 x P_t x P_pix`` DSP48E2 two-lane SIMD
   accumulators (:class:`.simd.SimdAcc`, ``USE_MULT="NONE"``; a behavioural twin in
   simulation, ``dsp_instance=True`` for synthesis). For a *group* of ``g`` consecutive

@@ -96,6 +96,33 @@ def test_ddr_plan_bit_exact_and_cycle_model_exact(bundled):
     assert r["cycles"] == r["predicted_cycles"] < 0.9 * r["dense_bound_cycles"]
 
 
+def test_ddr_plan_at_a_ddr_latency_bit_exact_and_cycle_model_exact(bundled):
+    """The golden clip on the DDR-resident plan (the most DMA: tiles, 2-D runs, LOADW
+    chunks, descriptor fetches) with the RAM answering each burst 24 cycles late: every
+    stored tensor equals the golden reference and CYCLES equals the model at that latency;
+    with 8 bursts in flight the latency adds under a quarter of what it adds with one
+    (paid per burst)."""
+    from svf_deploy.hw.accel.cycles import conv_inputs
+    from svf_deploy.sim import accel as simaccel
+    from svf_deploy.targets.zcu104 import golden_values
+
+    graph, golden, frames = bundled
+    prog = emit(graph, CI, **(DDR_BUDGET | {"act_words": 2048}))
+    conv_src = [graph.node(nd).inputs[0] for op, _, nd in prog.descriptors if op == isa.OP_CONV]
+    values = golden_values(graph, frames, list(prog.stored) + conv_src)
+    codes = values[graph.input.name][:, 0]
+    L = 24
+    run = simaccel.run(prog, codes, simaccel.build(CI), ddr_latency=L)
+    cmp = simaccel.compare(prog, run.tensors, values)
+    assert cmp.compared == len(prog.stored) and cmp.mismatches == 0, cmp.first
+    inputs = conv_inputs(prog, graph, values)
+    assert run.cycles == program_cycles(prog, ddr_latency=L, inputs=inputs)[0]
+    one = dataclasses.replace(prog, cfg=dataclasses.replace(CI, outstanding=1))
+    added = run.cycles - program_cycles(prog, inputs=inputs)[0]
+    added_one = program_cycles(one, ddr_latency=L, inputs=inputs)[0] - program_cycles(one, inputs=inputs)[0]
+    assert 0 < added < 0.25 * added_one
+
+
 @pytest.mark.parametrize("plan", [{}, DDR_BUDGET], ids=["chip", "ddr"])
 def test_one_flipped_weight_bit_is_caught(bundled, plan):
     graph, golden, frames = bundled
