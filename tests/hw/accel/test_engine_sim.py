@@ -669,6 +669,23 @@ def test_a_ram_that_mixes_up_bursts_in_flight_is_caught(monkeypatch, tmp_path):
     assert not np.array_equal(got, want)
 
 
+@pytest.mark.slow
+def test_too_many_bursts_outstanding_are_caught(monkeypatch, tmp_path):
+    """Mutation of the in-flight limit: against a RAM model that allows only 4 commands
+    outstanding, PIX3's 8 bursts in flight are a protocol violation and the run fails (the
+    real model allows 16, the engine's ``outstanding`` at most 16)."""
+    from svf_deploy.sim import accel as simaccel
+
+    prog, _, _, _ = _pipelined_program()
+    text = simaccel.RAM_V.read_text()
+    assert text.count("localparam MAX_OUT = 16;") == 1 and PIX3.outstanding == 8
+    bad = tmp_path / "axi_ram_sim.v"
+    bad.write_text(text.replace("localparam MAX_OUT = 16;", "localparam MAX_OUT = 4;"))
+    monkeypatch.setattr(simaccel, "RAM_V", bad)
+    with pytest.raises(HardwareError, match="AXI4 protocol.*more than 4 (read|write) bursts outstanding"):
+        simaccel.run(prog, None, simaccel.build(PIX3, build_root=tmp_path), image=prog.ddr_image(), ddr_latency=40)
+
+
 def test_a_burst_across_4kb_is_caught(monkeypatch):
     """Mutation of the burst cut: an engine that only cuts bursts at 64 KB boundaries issues
     bursts across 4 KB on the same program, and the RAM model's protocol check fails the
