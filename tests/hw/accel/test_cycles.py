@@ -11,6 +11,7 @@ from svf_deploy.hw.accel.cycles import (burst_count, conv_block_cycles, conv_bus
                                         conv_inputs, descriptor_cycles, dma_read, dma_write, layers_from_graph,
                                         predict, program_cycles)
 from svf_deploy.hw.accel.program import emit
+from svf_deploy.models.errors import HardwareError
 
 
 def test_dma_costs_one_burst_in_flight():
@@ -43,9 +44,9 @@ def test_dma_costs_bursts_in_flight_hide_the_latency():
     assert dma_read(2, c, 0, [4096 * r for r in range(20)]) == 20 + 2   # latency 0: back to back
     assert dma_read(2, c, 5, [4096 * r for r in range(20)]) == 20 + 2 + 5  # 7 >= 2 + 5
     assert dma_write(2, c, 5, [4096 * r for r in range(20)]) > 20 + 3 + 5  # 7 < 3 + 5
-    with pytest.raises(Exception, match="outstanding"):
+    with pytest.raises(HardwareError, match="outstanding"):
         AccelConfig(name="c", outstanding=17)
-    with pytest.raises(Exception, match="outstanding"):
+    with pytest.raises(HardwareError, match="outstanding"):
         AccelConfig(name="c", outstanding=0)
 
 
