@@ -168,7 +168,7 @@ def main(argv=None) -> int:
                 p0 = 0.0 if ty.kind == "analog" else skip
                 synth[nd] = np.where(rng.random(nwords) < p0, 0, 0xFF).astype(np.uint32)
             skipped, _ = program_cycles(prog, inputs=synth)
-            slow, _ = program_cycles(prog, ddr_latency=DDR_LAT)     # one burst in flight: latency adds
+            slow, _ = program_cycles(prog, ddr_latency=DDR_LAT)     # cfg.outstanding bursts in flight
             model_s = time.time() - t0
             adds = sum(st.dense_adds for st in prog.stats if st.unit in ("CONV", "SDHA"))
             ideal = -(-sum(st.dense_adds for st in prog.stats if st.unit == "CONV") // cfg.adders)

@@ -158,10 +158,12 @@ def _hex_lines(image: np.ndarray, dw: int) -> str:
 def run(prog: Program, codes: np.ndarray, sim: SimBuild, *, image: np.ndarray | None = None,
         max_cycles: int = 50_000_000, keep: bool = False, ddr_latency: int = 0) -> SimRun:
     """Run ``prog`` on input codes ``[T, C, H, W]``; ``image`` overrides the DDR image
-    (mutation tests); ``ddr_latency``: extra cycles before each read burst's data and each
-    write burst's response (the RAM model's ``+DDR_LATENCY``). Returns the cycles and every
-    stored tensor decoded. The RAM model checks the AXI protocol (bursts within 4 KB, INCR,
-    full-width, WLAST): a violation raises :class:`HardwareError`."""
+    (mutation tests); ``ddr_latency``: the RAM model's ``+DDR_LATENCY``, extra cycles from
+    each read burst's command to its first beat and from each write burst's last beat to its
+    response (bursts queued, several in flight). Returns the cycles and every stored tensor
+    decoded. The RAM model checks the AXI protocol (bursts within 4 KB, INCR, full-width,
+    WLAST, at most 16 bursts outstanding per direction): a violation raises
+    :class:`HardwareError`."""
     from cocotb_tools.runner import get_results, get_runner
 
     verilator_env()

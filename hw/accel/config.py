@@ -34,6 +34,10 @@ class AccelConfig:
         ``axi_data_width/32`` banks so that the DMA moves a whole beat per cycle.
     wbuf_depth : weight buffer, ``p_o * 8``-bit words.
     axi_data_width : DDR port width (64 or 128 bits), INCR bursts of ``burst`` beats.
+    outstanding : AXI bursts the DMA keeps in flight per direction (1..16): reads issued
+        whose last beat has not come, writes issued whose response has not come. With
+        enough in flight the DDR's per-burst latency is hidden behind the beats
+        (:func:`.cycles.dma_read`); the ZCU104's S_AXI_HP ports accept 8 commands per channel.
     clock_mhz : target clock for latency predictions.
     act_ram_style / wbuf_ram_style : Vivado ``ram_style`` of the buffers.
     """
@@ -47,6 +51,7 @@ class AccelConfig:
     wbuf_depth: int = 8192
     axi_data_width: int = 64
     burst: int = 16
+    outstanding: int = 8
     clock_mhz: float = 100.0
     act_ram_style: str = "block"
     wbuf_ram_style: str = "block"
@@ -79,6 +84,9 @@ class AccelConfig:
         if self.p_pix > 1 and self.act_depth & (self.act_depth - 1):
             raise HardwareError(f"AccelConfig.act_depth {self.act_depth} must be a power of two with "
                                 "p_pix > 1 (a pixel group's run of words wraps modulo the buffer)")
+        if not isinstance(self.outstanding, int) or not 1 <= self.outstanding <= 16:
+            raise HardwareError(f"AccelConfig.outstanding must be an int in 1..16 (AXI bursts in flight per "
+                                f"direction), not {self.outstanding!r}")
         if self.burst > 256:
             raise HardwareError(f"AccelConfig.burst must be <= 256 beats, not {self.burst}")
         for f in ("act_ram_style", "wbuf_ram_style"):

@@ -3,19 +3,24 @@
 :func:`program_cycles` counts the cycles of every descriptor of an emitted
 :class:`~.program.Program` from the engine's state machine (:mod:`.engine`), with a DDR
 that accepts an address in one cycle and returns one beat per cycle (the simulation's RAM
-model; a real DDR adds latency per burst, parameter ``ddr_latency``). It is checked against
+model; a real DDR adds latency per burst, parameter ``ddr_latency``, mostly hidden by the
+bursts in flight). It is checked against
 the ``CYCLES`` register of the Verilator run (tests/hw/accel).
 
 Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 
 * fetch: ``3 + read(32 units)``; one AXI beat (``u`` units) per cycle in both directions
-  (the activation buffer has ``u`` banks, :mod:`.actbuf`): ``read(N)`` = per burst
-  ``B + 2``, ``write(N)`` = per burst ``B + 3``, ``ceil(N/u)`` beats in bursts of at most
-  ``B``, each also cut at a 4 KB boundary (:func:`burst_count`; plus ``ddr_latency`` per
-  burst where the DDR answers that much later, as the simulated RAM does with
-  ``+DDR_LATENCY``); a 2-D ``LOAD``/``STORE`` of ``rows`` runs costs one fetch and the sum
-  of its runs' ``read/write(count)`` (each run's bursts from its own DDR address; the next
-  run's address handshake follows the last burst as a burst follows a burst).
+  (the activation buffer has ``u`` banks, :mod:`.actbuf`), ``ceil(N/u)`` beats a run in
+  bursts of at most ``B`` beats, each also cut at a 4 KB boundary (:func:`burst_count`),
+  up to ``O = cfg.outstanding`` bursts in flight (:func:`_dma`, ``L = ddr_latency``: the
+  DDR answers that much later, as the simulated RAM does with ``+DDR_LATENCY``). When the
+  bursts in flight cover the latency (``n <= O`` bursts, or every ``O - 1`` consecutive
+  bursts hold ``>= 2 + L`` beats; ``3 + L`` for a write) the beats stream back to back:
+  ``read = beats + 2 + L``, ``write = beats + 3 + L`` for the whole transfer; otherwise a
+  per-burst recurrence (``O = 1``: ``b + 2 + L`` / ``b + 3 + L`` per burst). A 2-D
+  ``LOAD``/``STORE`` of ``rows`` runs is one fetch and one transfer over all its runs'
+  bursts (each run's bursts from its own DDR address, the issuer stepping from run to run
+  without a gap).
 * CONV: :func:`conv_cycles`: per group of ``g = min(P_pix, (u-1)//stride + 1)`` output
   pixels of a row (the row's last group may be partial, :func:`conv_groups`) and ``P_t``
   chunk ``max(busy, L + 1)`` with ``L = lanes * g * ceil(t_n/u)`` the overlapped
@@ -85,22 +90,94 @@ def burst_count(beats: int, cfg: AccelConfig, ddr: int = 0) -> int:
     return -(-first // cfg.burst) + full * -(-page // cfg.burst) + -(-tail // cfg.burst)
 
 
-def dma_read(units: int, cfg: AccelConfig, ddr_latency: int = 0, ddr: int = 0) -> int:
-    """Cycles of a DMA read of ``units`` 32-bit units from DDR byte ``ddr`` (RD_AR, RD_R):
-    per burst (:func:`burst_count`) of ``B`` beats, 2 for the address handshake, ``ddr_latency``
-    until the first beat and one per beat (the banked activation buffer takes a whole beat per
-    cycle): ``B + 2 + ddr_latency``."""
-    beats = -(-units // cfg.units_per_beat)
-    return beats + burst_count(beats, cfg, ddr) * (2 + ddr_latency)
+def _seg_min(s: int, burst: int) -> int:
+    """Shortest burst of a page segment of ``s > 0`` beats (``burst`` beats, then the rest)."""
+    return s % burst or burst
 
 
-def dma_write(units: int, cfg: AccelConfig, ddr_latency: int = 0, ddr: int = 0) -> int:
-    """Cycles of a DMA write of ``units`` 32-bit units to DDR byte ``ddr`` (WR_AW, WR_W,
-    WR_B): per burst of ``B`` beats, 2 for the address handshake, one per beat (the banked
-    buffer reads a whole beat per cycle, one cycle ahead), ``ddr_latency`` until the
-    response and 1 to take it: ``B + 3 + ddr_latency``."""
+def _run_shape(beats: int, cfg: AccelConfig, ddr: int) -> tuple[int, int]:
+    """``(bursts, shortest burst)`` of a run of ``beats`` beats from DDR byte ``ddr``."""
+    page = PAGE_BYTES // (cfg.axi_data_width // 8)
+    first = min(beats, page - (ddr % PAGE_BYTES) // (cfg.axi_data_width // 8))
+    full, tail = divmod(beats - first, page)
+    mins = [_seg_min(first, cfg.burst)] + ([_seg_min(page, cfg.burst)] if full else []) + \
+        ([_seg_min(tail, cfg.burst)] if tail else [])
+    return burst_count(beats, cfg, ddr), min(mins)
+
+
+def _burst_lengths(beats: int, cfg: AccelConfig, ddr: int) -> list[int]:
+    """The engine's bursts of a run, in order: greedy, at most ``cfg.burst`` beats, cut at 4 KB."""
+    bb = cfg.axi_data_width // 8
+    page = PAGE_BYTES // bb
+    out, a = [], ddr // bb
+    while beats > 0:
+        b = min(beats, cfg.burst, page - a % page)
+        out.append(b)
+        beats -= b
+        a += b
+    return out
+
+
+def _dma(units: int, cfg: AccelConfig, ddr_latency: int, ddr, write: bool) -> int:
+    """Cycles of a DMA transfer of runs of ``units`` units at the DDR byte addresses ``ddr``
+    (an int: one run) with ``O = cfg.outstanding`` bursts in flight (:mod:`.engine`; RAM
+    timing of ``sim/hdl/axi_ram_sim.v``, ``L = ddr_latency``).
+
+    Bursts ``k = 0..n-1`` of ``b_k`` beats over all runs, in order, the transfer's first
+    cycle 0. Read: AR ``k`` at ``a_k = max(k, e_{k-O} + 1)`` (a free slot the cycle after
+    burst ``k-O``'s last beat), first beat at ``f_k = max(a_k + 2 + L, e_{k-1} + 1)``, last
+    at ``e_k = f_k + b_k - 1``; the transfer takes ``e_{n-1} + 1``. Write: AW ``k`` at
+    ``a_k = max(k, r_{k-O} + 1)``, beats from ``max(a_k + 1, e_{k-1} + 1)`` to ``e_k``,
+    response ``r_k = max(e_k + 2 + L, r_{k-1} + 1)``; it takes ``r_{n-1} + 1``.
+
+    Closed forms: with ``O = 1`` every burst costs ``b + 2 + L`` (read) / ``b + 3 + L``
+    (write). The beats stream back to back (total ``beats + 2 + L`` / ``beats + 3 + L``)
+    when ``n <= O`` or every ``O - 1`` consecutive bursts hold ``>= 2 + L`` (read) /
+    ``>= 3 + L`` (write) beats, guaranteed by ``(O - 1) * shortest >= 2 + L`` (``+ 3``);
+    otherwise the recurrence runs burst by burst."""
+    addrs = [ddr] if isinstance(ddr, int) else list(ddr)
     beats = -(-units // cfg.units_per_beat)
-    return beats + burst_count(beats, cfg, ddr) * (3 + ddr_latency)
+    if beats <= 0 or not addrs:
+        return 0
+    O, L, over = cfg.outstanding, int(ddr_latency), 3 if write else 2
+    shapes = [_run_shape(beats, cfg, a) for a in addrs]
+    n = sum(c for c, _ in shapes)
+    total = beats * len(addrs)
+    if O == 1:
+        return total + n * (over + L)
+    if n <= O or (O - 1) * min(mb for _, mb in shapes) >= over + L:
+        return total + over + L
+    e: list[int] = []
+    r: list[int] = []
+    k = 0
+    for a0 in addrs:
+        for b in _burst_lengths(beats, cfg, a0):
+            if write:
+                a = k if k < O else max(k, r[k - O] + 1)
+                ek = max(a + 1, e[-1] + 1 if e else 0) + b - 1
+                r.append(max(ek + 2 + L, r[-1] + 1 if r else 0))
+            else:
+                a = k if k < O else max(k, e[k - O] + 1)
+                ek = max(a + 2 + L, e[-1] + 1 if e else 0) + b - 1
+            e.append(ek)
+            k += 1
+    return (r[-1] if write else e[-1]) + 1
+
+
+def dma_read(units: int, cfg: AccelConfig, ddr_latency: int = 0, ddr=0) -> int:
+    """Cycles of a DMA read (state ``RD``) of ``units`` 32-bit units from DDR byte ``ddr``
+    (or of one run of ``units`` from each address of a sequence: a 2-D LOAD), up to
+    ``cfg.outstanding`` bursts in flight (:func:`_dma`): with the latency covered, ``2 + L``
+    plus one cycle per beat (the banked activation buffer takes a whole beat per cycle)."""
+    return _dma(units, cfg, ddr_latency, ddr, False)
+
+
+def dma_write(units: int, cfg: AccelConfig, ddr_latency: int = 0, ddr=0) -> int:
+    """Cycles of a DMA write (state ``WR``) of ``units`` 32-bit units to DDR byte ``ddr`` (or
+    one run per address of a sequence), up to ``cfg.outstanding`` bursts in flight
+    (:func:`_dma`): with the latency covered, one cycle per beat (read from the buffer a cycle
+    ahead) plus ``3 + L`` for the address handshake and the last response."""
+    return _dma(units, cfg, ddr_latency, ddr, True)
 
 
 def _runs(f: dict):
@@ -118,11 +195,11 @@ def descriptor_cycles(op: int, f: dict, cfg: AccelConfig, ddr_latency: int = 0,
     if op in (isa.OP_END, isa.OP_HEADER):
         return fetch - (1 if op == isa.OP_END else 0)
     if op == isa.OP_LOAD:
-        return fetch + sum(dma_read(f["count"], cfg, ddr_latency, a) for a in _runs(f))
+        return fetch + dma_read(f["count"], cfg, ddr_latency, _runs(f))
     if op == isa.OP_LOADW:
         return fetch + dma_read(f["count"] * (cfg.p_o // 4), cfg, ddr_latency, int(f["ddr"]))
     if op == isa.OP_STORE:
-        return fetch + sum(dma_write(f["count"], cfg, ddr_latency, a) for a in _runs(f))
+        return fetch + dma_write(f["count"], cfg, ddr_latency, _runs(f))
     if op == isa.OP_CONV:
         return fetch + conv_cycles(cfg, terms=f["cin"] * f["kk"], hout=f["hout"], wout=f["wout"], T=f["t"],
                                    cout=f["cout"], stride=f["stride"], oc_start=f["oc_start"], oc_end=f["oc_end"],

@@ -6,10 +6,20 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   crosses a 4 KB address boundary, AXI4 A3.4.1: a burst from byte ``a`` has at most
   ``(4096 - a % 4096) / beat_bytes`` beats): ``LOAD`` DDR -> activation buffer, ``LOADW`` DDR ->
   weight buffer, ``STORE`` activation buffer -> DDR; descriptors are fetched the same way.
+  Up to ``cfg.outstanding`` bursts in flight per direction, so a DDR's per-burst latency is
+  paid once per transfer when the bursts in flight cover it: an *issuer* walks the
+  transfer's runs (a 2-D ``LOAD``/``STORE``'s runs, a ``LOADW``'s words, a descriptor)
+  presenting the next burst on AR (AW) while fewer than ``outstanding`` are unfinished (a
+  read until its last beat, a write until its response; the burst stays valid until its
+  handshake, which steps the issuer to the next burst or the next run's first). The data
+  side keeps its own place (buffer word, units left in the run, runs left): R takes a
+  beat every cycle one comes (``RREADY`` high) and ends the transfer with the last run's
+  last beat; W streams the beats, ``WLAST`` where the issuer cut (``burst`` beats, a
+  page's last beat, a run's last beat), and the transfer ends with the last response.
   One beat per cycle both ways: the activation buffer has one 32-bit bank per beat unit
   (:mod:`.actbuf`), so a beat's ``u`` words go in (or come out) together at any word
-  alignment of the buffer address; a partial last beat is masked (``WSTRB`` on a store).
-  A weight word is ``P_o*8 / axi_data_width`` beats.
+  alignment of the buffer address; a partial last beat of a run is masked (``WSTRB`` on a
+  store). A weight word is ``P_o*8 / axi_data_width`` beats.
 * **CONV**: output-stationary array of ``P_o/2 x P_t x P_pix`` DSP48E2 two-lane SIMD
   accumulators (:class:`.simd.SimdAcc`, ``USE_MULT="NONE"``; a behavioural twin in
   simulation, ``dsp_instance=True`` for synthesis). For a *group* of ``g`` consecutive
@@ -284,45 +294,61 @@ class Engine(wiring.Component):
         m.d.comb += [wp.en.eq(0), ww.en.eq(0)]
 
         # ------------------------------------------------------------------ DMA state
-        dma_addr = Signal(32)         # DDR byte address of the next burst
-        dma_left = Signal(32)         # 32-bit units still to move
-        dma_beats = Signal(32)        # beats not yet requested
+        # issuer (AR or AW side): walks the transfer's runs issuing bursts while fewer than
+        # cfg.outstanding are unfinished; the data side (R or W) keeps its own place
+        OUTS = cfg.outstanding
+        iss_addr = Signal(32)         # DDR byte address of the next burst
+        iss_beats = Signal(32)        # beats of the current run not yet requested
+        iss_rows = Signal(32)         # runs left, the current one included (0 or 1: the last)
+        iss_row = Signal(32)          # DDR byte address of the issuer's current run
+        in_flight = Signal(range(OUTS + 1))   # bursts issued and not finished (R: last beat, W: B)
+        dma_left = Signal(32)         # data side: 32-bit units of the current run still to move
         dma_dst = Signal(32)          # buffer word of the current beat (LOADW: weight word)
         dma_kind = Signal(2)          # 0 act, 1 wbuf, 2 descriptor
-        dma_rows = Signal(32)         # 2-D LOAD/STORE: runs left, this one included
-        row_ddr = Signal(32)          # DDR byte address / buffer word of the current run
-        row_dst = Signal(32)
+        dma_rows = Signal(32)         # data side: runs left, this one included
+        row_ddr = Signal(32)          # W side: DDR byte address of the current beat's run
+        row_dst = Signal(32)          # data side: buffer word of the current run
+        w_addr = Signal(32)           # W side: DDR byte address of the current beat
+        w_cnt = Signal(range(cfg.burst + 1))  # W side: beats of the current burst already sent
+        w_done = Signal()             # W side: the transfer's last beat has been sent
         BPW = WBW // DW               # beats per weight-buffer word (AccelConfig checks DW | WBW)
         wasm = Signal(WBW)            # weight word assembly
         wasm_n = Signal(range(max(BPW, 2)))
         burst_len = Signal(9)
+        BSH = beat_bytes.bit_length() - 1
         # AXI4 bursts never cross a 4 KB boundary: a burst is at most the beats left in the page
         page_beats = Signal(range(PAGE_BYTES // beat_bytes + 1))
         pb_bits = PAGE_BYTES.bit_length() - 1
-        m.d.comb += page_beats.eq((Const(PAGE_BYTES, pb_bits + 1) - dma_addr[:pb_bits])
-                                  >> (beat_bytes.bit_length() - 1))
+        m.d.comb += page_beats.eq((Const(PAGE_BYTES, pb_bits + 1) - iss_addr[:pb_bits]) >> BSH)
         burst_cap = Mux(page_beats < cfg.burst, page_beats, cfg.burst)
+        m.d.comb += burst_len.eq(Mux(iss_beats > burst_cap, burst_cap, iss_beats))
+        # the issuer may present a burst: the same one stays valid until its handshake
+        # (iss_* change only then, in_flight can only fall meanwhile)
+        iss_ok = (iss_beats != 0) & (in_flight < OUTS)
 
         def dma_misaligned(two_d):
             """A DMA descriptor whose DDR address (or 2-D run stride) is off the beat: STATUS.error."""
-            sh = beat_bytes.bit_length() - 1
+            sh = BSH
             return ((desc[isa.field_index(isa.OP_LOAD, "ddr")][:sh] != 0)
                     | (two_d & (desc[isa.field_index(isa.OP_LOAD, "rows")] > 1)
                        & (desc[isa.field_index(isa.OP_LOAD, "ddr_stride")][:sh] != 0)))
-        wlen = Signal(9)
-        beat_i = Signal(9)
         # units i of the current beat that belong to the transfer (a partial last beat)
         beat_ok = [dma_left > i for i in range(UPB)]
+        run_end = dma_left <= UPB     # the data side's current beat is its run's last
+        # W side: the current beat ends its burst (the issuer's cut: B beats, the page's last
+        # beat, the run's last beat)
+        w_page_end = w_addr[BSH:pb_bits] == (1 << (pb_bits - BSH)) - 1
+        w_last = (w_cnt == cfg.burst - 1) | w_page_end | run_end
 
         m.d.comb += [self.m_axi_arsize.eq((beat_bytes - 1).bit_length()), self.m_axi_arburst.eq(1),
                      self.m_axi_awsize.eq((beat_bytes - 1).bit_length()), self.m_axi_awburst.eq(1),
-                     self.m_axi_araddr.eq(dma_addr), self.m_axi_awaddr.eq(dma_addr),
+                     self.m_axi_araddr.eq(iss_addr), self.m_axi_awaddr.eq(iss_addr),
                      self.m_axi_arlen.eq(burst_len - 1), self.m_axi_awlen.eq(burst_len - 1),
                      # STORE: the run of UPB words at dma_dst read last cycle, as one beat
                      self.m_axi_wdata.eq(Cat(*(Mux(beat_ok[i], act.r0_beat[32 * i: 32 * i + 32], 0)
                                                for i in range(UPB)))),
                      self.m_axi_wstrb.eq(Cat(*(Mux(beat_ok[i], 0xF, 0) for i in range(UPB)))),
-                     self.m_axi_wlast.eq(beat_i == burst_len - 1)]
+                     self.m_axi_wlast.eq(w_last)]
 
         # ------------------------------------------------------------------ CONV state
         oc0 = Signal(32)
@@ -634,12 +660,12 @@ class Engine(wiring.Component):
 
             # ---------------------------------------------------------- fetch a descriptor
             with m.State("FETCH"):
-                m.d.sync += [dma_addr.eq(prog + (pc << 7)), dma_kind.eq(2), dma_dst.eq(0),
-                             dma_left.eq(isa.DESC_WORDS),
-                             dma_beats.eq((isa.DESC_WORDS + UPB - 1) // UPB)]
+                m.d.sync += [iss_addr.eq(prog + (pc << 7)), iss_rows.eq(0), dma_rows.eq(0), dma_kind.eq(2),
+                             dma_dst.eq(0), dma_left.eq(isa.DESC_WORDS),
+                             iss_beats.eq((isa.DESC_WORDS + UPB - 1) // UPB)]
                 for i in range(isa.DESC_WORDS):
                     m.d.sync += desc[i].eq(0)
-                m.next = "RD_AR"
+                m.next = "RD"
 
             with m.State("DECODE"):
                 with m.Switch(opcode):
@@ -655,25 +681,26 @@ class Engine(wiring.Component):
                     with m.Case(isa.OP_LOAD, isa.OP_LOADW):
                         cntw = f(isa.OP_LOAD, "count")
                         units = Mux(opcode == isa.OP_LOADW, cntw << (PO // 4 - 1).bit_length(), cntw)
-                        m.d.sync += [dma_addr.eq(f(isa.OP_LOAD, "ddr")),
-                                     dma_dst.eq(f(isa.OP_LOAD, "addr")),
-                                     row_ddr.eq(f(isa.OP_LOAD, "ddr")), row_dst.eq(f(isa.OP_LOAD, "addr")),
-                                     dma_rows.eq(Mux(opcode == isa.OP_LOADW, 0, f(isa.OP_LOAD, "rows"))),
-                                     dma_kind.eq(Mux(opcode == isa.OP_LOADW, 1, 0)),
-                                     dma_left.eq(units),
-                                     dma_beats.eq((units + UPB - 1) >> (UPB - 1).bit_length()),
-                                     wasm_n.eq(0)]
-                        m.next = "RD_AR"
+                        rows = Mux(opcode == isa.OP_LOADW, 0, f(isa.OP_LOAD, "rows"))
+                        m.d.sync += [iss_addr.eq(f(isa.OP_LOAD, "ddr")), iss_row.eq(f(isa.OP_LOAD, "ddr")),
+                                     iss_rows.eq(rows), iss_beats.eq((units + UPB - 1) >> LU),
+                                     dma_dst.eq(f(isa.OP_LOAD, "addr")), row_dst.eq(f(isa.OP_LOAD, "addr")),
+                                     dma_rows.eq(rows), dma_kind.eq(Mux(opcode == isa.OP_LOADW, 1, 0)),
+                                     dma_left.eq(units), wasm_n.eq(0)]
+                        m.next = "RD"
                         with m.If(dma_misaligned(opcode != isa.OP_LOADW)):
                             m.next = "ERROR"
                     with m.Case(isa.OP_STORE):
                         cntw = f(isa.OP_STORE, "count")
-                        m.d.sync += [dma_addr.eq(f(isa.OP_STORE, "ddr")), dma_dst.eq(f(isa.OP_STORE, "addr")),
-                                     row_ddr.eq(f(isa.OP_STORE, "ddr")), row_dst.eq(f(isa.OP_STORE, "addr")),
-                                     dma_rows.eq(f(isa.OP_STORE, "rows")),
-                                     dma_left.eq(cntw),
-                                     dma_beats.eq((cntw + UPB - 1) >> (UPB - 1).bit_length())]
-                        m.next = "WR_AW"
+                        m.d.sync += [iss_addr.eq(f(isa.OP_STORE, "ddr")), iss_row.eq(f(isa.OP_STORE, "ddr")),
+                                     iss_rows.eq(f(isa.OP_STORE, "rows")), iss_beats.eq((cntw + UPB - 1) >> LU),
+                                     w_addr.eq(f(isa.OP_STORE, "ddr")), row_ddr.eq(f(isa.OP_STORE, "ddr")),
+                                     dma_dst.eq(f(isa.OP_STORE, "addr")), row_dst.eq(f(isa.OP_STORE, "addr")),
+                                     dma_rows.eq(f(isa.OP_STORE, "rows")), dma_left.eq(cntw),
+                                     w_cnt.eq(0), w_done.eq(0)]
+                        # read port 0 fetches the first beat's words a cycle ahead
+                        m.d.comb += r0.addr.eq(f(isa.OP_STORE, "addr"))
+                        m.next = "WR"
                         with m.If(dma_misaligned(1)):
                             m.next = "ERROR"
                     with m.Case(isa.OP_CONV):
@@ -709,31 +736,37 @@ class Engine(wiring.Component):
                 m.d.sync += [busy.eq(0), done.eq(1), error.eq(1), irq_pend.eq(1)]
                 m.next = "IDLE"
 
-            # ---------------------------------------------------------- DMA read
-            # 2-D LOAD/STORE: after a run's last burst, the next run starts (no fetch) at
-            # the strided DDR address and buffer word (LOAD and STORE share field indices)
-            next_ddr = row_ddr + f(isa.OP_LOAD, "ddr_stride")
-            next_dst = row_dst + f(isa.OP_LOAD, "addr_stride")
-            run_cnt = f(isa.OP_LOAD, "count")
+            # ---------------------------------------------------------- DMA
+            # 2-D LOAD/STORE: after a run, the next one starts at the strided DDR address and
+            # buffer word (LOAD and STORE share field indices); the issuer and the data side
+            # each step to it on their own
+            ddr_stride = f(isa.OP_LOAD, "ddr_stride")
+            dst_stride = f(isa.OP_LOAD, "addr_stride")
+            run_beats = (f(isa.OP_LOAD, "count") + UPB - 1) >> LU
 
-            def next_run():
-                return [dma_rows.eq(dma_rows - 1), row_ddr.eq(next_ddr), row_dst.eq(next_dst),
-                        dma_addr.eq(next_ddr), dma_dst.eq(next_dst), dma_left.eq(run_cnt),
-                        dma_beats.eq((run_cnt + UPB - 1) >> (UPB - 1).bit_length())]
+            def issuer(valid, ready):
+                """AR/AW: present the next burst while fewer than ``OUTS`` are unfinished; on
+                the handshake step to the next burst, or to the next run's first."""
+                m.d.comb += valid.eq(iss_ok)
+                with m.If(iss_ok & ready):
+                    with m.If((iss_beats == burst_len) & (iss_rows > 1)):
+                        m.d.sync += [iss_rows.eq(iss_rows - 1), iss_row.eq(iss_row + ddr_stride),
+                                     iss_addr.eq(iss_row + ddr_stride), iss_beats.eq(run_beats)]
+                    with m.Else():
+                        m.d.sync += [iss_beats.eq(iss_beats - burst_len),
+                                     iss_addr.eq(iss_addr + (burst_len << BSH))]
 
-            # one beat per cycle: LOAD writes its UPB units to the banks at once (any buffer
-            # alignment, the last beat partial); LOADW assembles a weight word from BPW
-            # beats; a descriptor shifts in UPB words per beat
-            with m.State("RD_AR"):
-                blen = Mux(dma_beats > burst_cap, burst_cap, dma_beats)
-                m.d.comb += [self.m_axi_arvalid.eq(1), burst_len.eq(blen)]
-                m.d.sync += beat_i.eq(blen)  # remember the burst length
-                with m.If(self.m_axi_arready):
-                    m.d.sync += [dma_beats.eq(dma_beats - blen),
-                                 dma_addr.eq(dma_addr + (blen << (beat_bytes.bit_length() - 1)))]
-                    m.next = "RD_R"
-            with m.State("RD_R"):
-                m.d.comb += [burst_len.eq(beat_i), self.m_axi_rready.eq(1)]
+            # reads: the AR issuer runs ahead; the R side takes a beat every cycle one comes
+            # (RREADY stays high): LOAD writes its UPB units to the banks at once (any buffer
+            # alignment, a run's last beat partial), LOADW assembles a weight word from BPW
+            # beats, a descriptor shifts in UPB words per beat. The transfer ends with the
+            # last run's last beat (every burst issued and finished by then).
+            with m.State("RD"):
+                issuer(self.m_axi_arvalid, self.m_axi_arready)
+                m.d.comb += self.m_axi_rready.eq(1)
+                done_burst = self.m_axi_rvalid & self.m_axi_rlast
+                issued = iss_ok & self.m_axi_arready
+                m.d.sync += in_flight.eq(in_flight + issued - done_burst)
                 rbeat = self.m_axi_rdata
                 with m.If(self.m_axi_rvalid):
                     m.d.sync += dma_left.eq(Mux(dma_left > UPB, dma_left - UPB, 0))
@@ -753,46 +786,39 @@ class Engine(wiring.Component):
                             words = [desc[i] for i in range(UPB, isa.DESC_WORDS)] + \
                                     [rbeat[32 * j: 32 * j + 32] for j in range(UPB)]
                             m.d.sync += [desc[i].eq(words[i]) for i in range(isa.DESC_WORDS)]
-                    with m.If(self.m_axi_rlast):
-                        with m.If(dma_beats != 0):
-                            m.next = "RD_AR"
+                    with m.If(run_end):
+                        with m.If(dma_rows > 1):
+                            m.d.sync += [dma_rows.eq(dma_rows - 1), row_dst.eq(row_dst + dst_stride),
+                                         dma_dst.eq(row_dst + dst_stride), dma_left.eq(f(isa.OP_LOAD, "count"))]
                         with m.Elif(dma_kind == 2):
                             m.next = "DECODE"
-                        with m.Elif((dma_kind == 0) & (dma_rows > 1)):
-                            m.d.sync += next_run()
-                            m.next = "RD_AR"
                         with m.Else():
                             m.next = "NEXT"
 
-            # ---------------------------------------------------------- DMA write
-            # one beat per cycle: read port 0 reads the run of UPB words at dma_dst (any
-            # alignment) the cycle before its beat; it holds while WREADY is low
-            with m.State("WR_AW"):
-                blen = Mux(dma_beats > burst_cap, burst_cap, dma_beats)
-                m.d.comb += [self.m_axi_awvalid.eq(1), burst_len.eq(blen), r0.addr.eq(dma_dst)]
-                m.d.sync += beat_i.eq(0)
-                with m.If(self.m_axi_awready):
-                    m.d.sync += [dma_beats.eq(dma_beats - blen), wlen.eq(blen),
-                                 dma_addr.eq(dma_addr + (blen << (beat_bytes.bit_length() - 1)))]
-                    m.next = "WR_W"
-            with m.State("WR_W"):
-                m.d.comb += [burst_len.eq(wlen), self.m_axi_wvalid.eq(1), r0.addr.eq(dma_dst + UPB),
-                             act.r0_en.eq(self.m_axi_wready)]
-                with m.If(self.m_axi_wready):
-                    m.d.sync += [beat_i.eq(beat_i + 1), dma_dst.eq(dma_dst + UPB),
-                                 dma_left.eq(Mux(dma_left > UPB, dma_left - UPB, 0))]
-                    with m.If(beat_i == wlen - 1):
-                        m.next = "WR_B"
-            with m.State("WR_B"):
+            # writes: the AW issuer runs ahead; the W side streams beats (read port 0 reads the
+            # run of UPB words of the next beat, any alignment, one cycle ahead; it holds while
+            # WREADY is low), WLAST where the issuer cut the burst; the transfer ends with the
+            # last burst's response
+            with m.State("WR"):
+                issuer(self.m_axi_awvalid, self.m_axi_awready)
                 m.d.comb += self.m_axi_bready.eq(1)
-                with m.If(self.m_axi_bvalid):
-                    with m.If(dma_beats != 0):
-                        m.next = "WR_AW"
-                    with m.Elif(dma_rows > 1):
-                        m.d.sync += next_run()
-                        m.next = "WR_AW"
-                    with m.Else():
-                        m.next = "NEXT"
+                issued = iss_ok & self.m_axi_awready
+                m.d.sync += in_flight.eq(in_flight + issued - self.m_axi_bvalid)
+                nxt_row_dst = row_dst + dst_stride
+                m.d.comb += [self.m_axi_wvalid.eq(~w_done), act.r0_en.eq(self.m_axi_wready & ~w_done),
+                             r0.addr.eq(Mux(run_end, nxt_row_dst, dma_dst + UPB))]
+                with m.If(self.m_axi_wready & ~w_done):
+                    m.d.sync += [w_cnt.eq(Mux(w_last, 0, w_cnt + 1)), w_addr.eq(w_addr + beat_bytes),
+                                 dma_dst.eq(dma_dst + UPB), dma_left.eq(Mux(dma_left > UPB, dma_left - UPB, 0))]
+                    with m.If(run_end):
+                        with m.If(dma_rows > 1):
+                            m.d.sync += [dma_rows.eq(dma_rows - 1), row_dst.eq(nxt_row_dst), dma_dst.eq(nxt_row_dst),
+                                         row_ddr.eq(row_ddr + ddr_stride), w_addr.eq(row_ddr + ddr_stride),
+                                         dma_left.eq(f(isa.OP_LOAD, "count"))]
+                        with m.Else():
+                            m.d.sync += w_done.eq(1)
+                with m.If(w_done & (iss_beats == 0) & ((in_flight == 0) | ((in_flight == 1) & self.m_axi_bvalid))):
+                    m.next = "NEXT"
 
             # ---------------------------------------------------------- CONV
             with m.State("C_TILE"):

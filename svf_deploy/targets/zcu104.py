@@ -50,7 +50,7 @@ MAX_VERIFY_MINUTES = 10.0
 # ----------------------------------------------------------------------------- resources
 
 
-#: DDR latencies (cycles per burst, beyond the simulated RAM's) the report prices
+#: DDR latencies (cycles from a burst's command to its data, beyond the simulated RAM's) the report prices
 DDR_LATENCIES = (0, 16, 32)
 
 
@@ -348,8 +348,9 @@ def build(ctx) -> dict:
                "model": "exact cycle model of the engine (hw/accel/cycles.py), dense upper bound "
                         "(every T-bundle non-zero); DDR at 1 beat/cycle",
                "golden_clip_cycles": clip0, "golden_clip_ms": round(clip0 / (cfg.clock_mhz * 1e3), 4),
-               # the engine keeps one burst in flight: each burst's DDR latency adds to the
-               # dense bound (the same exact model; the simulated RAM's +DDR_LATENCY)
+               # the engine keeps cfg.outstanding bursts in flight: a DDR latency the bursts in
+               # flight do not cover adds to the dense bound (the same exact model; the
+               # simulated RAM's +DDR_LATENCY)
                "ddr_latency_ms": {str(lat): round(program_cycles(prog, ddr_latency=lat)[0]
                                                   / (cfg.clock_mhz * 1e3), 4) for lat in DDR_LATENCIES},
                "T": T, "cycles_by_unit": by_op}
@@ -377,7 +378,7 @@ def build(ctx) -> dict:
                ["predicted latency (dense bound)", f"{ms:.3f} ms per clip ({total:,} cycles)"],
                ["golden clip (exact; CONV skips all-zero T-bundles)",
                 f"{latency['golden_clip_ms']:.3f} ms ({clip0:,} cycles)"],
-               ["dense bound if DDR answers each burst later",
+               [f"dense bound if DDR answers each burst later ({cfg.outstanding} bursts in flight)",
                 ", ".join(f"{k} cycles: {v:.3f} ms" for k, v in latency["ddr_latency_ms"].items())],
                ["ideal bound (adds/adders)", f"{latency['ideal_ms']:.3f} ms ({ideal:,} cycles)"],
                ["adder utilisation", f"{100 * latency['adder_utilisation']:.1f} %"],

@@ -11,16 +11,18 @@ from svf_deploy.hw.accel.cycles import (burst_count, conv_block_cycles, conv_bus
                                         conv_inputs, descriptor_cycles, dma_read, dma_write, layers_from_graph,
                                         predict, program_cycles)
 from svf_deploy.hw.accel.program import emit
+from svf_deploy.models.errors import HardwareError
 
 
-def test_dma_costs():
-    c = AccelConfig(name="c", axi_data_width=64, burst=16)
+def test_dma_costs_one_burst_in_flight():
+    """``outstanding = 1``: every burst pays its handshake and the DDR latency."""
+    c = AccelConfig(name="c", axi_data_width=64, burst=16, outstanding=1)
     assert dma_read(32, c) == 16 + 2                   # one 16-beat burst, a beat per cycle
     assert dma_read(33, c) == dma_read(32, c) + 1 + 2  # a second burst with one (partial) beat
     assert dma_read(31, c) == dma_read(32, c)          # a partial last beat costs a whole one
     assert dma_write(4, c) == 2 + 3
     assert dma_write(33, c) == 16 + 3 + 1 + 3
-    wide = AccelConfig(name="w", p_o=16, axi_data_width=128, burst=8)
+    wide = AccelConfig(name="w", p_o=16, axi_data_width=128, burst=8, outstanding=1)
     assert dma_read(64, wide) == 2 * (8 + 2) and dma_write(5, wide) == 2 + 3
     # 4 KB pages: 16 beats (8-beat bursts) from 64 bytes below a boundary: 4 | 8 + 4 beats
     assert dma_read(64, wide, 0, 4096 - 64) == 16 + 3 * 2 and dma_read(64, wide, 0, 4096) == 16 + 2 * 2
@@ -28,22 +30,67 @@ def test_dma_costs():
     assert dma_write(64, wide, 3, 8192 - 48) == 16 + 3 * (3 + 3)      # 3 | 8 + 5 beats, latency 3
 
 
-@settings(max_examples=300, deadline=None)
-@given(addr_beat=st.integers(0, 4000), beats=st.integers(0, 2000), burst=st.sampled_from([1, 3, 16, 64, 256]),
-       dw=st.sampled_from([32, 64, 128]))
-def test_burst_count_is_the_engines_cut_at_4kb(addr_beat, beats, burst, dw):
-    """The engine's rule, burst by burst: ``min(burst, beats left, beats left in the 4 KB
-    page)``; no burst crosses a page, and :func:`burst_count` counts exactly these bursts."""
-    c = AccelConfig(name="c", p_o=16, axi_data_width=dw, burst=burst)
-    bb = dw // 8
-    a, left, n = addr_beat * bb, beats, 0
-    while left:
-        b = min(burst, left, (4096 - a % 4096) // bb)
-        assert a // 4096 == (a + b * bb - 1) // 4096
-        a, left, n = a + b * bb, left - b, n + 1
-    assert burst_count(beats, c, addr_beat * bb) == n
-    assert dma_read(beats * (dw // 32), c, 5, addr_beat * bb) == beats + n * (2 + 5)
-    assert dma_write(beats * (dw // 32), c, 0, addr_beat * bb) == beats + n * 3
+def test_dma_costs_bursts_in_flight_hide_the_latency():
+    """``outstanding = 8``: the beats stream back to back, the transfer pays one handshake
+    and one latency, as long as 7 bursts cover ``2 + L`` (read) / ``3 + L`` (write) beats;
+    beyond that the transfer is bound by ``O`` bursts per ``L`` round trip."""
+    c = AccelConfig(name="c", axi_data_width=64, burst=16, outstanding=8)
+    assert c.outstanding == 8 == CI.outstanding == PRODUCTION.outstanding
+    assert dma_read(33, c) == 17 + 2 and dma_write(33, c) == 17 + 3
+    assert dma_read(1024, c, 40) == 512 + 2 + 40 and dma_write(1024, c, 40) == 512 + 3 + 40
+    # 2-D: 20 runs of one beat each, 20 bursts: latency 40 is not covered by 7 one-beat
+    # bursts; 8 bursts per round trip of 2 + 40 + 1 cycles (the slot frees after the last beat)
+    assert dma_read(2, c, 40, [4096 * r for r in range(20)]) == 2 * (2 + 40 + 1) + 4 + 2 + 40
+    assert dma_read(2, c, 0, [4096 * r for r in range(20)]) == 20 + 2   # latency 0: back to back
+    assert dma_read(2, c, 5, [4096 * r for r in range(20)]) == 20 + 2 + 5  # 7 >= 2 + 5
+    assert dma_write(2, c, 5, [4096 * r for r in range(20)]) > 20 + 3 + 5  # 7 < 3 + 5
+    with pytest.raises(HardwareError, match="outstanding"):
+        AccelConfig(name="c", outstanding=17)
+    with pytest.raises(HardwareError, match="outstanding"):
+        AccelConfig(name="c", outstanding=0)
+
+
+def _dma_stepped(bursts, O, L, write):
+    """The engine/RAM timing cycle by cycle (independent of :func:`cycles._dma`'s recurrence
+    and shortcuts): the issuer presents a burst while fewer than ``O`` are unfinished (a
+    slot frees the cycle after a read's last beat / a write's response); a read burst's
+    beats from 2 + L cycles after its AR, a write burst's from the cycle after its AW, one
+    beat per cycle in order; a write's response 2 + L after its last beat, one per cycle."""
+    n, ar, free = len(bursts), [], []
+    k = i = nfree = 0
+    resp, cyc = -1, 0
+    while True:
+        while nfree < len(free) and free[nfree] <= cyc:
+            nfree += 1
+        if len(ar) < n and len(ar) - nfree < O:
+            ar.append(cyc)
+        if k < len(ar) and cyc >= ar[k] + (1 if write else 2 + L):
+            i += 1
+            if i == bursts[k]:
+                if write:
+                    resp = max(cyc + 2 + L, resp + 1)
+                    free.append(resp + 1)
+                else:
+                    free.append(cyc + 1)
+                k, i = k + 1, 0
+        if len(free) == n:
+            return free[-1]
+        cyc += 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(runs=st.lists(st.tuples(st.integers(0, 600), st.integers(1, 12)), min_size=1, max_size=6),
+       count=st.integers(1, 300), O=st.integers(1, 9), L=st.integers(0, 50), write=st.booleans())
+def test_dma_model_equals_a_cycle_stepped_model(runs, count, O, L, write):
+    """:func:`dma_read`/:func:`dma_write` (closed forms and recurrence) equal a cycle-by-cycle
+    model of the engine's issuer and the RAM's queues for random runs, ``O``, ``L``."""
+    from svf_deploy.hw.accel.cycles import _burst_lengths
+
+    c = AccelConfig(name="c", axi_data_width=64, burst=16, outstanding=O)
+    addrs = [8 * a + 4096 * p for a, p in runs]
+    bursts = [b for a in addrs for b in _burst_lengths(-(-count // 2), c, a)]
+    f = dma_write if write else dma_read
+    assert f(count, c, L, addrs) == _dma_stepped(bursts, O, L, write)
 
 
 def test_conv_write_back_hides_behind_long_terms():

@@ -5,6 +5,8 @@ spike map and the output must equal the golden reference, the engine's CYCLES re
 must equal the analytic cycle model, and a single flipped weight bit must be caught.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -92,6 +94,33 @@ def test_ddr_plan_bit_exact_and_cycle_model_exact(bundled):
     assert r["plan"] == "ddr" and r["compared"] == spikes + 1 and r["mismatches"] == 0
     assert r["values"] > 160_000
     assert r["cycles"] == r["predicted_cycles"] < 0.9 * r["dense_bound_cycles"]
+
+
+def test_ddr_plan_at_a_ddr_latency_bit_exact_and_cycle_model_exact(bundled):
+    """The golden clip on the DDR-resident plan (the most DMA: tiles, 2-D runs, LOADW
+    chunks, descriptor fetches) with the RAM answering each burst 24 cycles late: every
+    stored tensor equals the golden reference and CYCLES equals the model at that latency;
+    with 8 bursts in flight the latency adds under a quarter of what it adds with one
+    (paid per burst)."""
+    from svf_deploy.hw.accel.cycles import conv_inputs
+    from svf_deploy.sim import accel as simaccel
+    from svf_deploy.targets.zcu104 import golden_values
+
+    graph, golden, frames = bundled
+    prog = emit(graph, CI, **(DDR_BUDGET | {"act_words": 2048}))
+    conv_src = [graph.node(nd).inputs[0] for op, _, nd in prog.descriptors if op == isa.OP_CONV]
+    values = golden_values(graph, frames, list(prog.stored) + conv_src)
+    codes = values[graph.input.name][:, 0]
+    L = 24
+    run = simaccel.run(prog, codes, simaccel.build(CI), ddr_latency=L)
+    cmp = simaccel.compare(prog, run.tensors, values)
+    assert cmp.compared == len(prog.stored) and cmp.mismatches == 0, cmp.first
+    inputs = conv_inputs(prog, graph, values)
+    assert run.cycles == program_cycles(prog, ddr_latency=L, inputs=inputs)[0]
+    one = dataclasses.replace(prog, cfg=dataclasses.replace(CI, outstanding=1))
+    added = run.cycles - program_cycles(prog, inputs=inputs)[0]
+    added_one = program_cycles(one, ddr_latency=L, inputs=inputs)[0] - program_cycles(one, inputs=inputs)[0]
+    assert 0 < added < 0.25 * added_one
 
 
 @pytest.mark.parametrize("plan", [{}, DDR_BUDGET], ids=["chip", "ddr"])
@@ -553,12 +582,108 @@ def test_dma_bursts_stop_at_4kb_boundaries_and_ddr_latency_is_modelled():
         run = simaccel.run(prog, None, sb, image=prog.ddr_image(), ddr_latency=lat)
         assert np.array_equal(run.ddr[: prog.image.size].view(np.uint32)[dst: dst + n], want)
         assert run.cycles == program_cycles(prog, ddr_latency=lat)[0]
-    assert program_cycles(prog, ddr_latency=7)[0] - program_cycles(prog)[0] == 7 * (
-        cut + len(prog.descriptors))                      # + one per descriptor fetch (END too)
+    # PIX3 keeps 8 bursts in flight: latency 7 is paid once per transfer and per descriptor
+    # fetch (END too); with one burst in flight it would be paid by every burst
+    xfers = sum(op in (isa.OP_LOAD, isa.OP_STORE) for op, _, _ in prog.descriptors)
+    assert program_cycles(prog, ddr_latency=7)[0] - program_cycles(prog)[0] == 7 * (xfers + len(prog.descriptors))
+    one = dataclasses.replace(prog, cfg=dataclasses.replace(PIX3, outstanding=1))
+    assert program_cycles(one, ddr_latency=7)[0] - program_cycles(one)[0] == 7 * (cut + len(prog.descriptors))
     # a DDR address off the 16-byte beat stops the engine with STATUS.error (not a hang)
     bad = _dma_program(prog, [(2, 0, 8)], [], 1016, 3068, 16, 16, 0)
     with pytest.raises(HardwareError, match="STATUS.error at descriptor 1"):
         simaccel.run(bad, None, sb, image=bad.ddr_image())
+
+
+def _pipelined_program():
+    """A multi-burst LOAD / 2-D LOAD / LOADW / STORE program on the P_pix = 3 engine, every
+    run at a 4 KB page start: 1,600 words = 400 beats (25 bursts), a 2-D load of 4 runs of
+    256 words (4 bursts each), 320 weight words (320 beats, 20 bursts), stores of 1,600 and
+    of 4 runs of 256 words; returns ``(prog, expected destination words, dst word, count)``."""
+    src, dst, fill, n_dst = 4096, 8192, 0x5A5A5A5A, 3 * 1024 + 1600
+    loads = [(0, 0, 1600), (2048, 2048, 256, 4, 1024, 256)]
+    stores = [(0, 0, 1600), (2048, 2048, 256, 4, 256, 1024)]
+    prog = _dma_program(emit(_pix3_graph(), PIX3), loads, stores, src, dst, 6144, n_dst, fill)
+    descs = list(prog.descriptors)
+    descs.insert(3, (isa.OP_LOADW, {"ddr": 4 * src, "addr": 0, "count": 320}, "dma"))
+    descs[0][1]["n_desc"] = len(descs)
+    relocs = [(i, isa.field_index(op, "ddr")) for i, (op, _, _) in enumerate(descs)
+              if op in (isa.OP_LOAD, isa.OP_LOADW, isa.OP_STORE)]
+    prog = dataclasses.replace(prog, descriptors=descs, relocs=relocs)
+    ddr = prog.ddr_image().view(np.uint32)
+    buf = np.zeros(PIX3.act_depth, np.uint32)
+    for s, a, c, *rest in loads:
+        rows, ds, as_ = rest if rest else (1, 0, 0)
+        for r in range(rows):
+            buf[a + r * as_: a + r * as_ + c] = ddr[src + s + r * ds: src + s + r * ds + c]
+    want = np.full(n_dst, fill, np.uint32)
+    for a, d, c, *rest in stores:
+        rows, ds, as_ = rest if rest else (1, 0, 0)
+        for r in range(rows):
+            want[d + r * ds: d + r * ds + c] = buf[a + r * as_: a + r * as_ + c]
+    return prog, want, dst, n_dst
+
+
+def test_bursts_in_flight_hide_a_40_cycle_ddr_latency():
+    """8 bursts in flight per direction (PIX3.outstanding): at DDR latency 40 each transfer
+    costs its beats + 2 + 40 (read) / + 3 + 40 (write), the latency paid once, not per
+    burst; the engine's CYCLES equals the model and the words arrive exactly."""
+    from svf_deploy.hw.accel.cycles import FETCH_OVERHEAD, burst_count, descriptor_cycles
+    from svf_deploy.sim import accel as simaccel
+
+    prog, want, dst, n = _pipelined_program()
+    L, u = 40, PIX3.units_per_beat
+    fetch = FETCH_OVERHEAD + isa.DESC_WORDS // u + 2 + L
+    bursts = 0
+    for op, f, _ in prog.descriptors:
+        if op in (isa.OP_LOAD, isa.OP_LOADW, isa.OP_STORE):
+            units = f["count"] * (PIX3.p_o // 4 if op == isa.OP_LOADW else 1)
+            beats = max(1, f.get("rows", 1)) * units // u
+            bursts += max(1, f.get("rows", 1)) * burst_count(units // u, PIX3, f["ddr"])
+            over = 3 if op == isa.OP_STORE else 2
+            assert descriptor_cycles(op, f, PIX3, L) == fetch + beats + over + L
+    assert bursts == 25 + 16 + 20 + 25 + 16
+    sb = simaccel.build(PIX3)
+    run = simaccel.run(prog, None, sb, image=prog.ddr_image(), ddr_latency=L)
+    assert np.array_equal(run.ddr[: prog.image.size].view(np.uint32)[dst: dst + n], want)
+    assert run.cycles == program_cycles(prog, ddr_latency=L)[0]
+    one = dataclasses.replace(prog, cfg=dataclasses.replace(PIX3, outstanding=1))
+    # one burst in flight: every burst but a transfer's first pays its handshake and L again
+    assert program_cycles(one, ddr_latency=L)[0] - run.cycles == (24 + 15 + 19) * (2 + L) + (24 + 15) * (3 + L)
+
+
+def test_a_ram_that_mixes_up_bursts_in_flight_is_caught(monkeypatch, tmp_path):
+    """Mutation of the pipelining: a RAM model that serves each read burst from the address
+    of the burst queued behind it (when there is one) returns wrong words only when several
+    bursts are in flight, and the comparison of the stored words must fail."""
+    from svf_deploy.sim import accel as simaccel
+
+    prog, want, dst, n = _pipelined_program()
+    text = simaccel.RAM_V.read_text()
+    head = "arq_addr[arq_h]"
+    assert text.count(head) == 2
+    bad = tmp_path / "axi_ram_sim.v"
+    bad.write_text(text.replace(head, "arq_addr[arq_n > 1 ? arq_h + 1'b1 : arq_h]"))
+    monkeypatch.setattr(simaccel, "RAM_V", bad)
+    run = simaccel.run(prog, None, simaccel.build(PIX3, build_root=tmp_path), image=prog.ddr_image())
+    got = run.ddr[: prog.image.size].view(np.uint32)[dst: dst + n]
+    assert not np.array_equal(got, want)
+
+
+@pytest.mark.slow
+def test_too_many_bursts_outstanding_are_caught(monkeypatch, tmp_path):
+    """Mutation of the in-flight limit: against a RAM model that allows only 4 commands
+    outstanding, PIX3's 8 bursts in flight are a protocol violation and the run fails (the
+    real model allows 16, the engine's ``outstanding`` at most 16)."""
+    from svf_deploy.sim import accel as simaccel
+
+    prog, _, _, _ = _pipelined_program()
+    text = simaccel.RAM_V.read_text()
+    assert text.count("localparam MAX_OUT = 16;") == 1 and PIX3.outstanding == 8
+    bad = tmp_path / "axi_ram_sim.v"
+    bad.write_text(text.replace("localparam MAX_OUT = 16;", "localparam MAX_OUT = 4;"))
+    monkeypatch.setattr(simaccel, "RAM_V", bad)
+    with pytest.raises(HardwareError, match="AXI4 protocol.*more than 4 (read|write) bursts outstanding"):
+        simaccel.run(prog, None, simaccel.build(PIX3, build_root=tmp_path), image=prog.ddr_image(), ddr_latency=40)
 
 
 def test_a_burst_across_4kb_is_caught(monkeypatch):
