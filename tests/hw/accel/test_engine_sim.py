@@ -551,16 +551,26 @@ def _page_program():
     loads = [(0, 0, 150), (1028, 160, 6, 5, 64, 8)]    # 2-D: 5 rows, 64 DDR words apart
     stores = [(0, 0, 150), (160, 152, 38), (4, 200, 130)]
     prog = _dma_program(emit(_pix3_graph(), PIX3), loads, stores, src, dst, 1300, n_dst, fill)
+    return prog, _dma_expected(prog, loads, stores, src, n_dst, fill), dst, n_dst
+
+
+def _dma_expected(prog, loads, stores, src, n_dst, fill):
+    """The destination words a LOAD/STORE program of :func:`_dma_program` must leave (runs
+    ``(ddr, addr, count[, rows, ddr stride, buffer stride])`` as there, strides in words)."""
+    def runs(x):
+        rows, ds, as_ = x[3:] if len(x) > 3 else (1, 0, 0)
+        return [(x[0] + r * ds, x[1] + r * as_, x[2]) for r in range(rows)]
+
     ddr = prog.ddr_image().view(np.uint32)
     buf = np.zeros(PIX3.act_depth, np.uint32)
     for s, a, c, *rest in loads:
-        rows, ds, as_ = rest if rest else (1, 0, 0)
-        for r in range(rows):
-            buf[a + r * as_: a + r * as_ + c] = ddr[src + s + r * ds: src + s + r * ds + c]
+        for s_, a_, c_ in runs((s, a, c, *rest)):
+            buf[a_: a_ + c_] = ddr[src + s_: src + s_ + c_]
     want = np.full(n_dst, fill, np.uint32)
-    for a, d, c in stores:
-        want[d: d + c] = buf[a: a + c]
-    return prog, want, dst, n_dst
+    for a, d, c, *rest in stores:                 # (buffer word, DDR word, ...)
+        for d_, a_, c_ in runs((d, a, c, *rest)):
+            want[d_: d_ + c_] = buf[a_: a_ + c_]
+    return want
 
 
 def test_dma_bursts_stop_at_4kb_boundaries_and_ddr_latency_is_modelled():
@@ -609,18 +619,7 @@ def _pipelined_program():
     relocs = [(i, isa.field_index(op, "ddr")) for i, (op, _, _) in enumerate(descs)
               if op in (isa.OP_LOAD, isa.OP_LOADW, isa.OP_STORE)]
     prog = dataclasses.replace(prog, descriptors=descs, relocs=relocs)
-    ddr = prog.ddr_image().view(np.uint32)
-    buf = np.zeros(PIX3.act_depth, np.uint32)
-    for s, a, c, *rest in loads:
-        rows, ds, as_ = rest if rest else (1, 0, 0)
-        for r in range(rows):
-            buf[a + r * as_: a + r * as_ + c] = ddr[src + s + r * ds: src + s + r * ds + c]
-    want = np.full(n_dst, fill, np.uint32)
-    for a, d, c, *rest in stores:
-        rows, ds, as_ = rest if rest else (1, 0, 0)
-        for r in range(rows):
-            want[d + r * ds: d + r * ds + c] = buf[a + r * as_: a + r * as_ + c]
-    return prog, want, dst, n_dst
+    return prog, _dma_expected(prog, loads, stores, src, n_dst, fill), dst, n_dst
 
 
 def test_bursts_in_flight_hide_a_40_cycle_ddr_latency():
