@@ -42,7 +42,7 @@ import torch
 
 
 #: DDR latency per burst (cycles beyond the simulated RAM's) priced beside the dense bound:
-#: the engine keeps one burst in flight, so each burst waits for it (+DDR_LATENCY in the sim)
+#: the engine keeps cfg.outstanding bursts in flight, which hide it mostly (+DDR_LATENCY in the sim)
 DDR_LAT = 32
 
 
@@ -184,6 +184,8 @@ def main(argv=None) -> int:
                    "ddr_latency_ms": round(slow / (cfg.clock_mhz * 1e3), 3)}
             programs.append(rec)
             for label, cyc in ((f"program ({cfg.name}, {prog.plan}), dense bound", dense),
+                               (f"program ({cfg.name}, {prog.plan}), dense bound, DDR answering each "
+                                f"burst {DDR_LAT} cycles later ({cfg.outstanding} bursts in flight)", slow),
                                (f"program ({cfg.name}, {prog.plan}), synthetic spikes at the bundled "
                                 f"model's {100 * skip:.0f} % all-zero bundles", skipped)):
                 preds.append({"model": name, "size": size, "T": 8, "engine": label, "adds": adds,
