@@ -1286,16 +1286,21 @@ class Engine(wiring.Component):
         wb_c = Signal(range(NCH + 1))
         m.d.comb += wb_c.eq(wb_tw >> LU)
         m.d.sync += lv[0].eq(wbb & lifwb)
+        # a channel's last run is out: every shadow row moves up one (one statement for both
+        # modes, so synthesis builds one shift multiplexer per shadow bit, not two)
+        wb_shift = Signal()
+        with m.If(wb_shift):
+            m.d.sync += [shd[o][p_][t].eq(shd[o + 1][p_][t]) for o in range(PO - 1)
+                         for p_ in range(PPIX) for t in range(PT)]
+        bo = biasreg[wb_o]
         with m.If(wbb & lifwb):
             # LIF mode: one channel per cycle into the step pipeline, x_t = sum + bias[o]
-            bo = biasreg[wb_o]
             for p_ in range(PPIX):
                 for t in range(PT):
                     m.d.sync += lx[0][p_][t].eq((shd[0][p_][t].as_signed() + bo)[:32])
             m.d.sync += [la_[0].eq(wb_base), lm[0].eq(Cat(*[wb_g > p_ for p_ in range(PPIX)])),
                          lth_[0].eq(cth[0]), lbi_[0].eq(cbi[0]), lng_[0].eq(cng[0])]
-            m.d.sync += [shd[o][p_][t].eq(shd[o + 1][p_][t]) for o in range(PO - 1)
-                         for p_ in range(PPIX) for t in range(PT)]
+            m.d.comb += wb_shift.eq(1)
             m.d.sync += [x_.eq(y_) for xs_, ys_ in ((cth, cth), (cbi, cbi), (cng, cng))
                          for x_, y_ in zip(xs_[:-1], ys_[1:])]
             nb = wb_base + f(isa.OP_CONV, "hwout_t")
@@ -1304,7 +1309,6 @@ class Engine(wiring.Component):
                 m.d.sync += wbb.eq(0)
         with m.Elif(wbb):
             run = shds[wb_p][wb_c]
-            bo = biasreg[wb_o]
             words = []
             for i in range(UPB):
                 v = Signal(signed(32), name=f"wbw{i}")
@@ -1318,8 +1322,7 @@ class Engine(wiring.Component):
                     nb = wb_base + f(isa.OP_CONV, "hwout_t")
                     m.d.sync += [wb_p.eq(0), wb_o.eq(wb_o + 1), wb_base.eq(nb), wb_pbase.eq(nb),
                                  wb_addr.eq(nb)]
-                    m.d.sync += [shd[o][p_][t].eq(shd[o + 1][p_][t]) for o in range(PO - 1)
-                                 for p_ in range(PPIX) for t in range(PT)]
+                    m.d.comb += wb_shift.eq(1)
                     with m.If(wb_o == wb_on - 1):
                         m.d.sync += wbb.eq(0)
                 with m.Else():
