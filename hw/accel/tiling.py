@@ -482,6 +482,8 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         hbs = {hb_max, -(-hout // -(-hout // hb_max))} | {v for v in _pow2_down(hb_max)}
                         for hb in sorted(hbs, reverse=True)[:6]:
                             ys_max = largest(hb, hout, lambda v: need(gc, nt, hb, v, G, wt) <= D)
+                            if ys_max < hb:     # need() is not monotone in hb (fused tiles): no fit
+                                continue
                             ys = ys_max // hb * hb
                             nsl = -(-hout // ys)
                             ys = -(-(-(-hout // nsl)) // hb) * hb
