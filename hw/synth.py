@@ -193,6 +193,8 @@ def record(res: Resources, h: str) -> dict:
     ver = subprocess.run(_yosys_exe() + ["-V"], capture_output=True, text=True).stdout.strip()
     entry = {**res.as_dict(), "rtl_hash": h, "yosys": ver, "date": datetime.date.today().isoformat()}
     data = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+    # one entry per design: an earlier RTL's figures no longer describe what ships
+    data = {k: v for k, v in data.items() if k.rsplit("-", 1)[0] != res.name}
     data[f"{res.name}-{h}"] = entry
     RECORD.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     return entry

@@ -413,11 +413,29 @@ class LayerCycles:
     dma: int
 
 
+def beside_store(op: int, f: dict) -> bool:
+    """A descriptor that runs beside an asynchronous STORE (a plain LOAD or a LOADW); any
+    other waits in decode for it (:mod:`.engine`)."""
+    return op == isa.OP_LOADW or (op == isa.OP_LOAD and not int(f.get("mode", 0)) & isa.LOAD_ACC)
+
+
 def _costs(prog, ddr_latency: int = 0, inputs: dict | None = None):
-    """``(op, node, cycles)`` of every descriptor of ``prog``, fetch included; with
-    ``inputs`` (:func:`conv_inputs`) a CONV reads its window of the node's input bundles."""
+    """``(op, node, cycles, fetch)`` of every descriptor of ``prog`` in order (``cycles``
+    from its start to the next one's, ``fetch`` of them its fetch and decode), plus
+    ``(OP_STORE, node, stall, 0)`` where a descriptor waits for an asynchronous STORE of
+    ``node``. With ``inputs`` (:func:`conv_inputs`) a CONV reads its window of the node's
+    input bundles.
+
+    Asynchronous STOREs (``mode & STORE_ASYNC``): descriptor ``k`` takes cycles
+    ``[t_k, t_k + c_k)``, its DECODE at ``t_k + F - 1`` (``F`` the fetch). An asynchronous
+    STORE's machine runs the cycles a synchronous one would (idle from ``E = t_k + c_k``)
+    while the sequencer goes on at ``t_k + F``. A later descriptor that is not a plain
+    LOAD/LOADW (:func:`beside_store`) decodes at ``max(t_j + F - 1, E)``: it is delayed by
+    ``max(0, E - t_j - F + 1)`` cycles."""
     cfg = prog.cfg
+    fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
     windows = getattr(prog, "windows", {}) or {}
+    t, idle_at, owner = 0, 0, None
     for i, (op, f, node) in enumerate(prog.descriptors):
         words = None
         if inputs is not None and op == isa.OP_CONV:
@@ -426,7 +444,18 @@ def _costs(prog, ddr_latency: int = 0, inputs: dict | None = None):
                 c0, r0, H, x0, W = windows[i]
                 cin, h, w = int(f["cin"]), int(f["h"]), int(f["w"])
                 words = np.asarray(words).reshape(-1, H, W)[c0:c0 + cin, r0:r0 + h, x0:x0 + w]
-        yield op, node, descriptor_cycles(op, f, cfg, ddr_latency, words)
+        c = descriptor_cycles(op, f, cfg, ddr_latency, words)
+        if owner is not None and not beside_store(op, f):
+            stall = max(0, idle_at - (t + fetch - 1))
+            if stall:
+                yield isa.OP_STORE, owner, stall, 0
+                t += stall
+            owner = None
+        fe = fetch - (1 if op == isa.OP_END else 0)
+        if op == isa.OP_STORE and int(f.get("mode", 0)) & isa.STORE_ASYNC:
+            idle_at, owner, c = t + c, node, fetch
+        yield op, node, c, fe
+        t += c
 
 
 def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tuple[int, list[LayerCycles]]:
@@ -438,11 +467,10 @@ def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tu
     reads the window ``prog.windows[i] = (first channel, first row, frame height, first
     column, frame width)`` of it.
     Without ``inputs``: the data-independent dense upper bound."""
-    fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, prog.cfg, ddr_latency)
     per: dict[str, list[int]] = {}
     order: list[str] = []
     total = 0
-    for op, node, c in _costs(prog, ddr_latency, inputs):
+    for op, node, c, fe in _costs(prog, ddr_latency, inputs):
         total += c
         key = node or isa.OPNAMES[op].lower()
         if key not in per:
@@ -450,9 +478,9 @@ def program_cycles(prog, ddr_latency: int = 0, inputs: dict | None = None) -> tu
             order.append(key)
         per[key][0] += c
         if op in (isa.OP_LOAD, isa.OP_LOADW, isa.OP_STORE):
-            per[key][2] += c - fetch
+            per[key][2] += c - fe
         elif op not in (isa.OP_END, isa.OP_HEADER):
-            per[key][1] += c - fetch
+            per[key][1] += c - fe
     units = {s.name: s.unit for s in prog.stats}
     return total, [LayerCycles(k, units.get(k, k.upper()), *per[k]) for k in order]
 
@@ -462,7 +490,7 @@ def cycles_by_opcode(prog, ddr_latency: int = 0, inputs: dict | None = None) -> 
     fetch counted with it), in first-seen order; the values sum to :func:`program_cycles`
     with the same arguments."""
     out: dict[str, int] = {}
-    for op, _, c in _costs(prog, ddr_latency, inputs):
+    for op, _, c, _ in _costs(prog, ddr_latency, inputs):
         out[isa.OPNAMES[op]] = out.get(isa.OPNAMES[op], 0) + c
     return out
 

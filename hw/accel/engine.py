@@ -19,7 +19,17 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   One beat per cycle both ways: the activation buffer has one 32-bit bank per beat unit
   (:mod:`.actbuf`), so a beat's ``u`` words go in (or come out) together at any word
   alignment of the buffer address; a partial last beat of a run is masked (``WSTRB`` on a
-  store). A weight word is ``P_o*8 / axi_data_width`` beats.
+  store). A weight word is ``P_o*8 / axi_data_width`` beats. An accumulating ``LOAD``
+  (``mode & LOAD_ACC``, :mod:`.isa` version 7) reads the buffer run a beat lands on (port 0)
+  in the cycle the beat comes and writes ``beat + run`` (``u`` 32-bit adds, wrapping) the
+  next cycle: the same cycles as a ``LOAD`` (the last write falls in ``NEXT``), and a
+  residual or partial-sum add costs no ``EW`` pass. A ``STORE`` runs on its own *STORE
+  machine* (AW issuer, W side, B count, its fields latched): the sequencer waits for it in
+  ``WR``, or with ``mode & STORE_ASYNC`` goes on, fetching the next descriptors and running
+  plain ``LOAD``/``LOADW`` descriptors (AXI read channels, the buffers' write ports) beside
+  it; any other descriptor waits in ``DECODE`` until the machine is idle (it reads port 0,
+  or is a ``STORE``/``END``). The emitter sets the bit only where those loads neither
+  write the STORE's buffer words nor read its DDR bytes (:mod:`.overlap`).
 * **CONV**: output-stationary array of ``P_o/2 x P_t x P_pix`` DSP48E2 two-lane SIMD
   accumulators (:class:`.simd.SimdAcc`, ``USE_MULT="NONE"``; a behavioural twin in
   simulation, ``dsp_instance=True`` for synthesis). For a *group* of ``g`` consecutive
@@ -304,13 +314,36 @@ class Engine(wiring.Component):
         in_flight = Signal(range(OUTS + 1))   # bursts issued and not finished (R: last beat, W: B)
         dma_left = Signal(32)         # data side: 32-bit units of the current run still to move
         dma_dst = Signal(32)          # buffer word of the current beat (LOADW: weight word)
-        dma_kind = Signal(2)          # 0 act, 1 wbuf, 2 descriptor
+        dma_kind = Signal(2)          # 0 act, 1 wbuf, 2 descriptor, 3 act accumulate (LOAD_ACC)
+        # accumulating LOAD: a beat reads the buffer run it lands on (port 0) when it comes,
+        # and the next cycle writes beat + run (u 32-bit adds); held here in between
+        acc_v = Signal()
+        acc_dst = Signal(32)
+        acc_beat = Signal(DW)
+        acc_mask = Signal(UPB)
+        m.d.sync += acc_v.eq(0)      # (before the sequencer: a beat's RD sets it)
         dma_rows = Signal(32)         # data side: runs left, this one included
-        row_ddr = Signal(32)          # W side: DDR byte address of the current beat's run
         row_dst = Signal(32)          # data side: buffer word of the current run
+        # the STORE machine (AW issuer, W data side, B count): its own registers, so that a
+        # STORE with mode & STORE_ASYNC runs beside the next LOADs and descriptor fetches
+        w_busy = Signal()             # a STORE is in flight
+        wiss_addr = Signal(32)        # AW issuer: DDR byte address of the next burst
+        wiss_beats = Signal(32)
+        wiss_rows = Signal(32)
+        wiss_row = Signal(32)
+        w_in_flight = Signal(range(OUTS + 1))  # write bursts issued and not answered (B)
+        wd_left = Signal(32)          # W side: units of the current run still to send
+        wd_dst = Signal(32)           # W side: buffer word of the current beat
+        wd_rows = Signal(32)          # W side: runs left, this one included
+        wrow_dst = Signal(32)         # W side: buffer word of the current run
+        row_ddr = Signal(32)          # W side: DDR byte address of the current beat's run
         w_addr = Signal(32)           # W side: DDR byte address of the current beat
         w_cnt = Signal(range(cfg.burst + 1))  # W side: beats of the current burst already sent
         w_done = Signal()             # W side: the transfer's last beat has been sent
+        w_count = Signal(32)          # the STORE's fields, latched (the next fetch overwrites desc)
+        w_dstride = Signal(32)
+        w_astride = Signal(32)
+        w_finish = Signal()           # the STORE machine's last cycle (last beat sent, last B)
         BPW = WBW // DW               # beats per weight-buffer word (AccelConfig checks DW | WBW)
         wasm = Signal(WBW)            # weight word assembly
         wasm_n = Signal(range(max(BPW, 2)))
@@ -325,6 +358,13 @@ class Engine(wiring.Component):
         # the issuer may present a burst: the same one stays valid until its handshake
         # (iss_* change only then, in_flight can only fall meanwhile)
         iss_ok = (iss_beats != 0) & (in_flight < OUTS)
+        # the same for the AW issuer of the STORE machine
+        wburst_len = Signal(9)
+        wpage_beats = Signal(range(PAGE_BYTES // beat_bytes + 1))
+        m.d.comb += wpage_beats.eq((Const(PAGE_BYTES, pb_bits + 1) - wiss_addr[:pb_bits]) >> BSH)
+        wburst_cap = Mux(wpage_beats < cfg.burst, wpage_beats, cfg.burst)
+        m.d.comb += wburst_len.eq(Mux(wiss_beats > wburst_cap, wburst_cap, wiss_beats))
+        wiss_ok = w_busy & (wiss_beats != 0) & (w_in_flight < OUTS)
 
         def dma_misaligned(two_d):
             """A DMA descriptor whose DDR address (or 2-D run stride) is off the beat: STATUS.error."""
@@ -335,19 +375,21 @@ class Engine(wiring.Component):
         # units i of the current beat that belong to the transfer (a partial last beat)
         beat_ok = [dma_left > i for i in range(UPB)]
         run_end = dma_left <= UPB     # the data side's current beat is its run's last
+        w_beat_ok = [wd_left > i for i in range(UPB)]
+        w_run_end = wd_left <= UPB
         # W side: the current beat ends its burst (the issuer's cut: B beats, the page's last
         # beat, the run's last beat)
         w_page_end = w_addr[BSH:pb_bits] == (1 << (pb_bits - BSH)) - 1
-        w_last = (w_cnt == cfg.burst - 1) | w_page_end | run_end
+        w_last = (w_cnt == cfg.burst - 1) | w_page_end | w_run_end
 
         m.d.comb += [self.m_axi_arsize.eq((beat_bytes - 1).bit_length()), self.m_axi_arburst.eq(1),
                      self.m_axi_awsize.eq((beat_bytes - 1).bit_length()), self.m_axi_awburst.eq(1),
-                     self.m_axi_araddr.eq(iss_addr), self.m_axi_awaddr.eq(iss_addr),
-                     self.m_axi_arlen.eq(burst_len - 1), self.m_axi_awlen.eq(burst_len - 1),
-                     # STORE: the run of UPB words at dma_dst read last cycle, as one beat
-                     self.m_axi_wdata.eq(Cat(*(Mux(beat_ok[i], act.r0_beat[32 * i: 32 * i + 32], 0)
+                     self.m_axi_araddr.eq(iss_addr), self.m_axi_awaddr.eq(wiss_addr),
+                     self.m_axi_arlen.eq(burst_len - 1), self.m_axi_awlen.eq(wburst_len - 1),
+                     # STORE: the run of UPB words at wd_dst read last cycle, as one beat
+                     self.m_axi_wdata.eq(Cat(*(Mux(w_beat_ok[i], act.r0_beat[32 * i: 32 * i + 32], 0)
                                                for i in range(UPB)))),
-                     self.m_axi_wstrb.eq(Cat(*(Mux(beat_ok[i], 0xF, 0) for i in range(UPB)))),
+                     self.m_axi_wstrb.eq(Cat(*(Mux(w_beat_ok[i], 0xF, 0) for i in range(UPB)))),
                      self.m_axi_wlast.eq(w_last)]
 
         # ------------------------------------------------------------------ CONV state
@@ -668,65 +710,80 @@ class Engine(wiring.Component):
                 m.next = "RD"
 
             with m.State("DECODE"):
-                with m.Switch(opcode):
-                    with m.Case(isa.OP_END):
-                        m.d.sync += [busy.eq(0), done.eq(1), irq_pend.eq(1)]
-                        m.next = "IDLE"
-                    with m.Case(isa.OP_HEADER):
-                        with m.If((f(isa.OP_HEADER, "magic") == isa.MAGIC)
-                                  & (f(isa.OP_HEADER, "version") == isa.VERSION)):
-                            m.next = "NEXT"
-                        with m.Else():
+                # a descriptor other than a plain LOAD/LOADW waits for an asynchronous STORE
+                unordered = ((opcode == isa.OP_LOADW)
+                             | ((opcode == isa.OP_LOAD) & ~f(isa.OP_LOAD, "mode")[0]))
+                with m.If(~w_busy | unordered):
+                    with m.Switch(opcode):
+                        with m.Case(isa.OP_END):
+                            m.d.sync += [busy.eq(0), done.eq(1), irq_pend.eq(1)]
+                            m.next = "IDLE"
+                        with m.Case(isa.OP_HEADER):
+                            with m.If((f(isa.OP_HEADER, "magic") == isa.MAGIC)
+                                      & (f(isa.OP_HEADER, "version") == isa.VERSION)):
+                                m.next = "NEXT"
+                            with m.Else():
+                                m.next = "ERROR"
+                        with m.Case(isa.OP_LOAD, isa.OP_LOADW):
+                            cntw = f(isa.OP_LOAD, "count")
+                            units = Mux(opcode == isa.OP_LOADW, cntw << (PO // 4 - 1).bit_length(), cntw)
+                            rows = Mux(opcode == isa.OP_LOADW, 0, f(isa.OP_LOAD, "rows"))
+                            m.d.sync += [iss_addr.eq(f(isa.OP_LOAD, "ddr")), iss_row.eq(f(isa.OP_LOAD, "ddr")),
+                                         iss_rows.eq(rows), iss_beats.eq((units + UPB - 1) >> LU),
+                                         dma_dst.eq(f(isa.OP_LOAD, "addr")), row_dst.eq(f(isa.OP_LOAD, "addr")),
+                                         dma_rows.eq(rows),
+                                         dma_kind.eq(Mux(opcode == isa.OP_LOADW, 1,
+                                                         Mux(f(isa.OP_LOAD, "mode")[0], 3, 0))),
+                                         dma_left.eq(units), wasm_n.eq(0)]
+                            m.next = "RD"
+                            with m.If(dma_misaligned(opcode != isa.OP_LOADW)):
+                                m.next = "ERROR"
+                        with m.Case(isa.OP_STORE):
+                            cntw = f(isa.OP_STORE, "count")
+                            with m.If(dma_misaligned(1)):
+                                m.next = "ERROR"
+                            with m.Else():
+                                # the STORE machine takes it (its fields latched); a synchronous
+                                # STORE waits in WR until it is done, an asynchronous one goes on
+                                m.d.sync += [w_busy.eq(1), wiss_addr.eq(f(isa.OP_STORE, "ddr")),
+                                             wiss_row.eq(f(isa.OP_STORE, "ddr")),
+                                             wiss_rows.eq(f(isa.OP_STORE, "rows")),
+                                             wiss_beats.eq((cntw + UPB - 1) >> LU),
+                                             w_addr.eq(f(isa.OP_STORE, "ddr")), row_ddr.eq(f(isa.OP_STORE, "ddr")),
+                                             wd_dst.eq(f(isa.OP_STORE, "addr")), wrow_dst.eq(f(isa.OP_STORE, "addr")),
+                                             wd_rows.eq(f(isa.OP_STORE, "rows")), wd_left.eq(cntw),
+                                             w_count.eq(cntw), w_dstride.eq(f(isa.OP_STORE, "ddr_stride")),
+                                             w_astride.eq(f(isa.OP_STORE, "addr_stride")),
+                                             w_cnt.eq(0), w_done.eq(0)]
+                                # read port 0 fetches the first beat's words a cycle ahead
+                                m.d.comb += r0.addr.eq(f(isa.OP_STORE, "addr"))
+                                m.next = "WR"
+                                with m.If(f(isa.OP_STORE, "mode")[0]):
+                                    m.next = "NEXT"
+                        with m.Case(isa.OP_CONV):
+                            m.d.sync += [oc0.eq(f(isa.OP_CONV, "oc_start")), wtile.eq(f(isa.OP_CONV, "wb")),
+                                         obase.eq(f(isa.OP_CONV, "outb"))]
+                            m.next = "C_TILE"
+                        with m.Case(isa.OP_LIF):
+                            m.d.sync += [ch.eq(0), cnt.eq(0), addr_a.eq(f(isa.OP_LIF, "inb")),
+                                         addr_o.eq(f(isa.OP_LIF, "outb")), addr_c.eq(f(isa.OP_LIF, "pb")),
+                                         lpar.eq(1), lpi.eq(0), pd_vld.eq(0), lj.eq(0), lks.eq(0), lpad.eq(0),
+                                         la.eq(f(isa.OP_LIF, "inb")), lrow.eq(f(isa.OP_LIF, "inb")),
+                                         ld_vld.eq(0)]
+                            m.next = "L_RUN"
+                        with m.Case(isa.OP_EW):
+                            m.d.sync += [cnt.eq(0), cnt2.eq(0), ch.eq(0), p_vld.eq(0)]
+                            m.next = "E_RUN"
+                        with m.Case(isa.OP_REDUCE):
+                            m.d.sync += [cnt.eq(0), cnt2.eq(0), cnt3.eq(0), addr_a.eq(f(isa.OP_REDUCE, "inb")),
+                                         addr_b.eq(f(isa.OP_REDUCE, "inb")), addr_c.eq(f(isa.OP_REDUCE, "inb")),
+                                         addr_o.eq(f(isa.OP_REDUCE, "outb")), p_vld.eq(0)]
+                            m.next = "R_RUN"
+                        with m.Case(isa.OP_SDHA):
+                            m.d.sync += [hb.eq(0), ch.eq(0), cnt3.eq(0)]
+                            m.next = "S_HEAD"
+                        with m.Default():
                             m.next = "ERROR"
-                    with m.Case(isa.OP_LOAD, isa.OP_LOADW):
-                        cntw = f(isa.OP_LOAD, "count")
-                        units = Mux(opcode == isa.OP_LOADW, cntw << (PO // 4 - 1).bit_length(), cntw)
-                        rows = Mux(opcode == isa.OP_LOADW, 0, f(isa.OP_LOAD, "rows"))
-                        m.d.sync += [iss_addr.eq(f(isa.OP_LOAD, "ddr")), iss_row.eq(f(isa.OP_LOAD, "ddr")),
-                                     iss_rows.eq(rows), iss_beats.eq((units + UPB - 1) >> LU),
-                                     dma_dst.eq(f(isa.OP_LOAD, "addr")), row_dst.eq(f(isa.OP_LOAD, "addr")),
-                                     dma_rows.eq(rows), dma_kind.eq(Mux(opcode == isa.OP_LOADW, 1, 0)),
-                                     dma_left.eq(units), wasm_n.eq(0)]
-                        m.next = "RD"
-                        with m.If(dma_misaligned(opcode != isa.OP_LOADW)):
-                            m.next = "ERROR"
-                    with m.Case(isa.OP_STORE):
-                        cntw = f(isa.OP_STORE, "count")
-                        m.d.sync += [iss_addr.eq(f(isa.OP_STORE, "ddr")), iss_row.eq(f(isa.OP_STORE, "ddr")),
-                                     iss_rows.eq(f(isa.OP_STORE, "rows")), iss_beats.eq((cntw + UPB - 1) >> LU),
-                                     w_addr.eq(f(isa.OP_STORE, "ddr")), row_ddr.eq(f(isa.OP_STORE, "ddr")),
-                                     dma_dst.eq(f(isa.OP_STORE, "addr")), row_dst.eq(f(isa.OP_STORE, "addr")),
-                                     dma_rows.eq(f(isa.OP_STORE, "rows")), dma_left.eq(cntw),
-                                     w_cnt.eq(0), w_done.eq(0)]
-                        # read port 0 fetches the first beat's words a cycle ahead
-                        m.d.comb += r0.addr.eq(f(isa.OP_STORE, "addr"))
-                        m.next = "WR"
-                        with m.If(dma_misaligned(1)):
-                            m.next = "ERROR"
-                    with m.Case(isa.OP_CONV):
-                        m.d.sync += [oc0.eq(f(isa.OP_CONV, "oc_start")), wtile.eq(f(isa.OP_CONV, "wb")),
-                                     obase.eq(f(isa.OP_CONV, "outb"))]
-                        m.next = "C_TILE"
-                    with m.Case(isa.OP_LIF):
-                        m.d.sync += [ch.eq(0), cnt.eq(0), addr_a.eq(f(isa.OP_LIF, "inb")),
-                                     addr_o.eq(f(isa.OP_LIF, "outb")), addr_c.eq(f(isa.OP_LIF, "pb")),
-                                     lpar.eq(1), lpi.eq(0), pd_vld.eq(0), lj.eq(0), lks.eq(0), lpad.eq(0),
-                                     la.eq(f(isa.OP_LIF, "inb")), lrow.eq(f(isa.OP_LIF, "inb")),
-                                     ld_vld.eq(0)]
-                        m.next = "L_RUN"
-                    with m.Case(isa.OP_EW):
-                        m.d.sync += [cnt.eq(0), cnt2.eq(0), ch.eq(0), p_vld.eq(0)]
-                        m.next = "E_RUN"
-                    with m.Case(isa.OP_REDUCE):
-                        m.d.sync += [cnt.eq(0), cnt2.eq(0), cnt3.eq(0), addr_a.eq(f(isa.OP_REDUCE, "inb")),
-                                     addr_b.eq(f(isa.OP_REDUCE, "inb")), addr_c.eq(f(isa.OP_REDUCE, "inb")),
-                                     addr_o.eq(f(isa.OP_REDUCE, "outb")), p_vld.eq(0)]
-                        m.next = "R_RUN"
-                    with m.Case(isa.OP_SDHA):
-                        m.d.sync += [hb.eq(0), ch.eq(0), cnt3.eq(0)]
-                        m.next = "S_HEAD"
-                    with m.Default():
-                        m.next = "ERROR"
 
             with m.State("NEXT"):
                 m.d.sync += pc.eq(pc + 1)
@@ -775,6 +832,10 @@ class Engine(wiring.Component):
                             m.d.comb += [act.w_addr.eq(dma_dst), act.w_data.eq(rbeat),
                                          act.w_mask.eq(Cat(*beat_ok))]
                             m.d.sync += dma_dst.eq(dma_dst + UPB)
+                        with m.Case(3):
+                            m.d.comb += r0.addr.eq(dma_dst)
+                            m.d.sync += [acc_v.eq(1), acc_dst.eq(dma_dst), acc_beat.eq(rbeat),
+                                         acc_mask.eq(Cat(*beat_ok)), dma_dst.eq(dma_dst + UPB)]
                         with m.Case(1):
                             nw = Cat(wasm[DW:], rbeat) if BPW > 1 else rbeat
                             with m.If(wasm_n == BPW - 1):
@@ -800,24 +861,7 @@ class Engine(wiring.Component):
             # WREADY is low), WLAST where the issuer cut the burst; the transfer ends with the
             # last burst's response
             with m.State("WR"):
-                issuer(self.m_axi_awvalid, self.m_axi_awready)
-                m.d.comb += self.m_axi_bready.eq(1)
-                issued = iss_ok & self.m_axi_awready
-                m.d.sync += in_flight.eq(in_flight + issued - self.m_axi_bvalid)
-                nxt_row_dst = row_dst + dst_stride
-                m.d.comb += [self.m_axi_wvalid.eq(~w_done), act.r0_en.eq(self.m_axi_wready & ~w_done),
-                             r0.addr.eq(Mux(run_end, nxt_row_dst, dma_dst + UPB))]
-                with m.If(self.m_axi_wready & ~w_done):
-                    m.d.sync += [w_cnt.eq(Mux(w_last, 0, w_cnt + 1)), w_addr.eq(w_addr + beat_bytes),
-                                 dma_dst.eq(dma_dst + UPB), dma_left.eq(Mux(dma_left > UPB, dma_left - UPB, 0))]
-                    with m.If(run_end):
-                        with m.If(dma_rows > 1):
-                            m.d.sync += [dma_rows.eq(dma_rows - 1), row_dst.eq(nxt_row_dst), dma_dst.eq(nxt_row_dst),
-                                         row_ddr.eq(row_ddr + ddr_stride), w_addr.eq(row_ddr + ddr_stride),
-                                         dma_left.eq(f(isa.OP_LOAD, "count"))]
-                        with m.Else():
-                            m.d.sync += w_done.eq(1)
-                with m.If(w_done & (iss_beats == 0) & ((in_flight == 0) | ((in_flight == 1) & self.m_axi_bvalid))):
+                with m.If(w_finish):
                     m.next = "NEXT"
 
             # ---------------------------------------------------------- CONV
@@ -1268,6 +1312,49 @@ class Engine(wiring.Component):
                 m.d.sync += [hb.eq(hb + f(isa.OP_SDHA, "hwd")), cnt3.eq(cnt3 + f(isa.OP_SDHA, "hwdt")),
                              ch.eq(ch + 1)]
                 m.next = "S_HEAD"
+
+        # ------------------------------------------------------------------ the STORE machine
+        # AW issuer, W side and B count of a STORE, independent of the sequencer (which waits
+        # in WR for a synchronous STORE and goes on after an asynchronous one): the same
+        # walk as the read side's, on its own registers and latched fields
+        m.d.comb += [self.m_axi_bready.eq(1), self.m_axi_awvalid.eq(wiss_ok),
+                     w_finish.eq(w_busy & w_done & (wiss_beats == 0)
+                                 & ((w_in_flight == 0) | ((w_in_flight == 1) & self.m_axi_bvalid)))]
+        w_issued = wiss_ok & self.m_axi_awready
+        with m.If(w_issued):
+            with m.If((wiss_beats == wburst_len) & (wiss_rows > 1)):
+                m.d.sync += [wiss_rows.eq(wiss_rows - 1), wiss_row.eq(wiss_row + w_dstride),
+                             wiss_addr.eq(wiss_row + w_dstride), wiss_beats.eq((w_count + UPB - 1) >> LU)]
+            with m.Else():
+                m.d.sync += [wiss_beats.eq(wiss_beats - wburst_len),
+                             wiss_addr.eq(wiss_addr + (wburst_len << BSH))]
+        m.d.sync += w_in_flight.eq(w_in_flight + w_issued - self.m_axi_bvalid)
+        with m.If(w_busy):
+            # W: read port 0 reads the run of UPB words of the next beat one cycle ahead (held
+            # while WREADY is low); WLAST where the issuer cut the burst
+            w_nxt_row = wrow_dst + w_astride
+            m.d.comb += [self.m_axi_wvalid.eq(~w_done), act.r0_en.eq(self.m_axi_wready & ~w_done),
+                         r0.addr.eq(Mux(w_run_end, w_nxt_row, wd_dst + UPB))]
+            with m.If(self.m_axi_wready & ~w_done):
+                m.d.sync += [w_cnt.eq(Mux(w_last, 0, w_cnt + 1)), w_addr.eq(w_addr + beat_bytes),
+                             wd_dst.eq(wd_dst + UPB), wd_left.eq(Mux(wd_left > UPB, wd_left - UPB, 0))]
+                with m.If(w_run_end):
+                    with m.If(wd_rows > 1):
+                        m.d.sync += [wd_rows.eq(wd_rows - 1), wrow_dst.eq(w_nxt_row), wd_dst.eq(w_nxt_row),
+                                     row_ddr.eq(row_ddr + w_dstride), w_addr.eq(row_ddr + w_dstride),
+                                     wd_left.eq(w_count)]
+                    with m.Else():
+                        m.d.sync += w_done.eq(1)
+            with m.If(w_finish):
+                m.d.sync += w_busy.eq(0)
+
+        # ------------------------------------------------------------------ accumulating LOAD
+        # stage 2 of a LOAD_ACC beat (the cycle after it came, RD or the NEXT after the last
+        # beat; no other unit writes then): buffer words A..A+u-1 += the beat's, masked
+        with m.If(acc_v):
+            m.d.comb += [act.w_addr.eq(acc_dst), act.w_mask.eq(acc_mask),
+                         act.w_data.eq(Cat(*[(acc_beat[32 * i: 32 * i + 32] + act.r0_beat[32 * i: 32 * i + 32])[:32]
+                                             for i in range(UPB)]))]
 
         # ------------------------------------------------------------------ CONV write-back engine
         # writes the previous group's sums + bias while the next group accumulates: per

@@ -434,7 +434,7 @@ def placements(graph: ir.Graph, T: int, store_ints: bool) -> tuple[dict, dict, l
 
 def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, plan: str = "auto",
          store_ints: bool = False, act_words: int | None = None, wbuf_words: int | None = None,
-         sdha_tokens: int | None = None) -> Program:
+         sdha_tokens: int | None = None, async_stores: bool = True) -> Program:
     """Lower ``graph`` to a :class:`Program` for ``cfg`` (see the module docstring).
 
     ``plan``: ``"chip"`` (every live tensor in the activation buffer), ``"ddr"`` (tensors
@@ -443,21 +443,26 @@ def emit(graph: ir.Graph, cfg: AccelConfig, T: int | None = None, *, plan: str =
     (per-layer debugging). ``act_words`` / ``wbuf_words`` (ddr plan only) restrict the
     tiles to the first words of the buffers (small tiles on the same engine);
     ``sdha_tokens`` (ddr plan only) caps an SDHA's token ranges (splits heads that fit).
+    ``async_stores``: STOREs that may run beside the next LOADs and fetches are made
+    asynchronous (:func:`.overlap.mark_async_stores`; ``False``: every STORE synchronous).
     """
     if plan not in PLANS:
         raise HardwareError(f"unknown memory plan {plan!r}: use one of {', '.join(PLANS)}")
     T = int(graph.meta.get("T", 0) if T is None else T)
     check_supported(graph, cfg, T)
+    from .overlap import mark_async_stores
+
+    done = mark_async_stores if async_stores else (lambda p: p)
     if plan != "ddr":
         try:
-            return _emit_chip(graph, cfg, T, store_ints)
+            return done(_emit_chip(graph, cfg, T, store_ints))
         except _NoFit:
             if plan == "chip":
                 raise
     from .tiling import emit_ddr
 
-    return emit_ddr(graph, cfg, T, store_ints, act_words=act_words, wbuf_words=wbuf_words,
-                    sdha_tokens=sdha_tokens)
+    return done(emit_ddr(graph, cfg, T, store_ints, act_words=act_words, wbuf_words=wbuf_words,
+                         sdha_tokens=sdha_tokens))
 
 
 def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> Program:

@@ -20,9 +20,10 @@ and runs each node on tiles that fit ``act_depth``:
   once, each chunk's weights once per slab), whichever the cost estimate prefers. The
   tile's integer output is stored channel by channel. When even a 1-row band of the whole width
   does not fit, output columns are tiled the same way (``w`` = loaded columns, ``pad`` =
-  the tile's left padding; loads and stores then go row by row). Group ``g > 0`` adds its sums to the
-  stored partial (zero bias, an ``EW`` add), exact: every partial sum is bounded by the
-  proved bound of the whole sum (interval arithmetic), which fits 32 bits.
+  the tile's left padding; loads and stores then go row by row). Group ``g > 0`` (zero bias)
+  adds the stored partial sums onto its tile with accumulating ``LOAD`` descriptors (:mod:`.isa`
+  version 7: one pass over DDR, no ``EW``, no second tile region), exact: every partial sum
+  is bounded by the proved bound of the whole sum (interval arithmetic), which fits 32 bits.
 * **LIF / EW / REDUCE**: channel ranges (parameters loaded per node, the descriptor's
   parameter base at the range's offset), or pixel ranges of one channel when one channel
   does not fit. **SDHA**: groups of whole heads (a head's q/k/v channels are contiguous);
@@ -39,8 +40,10 @@ and runs each node on tiles that fit ``act_depth``:
   write-back's cost). Else a conv whose only consumer
   is a Requant and/or an Add with a map computed before the conv runs them as the tile's
   *epilogue*: ``EW`` mode 1 (shift ``s`` of the tile's channels), then the other operand's
-  tile is loaded and added (``EW`` mode 0); only the chain's last map is stored (the
-  residual stream's conv -> requant -> add is one pass instead of three over DDR).
+  tile is added by accumulating ``LOAD`` descriptors onto it (when its runs start on beats, i.e.
+  ``u | T``; else it is loaded beside the tile and added by ``EW`` mode 0); only the
+  chain's last map is stored (the residual stream's conv -> requant -> add is one pass
+  instead of three over DDR). A standalone ``Add`` loads ``a`` and adds ``b`` the same way.
 
 DMA: consecutive runs of one node in one DDR region fold into one descriptor when that
 moves the same words in the same order (:func:`emit_ddr`'s ``merge``): adjacent runs into
@@ -169,12 +172,13 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
         descs.append((op, fields, node))
         return len(descs) - 1
 
-    def dma(op, node, region, off, addr, count):
+    def dma(op, node, region, off, addr, count, mode=0):
         traffic[node] = traffic.get(node, 0) + 4 * count * (P // 4 if op == isa.OP_LOADW else 1)
         if op != isa.OP_LOADW and fix and fix[-1] == (len(descs) - 1, region) and descs[-1][0] == op \
-                and descs[-1][2] == node and merge(descs[-1][1], off, addr, count):
+                and descs[-1][2] == node and descs[-1][1].get("mode", 0) == mode \
+                and merge(descs[-1][1], off, addr, count):
             return
-        i = add(op, node, ddr=off, addr=addr, count=count)
+        i = add(op, node, ddr=off, addr=addr, count=count, **({"mode": mode} if mode else {}))
         relocs.append((i, isa.field_index(op, "ddr")))
         fix.append((i, region))
 
@@ -205,6 +209,18 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
         if addr - mis < 0:
             raise AssertionError("load slack missing")
         dma(isa.OP_LOAD, node, region, off - 4 * mis, addr - mis, count + mis)
+
+    def on_beat(loc) -> bool:
+        """Every run of an integer map at ``loc`` (offsets multiples of ``T`` words) starts on
+        a beat: an accumulating LOAD of it writes exactly its own words (no leading slack)."""
+        return T % u == 0 and loc[1] % beat == 0
+
+    def load_acc(node, loc, word_off, addr, count):
+        """``buf[addr + i] += map[word_off + i]``: an accumulating LOAD (isa version 7)."""
+        off = loc[1] + 4 * word_off
+        if off % beat:
+            raise AssertionError("accumulating load off the beat")
+        dma(isa.OP_LOAD, node, loc[0], off, addr, count, mode=isa.LOAD_ACC)
 
     def store(n: ir.Node, loc, word_off, addr, count):
         region, base = loc
@@ -355,6 +371,11 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 keep = chain[-1].name in out_off or len(ce) > (elf is not None)
                 lpw += poff[elf.name][1] if elf is not None else 0
 
+            # the stored partial sums (their runs start on beats: they were stored so) and the
+            # residual operand, when its runs start on beats, are added by accumulating LOADs
+            # onto the tile; else the operand is loaded beside the tile and added by an EW
+            acc_ad = ad is not None and on_beat(res_loc)
+
             def spike_runs(oc_s, och, y0, y1, x0, x1):
                 """(word offset in the spike map, offset in the spike tile, words) runs."""
                 hbb, wtb = y1 - y0, x1 - x0
@@ -384,7 +405,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 if lif is not None and G == 1 and tchunks == 1 and fusable(nt, hb, ys, wt):
                     return pw + lpw + S + gc * planes * rows * cols + S + o // T
                 spk = (S + o // T) if lif is not None or elf is not None else 0
-                res = S + o if G > 1 or ad is not None else 0     # partial sums / residual tile
+                res = S + o if ad is not None and not acc_ad else 0     # residual tile beside it
                 return pw + lpw + S + gc * planes * rows * cols + S + o + res + spk
 
             gmax = min(cin, WB // kk) if planes == 1 else (cin if cin * kk <= WB else 0)
@@ -439,13 +460,14 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         st = nd * wr(rw, rr)
                         ew = F + nd * rr * rw + 2
                         outc[0] += conv + st
-                        outc[1] += conv + st + nd * rd(rw, rr) + ew
+                        outc[1] += conv + st + nd * rd(rw, rr)
                         if wbl:     # the LIF on the write-back: its parameters and drain, no LIF
                             outc[2] += (F + nt * (P + 2 + -(-3 * P // (2 * u)) + 1 + P + cfg.p_t + 1) + 2
                                         + nd * wr(max(1, rw // T), rr))
                         else:
                             outc[2] += conv + nd * wr(max(1, rw // T), rr) + F + 7 * och_
-                        outc[3] += (conv + (st if keep else 0) + len(chain) * ew + (nd * rd(rw, rr) if ad else 0)
+                        outc[3] += (conv + (st if keep else 0) + (len(chain) - acc_ad) * ew
+                                    + (nd * rd(rw, rr) if ad else 0)
                                     + (nd * wr(max(1, rw // T), rr) + F + 7 * och_ if elf is not None else 0))
                 lw = rd(nt * gc * kk * P // 4)
                 spikes_ok = (lif is not None or elf is not None) and fusable(nt, hb, ys, wt)
@@ -603,13 +625,9 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         runs = [((((oc_s + o) * hout + y) * wout + x0) * T, o * tw_ + (y - y0) * wtb * T,
                                  wtb * T) for o, y in cells(och, y0, y1)]
                     top = ob + ow
-                    if g > 0:               # add the stored partial sums of the groups before
-                        pp = ob + ow + S
-                        for d_off, b_off, cnt in reversed(runs):
-                            load(n.name, dst, d_off, pp + b_off, cnt)
-                        add(isa.OP_EW, n.name, a=ob, b=pp, outb=ob, n=ow, mode=0, per=1)
-                        used = max(used, pp + ow)
-                        top = pp + ow
+                    if g > 0:               # add the stored partial sums: LOADs onto the tile
+                        for d_off, b_off, cnt in runs:
+                            load_acc(n.name, dst, d_off, ob + b_off, cnt)
                     if lif is not None and g == G - 1:
                         sb = top + S
                         add(isa.OP_LIF, lif.name, inb=ob, outb=sb, pb=pb_lif + 3 * oc_s, c=och,
@@ -620,7 +638,10 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                     elif chain and g == G - 1:
                         if rq is not None:          # requant shift per channel: s = mem[pb_rq + oc_s + o]
                             add(isa.OP_EW, rq.name, a=ob, b=pb_rq + oc_s, outb=ob, n=ow, mode=1, per=tw_)
-                        if ad is not None:          # + the other operand's tile (the partials' room)
+                        if ad is not None and acc_ad:   # + the other operand's tile, LOADs onto it
+                            for d_off, b_off, cnt in runs:
+                                load_acc(ad.name, res_loc, d_off, ob + b_off, cnt)
+                        elif ad is not None:        # ... loaded into the partials' room, one EW
                             rb = ob + ow + S
                             for d_off, b_off, cnt in reversed(runs):
                                 load(ad.name, res_loc, d_off, rb + b_off, cnt)
@@ -630,7 +651,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                             for d_off, b_off, cnt in runs:
                                 store(chain[-1], edst, d_off, ob + b_off, cnt)
                         if elf is not None:         # the LIF on the finished tile, its spikes to DDR
-                            sb = ob + ow + S + (ow + S if ad is not None or G > 1 else 0)
+                            sb = ob + ow + S + (ow + S if ad is not None and not acc_ad else 0)
                             add(isa.OP_LIF, elf.name, inb=ob, outb=sb, pb=pb_elf + 3 * oc_s, c=och,
                                 hw=hbb * wtb, t=T, frac=elf.frac_bits, leak=elf.leak_shift, flags=eflags)
                             for d_off, b_off, cnt in spike_runs(oc_s, och, y0, y1, x0, x1):
@@ -698,17 +719,22 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                     used = max(used, B + (b - a))
         elif isinstance(n, ir.Add):
             A = S
-            room = (D - 2 * S - S) // 2 // u * u
+            acc = on_beat(loc[n.inputs[1]])    # b added by accumulating LOADs onto a's tile
+            room = (D - 2 * S) // u * u if acc else (D - 2 * S - S) // 2 // u * u
             if room < u:
                 raise nofit(n, 3 * S + 2 * u, "two operand tiles")
             for e0 in range(0, tw, room):
                 e1 = min(tw, e0 + room)
-                B = A + (e1 - e0) + S
                 load(n.name, loc[n.inputs[0]], e0, A, e1 - e0)
-                load(n.name, loc[n.inputs[1]], e0, B, e1 - e0)
-                add(isa.OP_EW, n.name, a=A, b=B, outb=A, n=e1 - e0, mode=0, per=1)
+                if acc:
+                    load_acc(n.name, loc[n.inputs[1]], e0, A, e1 - e0)
+                    used = max(used, A + e1 - e0)
+                else:
+                    B = A + (e1 - e0) + S
+                    load(n.name, loc[n.inputs[1]], e0, B, e1 - e0)
+                    add(isa.OP_EW, n.name, a=A, b=B, outb=A, n=e1 - e0, mode=0, per=1)
+                    used = max(used, B + e1 - e0)
                 store(n, dst, e0, A, e1 - e0)
-                used = max(used, B + e1 - e0)
             dense = tw
         elif isinstance(n, ir.Requant):
             C = t.shape[0]

@@ -88,6 +88,9 @@ def test_a_kept_result_is_recorded_for_exactly_its_rtl(tmp_path, monkeypatch):
     other = synth.rtl_hash(strip_zero_init(to_verilog(_Mem([1, 2, 4]), "top")))
     assert other != h and synth.recorded("mem3", other) is None      # another RTL misses it
     assert list(json.loads((tmp_path / "record.json").read_text())) == [f"mem3-{h}"]
+    # a new RTL's record replaces the old one's (one entry per design)
+    synthesize(_Mem([1, 2, 4]), "mem3", build_root=tmp_path, keep=True)
+    assert list(json.loads((tmp_path / "record.json").read_text())) == [f"mem3-{other}"]
 
 
 def test_zcu104_resources_use_a_record_only_for_the_same_rtl(tmp_path, monkeypatch):

@@ -31,6 +31,12 @@ def _lif_bundles(x, par, frac, leak, flags):
         v = np.where(sp, hm - theta, hm) if flags & 2 else np.where(sp, 0, hm)
     return out
 
+def _acc_loads(prog, node: str) -> int:
+    """Accumulating LOADs (isa version 7) of ``node``."""
+    return sum(1 for op, f, nd in prog.descriptors
+               if op == isa.OP_LOAD and nd == node and f.get("mode", 0) & isa.LOAD_ACC)
+
+
 def run_node(prog, ddr: np.ndarray, node) -> np.ndarray:
     """Execute the LOAD / LOADW / STORE / CONV (with or without the IntLIF on its write-back)
     / EW / LIF / SDHA descriptors of ``node`` (a name,
@@ -49,7 +55,10 @@ def run_node(prog, ddr: np.ndarray, node) -> np.ndarray:
         if op == isa.OP_LOAD:                         # rows runs, strided (isa version 5)
             for r in range(max(1, f.get("rows", 1))):
                 d, a = f["ddr"] + r * f.get("ddr_stride", 0), f["addr"] + r * f.get("addr_stride", 0)
-                act[a: a + f["count"]] = ddr[d: d + 4 * f["count"]].view("<i4").astype(np.int64)
+                v = ddr[d: d + 4 * f["count"]].view("<i4").astype(np.int64)
+                if f.get("mode", 0) & isa.LOAD_ACC:   # accumulating LOAD (isa version 7)
+                    v = act[a: a + f["count"]] + v
+                act[a: a + f["count"]] = v
         elif op == isa.OP_LOADW:
             raw = ddr[f["ddr"]: f["ddr"] + P * f["count"]].view(np.int8).astype(np.int64)
             wbuf[f["addr"]: f["addr"] + f["count"]] = raw.reshape(-1, P)
@@ -191,7 +200,9 @@ def test_ddr_plan_of_a_multi_group_conv_matches_the_reference():
     prog = emit(g, CI, plan="ddr", act_words=1400, wbuf_words=45)    # 5 channels per group
     convs = [f for op, f, nd in prog.descriptors if op == isa.OP_CONV and nd == "c1"]
     assert len({f["cin"] for f in convs}) >= 1 and len(convs) > 6
-    assert sum(1 for op, f, nd in prog.descriptors if op == isa.OP_EW and nd == "c1") > 0   # partial sums added
+    # partial sums added by accumulating LOADs onto the tile (isa 7), no EW pass
+    assert _acc_loads(prog, "c1") > 0
+    assert not any(op == isa.OP_EW and nd == "c1" for op, f, nd in prog.descriptors)
     assert len({f["pad_y"] for f in convs}) == 2                      # top band padded, others not
     check_conv_tiling(g, prog, 4)
     # one flipped weight bit of the DDR image is seen
@@ -308,26 +319,31 @@ def _chain_graph(c, H, W, k, T, rng, requant=True, lif=False):
 SMALL = {"act_words": 900, "wbuf_words": 30}
 
 
-@pytest.mark.parametrize("requant,lif,budget", [(True, False, {}), (True, False, SMALL), (False, False, SMALL),
-                                                (True, True, {}), (False, True, SMALL)],
+@pytest.mark.parametrize("requant,lif,budget,T", [(True, False, {}, 4), (True, False, SMALL, 4),
+                                                  (False, False, SMALL, 4), (True, True, {}, 4),
+                                                  (False, True, SMALL, 4), (True, False, {}, 2)],
                          ids=["requant-add", "requant-add-groups-bands", "add-groups-bands",
-                              "requant-add-lif", "add-lif-groups-bands"])
-def test_requant_add_and_lif_run_on_the_conv_tile(requant, lif, budget):
-    """conv -> Requant -> Add(earlier map) [-> IntLIF]: the shift, the residual add (EW mode
-    1 / mode 0 with the other operand's tile loaded) and the LIF run on each conv tile in the
-    buffer; only the chain's last map (or, with the LIF as its only reader, just the spikes)
-    is stored: equal to the reference, with input-channel groups and bands too. The requant's
-    map is never stored, the conv's only as partial sums. A flipped requant shift is seen."""
-    T = 4
+                              "requant-add-lif", "add-lif-groups-bands", "requant-add-T2-ew"])
+def test_requant_add_and_lif_run_on_the_conv_tile(requant, lif, budget, T):
+    """conv -> Requant -> Add(earlier map) [-> IntLIF]: the shift (EW mode 1), the residual
+    add (accumulating LOADs of the other operand onto the tile; with ``T`` not a multiple of
+    the beat's words, whose runs then do not start on beats, the operand's tile loaded beside
+    it and an EW mode 0) and the LIF run on each conv tile in the buffer; only the chain's
+    last map (or, with the LIF as its only reader, just the spikes) is stored: equal to the
+    reference, with input-channel groups and bands too. The requant's map is never stored,
+    the conv's only as partial sums. A flipped requant shift is seen."""
     g = _chain_graph(6, 9, 8, 3, T, np.random.default_rng(4), requant, lif)
     prog = emit(g, CI, plan="ddr", **budget)
     chain = {"c1", "a1"} | ({"r1"} if requant else set()) | ({"l1"} if lif else set())
     assert chain - {"c1"} <= set(prog.fused)
-    groups = any(op == isa.OP_EW and nd == "c1" for op, f, nd in prog.descriptors)   # partial sums
+    groups = _acc_loads(prog, "c1") > 0                               # partial sums
     stores = {nd for op, f, nd in prog.descriptors if op == isa.OP_STORE}
     assert stores == {"c0", "l0", "l1" if lif else "a1"} | ({"c1"} if groups else set())
     ops = {f["mode"] for op, f, nd in prog.descriptors if op == isa.OP_EW and nd in chain - {"c1"}}
-    assert ops == ({0, 1} if requant else {0})
+    if T % CI.units_per_beat == 0:                    # the add: accumulating LOADs, no EW add
+        assert ops == ({1} if requant else set()) and _acc_loads(prog, "a1") > 0
+    else:
+        assert ops == ({0, 1} if requant else {0}) and _acc_loads(prog, "a1") == 0
     if budget:                                        # row bands and input-channel groups in play
         cf = [f for op, f, nd in prog.descriptors if op == isa.OP_CONV and nd == "c1"]
         assert len({f["pad_y"] for f in cf}) > 1 and groups
