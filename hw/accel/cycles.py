@@ -78,43 +78,43 @@ FETCH_OVERHEAD = 3  # FETCH, DECODE, NEXT
 PAGE_BYTES = 4096
 
 
+def _page_segments(beats: int, cfg: AccelConfig, ddr: int = 0) -> list[int]:
+    """Beats of each 4 KB page segment of a run of ``beats`` beats from DDR byte ``ddr``, in
+    order: with ``P = 4096 / (axi_data_width/8)`` beats a page and the run's first beat at
+    offset ``o = (ddr mod 4096) / (axi_data_width/8)`` in its page, ``min(beats, P - o)``,
+    then whole pages of ``P``, then the rest (each ``> 0``; they sum to ``beats``; ``[]``
+    for ``beats <= 0``). The engine's bursts never cross a segment (AXI A3.4.1)."""
+    if beats <= 0:
+        return []
+    bb = cfg.axi_data_width // 8
+    page = PAGE_BYTES // bb
+    first = min(beats, page - (ddr % PAGE_BYTES) // bb)
+    full, tail = divmod(beats - first, page)
+    return [first] + [page] * full + ([tail] if tail else [])
+
+
 def burst_count(beats: int, cfg: AccelConfig, ddr: int = 0) -> int:
     """Bursts the engine issues for ``beats`` beats from DDR byte address ``ddr``: greedy
     bursts of at most ``cfg.burst`` beats, each cut at the next 4 KB boundary, so every 4 KB
-    page segment of ``s`` beats takes ``ceil(s / burst)`` bursts."""
-    if beats <= 0:
-        return 0
-    page = PAGE_BYTES // (cfg.axi_data_width // 8)
-    first = min(beats, page - (ddr % PAGE_BYTES) // (cfg.axi_data_width // 8))
-    full, tail = divmod(beats - first, page)
-    return -(-first // cfg.burst) + full * -(-page // cfg.burst) + -(-tail // cfg.burst)
-
-
-def _seg_min(s: int, burst: int) -> int:
-    """Shortest burst of a page segment of ``s > 0`` beats (``burst`` beats, then the rest)."""
-    return s % burst or burst
+    page segment of ``s`` beats (:func:`_page_segments`) takes ``ceil(s / burst)`` bursts."""
+    return sum(-(-s // cfg.burst) for s in _page_segments(beats, cfg, ddr))
 
 
 def _run_shape(beats: int, cfg: AccelConfig, ddr: int) -> tuple[int, int]:
-    """``(bursts, shortest burst)`` of a run of ``beats`` beats from DDR byte ``ddr``."""
-    page = PAGE_BYTES // (cfg.axi_data_width // 8)
-    first = min(beats, page - (ddr % PAGE_BYTES) // (cfg.axi_data_width // 8))
-    full, tail = divmod(beats - first, page)
-    mins = [_seg_min(first, cfg.burst)] + ([_seg_min(page, cfg.burst)] if full else []) + \
-        ([_seg_min(tail, cfg.burst)] if tail else [])
-    return burst_count(beats, cfg, ddr), min(mins)
+    """``(bursts, shortest burst)`` of a run of ``beats`` beats from DDR byte ``ddr``: a page
+    segment of ``s`` beats ends with its shortest burst, ``s mod burst`` (or ``burst``);
+    ``(0, burst)`` for an empty run."""
+    segs = _page_segments(beats, cfg, ddr)
+    return (sum(-(-s // cfg.burst) for s in segs),
+            min((s % cfg.burst or cfg.burst for s in segs), default=cfg.burst))
 
 
 def _burst_lengths(beats: int, cfg: AccelConfig, ddr: int) -> list[int]:
-    """The engine's bursts of a run, in order: greedy, at most ``cfg.burst`` beats, cut at 4 KB."""
-    bb = cfg.axi_data_width // 8
-    page = PAGE_BYTES // bb
-    out, a = [], ddr // bb
-    while beats > 0:
-        b = min(beats, cfg.burst, page - a % page)
-        out.append(b)
-        beats -= b
-        a += b
+    """The engine's bursts of a run, in order: per page segment (:func:`_page_segments`) of
+    ``s`` beats, ``s // burst`` bursts of ``cfg.burst`` beats, then ``s mod burst`` if any."""
+    out: list[int] = []
+    for s in _page_segments(beats, cfg, ddr):
+        out += [cfg.burst] * (s // cfg.burst) + ([s % cfg.burst] if s % cfg.burst else [])
     return out
 
 

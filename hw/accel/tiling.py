@@ -55,14 +55,16 @@ Invariants: the bands of a chunk partition ``[0, hout)``, the chunks partition
 per group; DMA stores start on an AXI beat (refused by name otherwise); loads start on the
 beat below their DDR address and write the ``< beats`` extra leading words into slack
 left before each buffer region (per-channel band loads run in decreasing channel order,
-so a load's leading words fall on a slot loaded after it). Tile sizes are chosen from a
-DMA/descriptor cycle estimate (plus ``CONV`` tile overheads and
-partial-sum adds) among all that fit; a layer that does not fit even with
-1-row bands, one ``P_o`` tile and one input channel is refused with the words needed.
+so a load's leading words fall on a slot loaded after it). Tile sizes are chosen among all
+that fit by a cycle estimate built from :mod:`.cycles` (the DMA with its bursts in flight,
+descriptor fetches, dense ``CONV`` tiles, partial-sum adds, LIFs, epilogues); a layer that
+does not fit even with 1-row bands, one ``P_o`` tile and one input channel is refused with
+the words needed.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from math import gcd
 
 import numpy as np
@@ -71,7 +73,7 @@ from ...compiler import ir
 from ...models.errors import HardwareError
 from . import isa
 from .config import AccelConfig
-from .cycles import FETCH_OVERHEAD, dma_read
+from .cycles import FETCH_OVERHEAD, conv_cycles, dma_read, dma_write, ew_cycles, lif_cycles
 from .program import (PLANES, LayerStats, Program, TensorPlacement, _align, _reject,
                       _weight_words, placements, sdha_scratch)
 
@@ -153,13 +155,23 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
     tchunks = -(-T // cfg.p_t)
     F = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg)
 
-    def rd(units: int, rows: int = 1) -> int:   # a LOAD of rows x units (a misaligned leading beat)
-        b = -(-units // u) + (1 if u > 1 else 0)
-        return F + rows * (b + 2 * -(-b // cfg.burst))
+    @lru_cache(maxsize=None)
+    def _xfer(units: int, rows: int, write: bool) -> int:
+        """The engine's DMA (:func:`~.cycles.dma_read`/``dma_write``, ``cfg.outstanding``
+        bursts in flight, the planner's DDR latency 0) of one transfer of ``rows`` runs of
+        ``units`` words, the runs back to back in DDR (latency 0 and several bursts in
+        flight: the cost does not depend on where the pages fall)."""
+        step = -(-units // u) * beat
+        return (dma_write if write else dma_read)(units, cfg, 0, [r * step for r in range(rows)])
+
+    def rd(units: int, rows: int = 1) -> int:   # a LOAD of rows x units (a misaligned leading beat a run)
+        return F + _xfer(units + (u if u > 1 else 0), rows, False)
+
+    def rdw(units: int) -> int:                 # a LOADW of units (weight chunks start on a beat)
+        return F + _xfer(units, 1, False)
 
     def wr(units: int, rows: int = 1) -> int:   # a STORE of rows x units
-        b = -(-units // u)
-        return F + rows * (b + 3 * -(-b // cfg.burst))
+        return F + _xfer(units, rows, True)
 
     descs: list = []
     relocs: list = []
@@ -426,10 +438,18 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         hi_v = mid - 1
                 return lo_v
 
+            @lru_cache(maxsize=None)
+            def conv_tile(terms, hbb, wtb, och, wb):
+                """Dense cycles of one tile's CONV (:func:`~.cycles.conv_cycles`, no fetch)."""
+                return conv_cycles(cfg, terms=terms, hout=hbb, wout=wtb, T=T, cout=och, stride=s,
+                                   oc_start=0, oc_end=och, lif=wb)
+
             def conv_cost(gc, nt, hb, ys, wt, order):
-                """Estimated cycles of a plan that depend on it: DMA and descriptor fetches
-                (``rd``/``wr``), per-CONV tile overheads, partial-sum and epilogue ``EW``s (the
-                conv's terms are the same for every plan)."""
+                """Estimated cycles of a plan, priced by the cycle model (:mod:`.cycles`): its
+                DMA (``rd``/``wr``: bursts in flight, a 2-D transfer as one) and descriptor
+                fetches, every tile's dense ``CONV``, the partial-sum and epilogue ``EW``s and
+                the tile ``LIF``s; tiles and chunks of equal shape priced once (every
+                input-channel group as ``gc`` channels)."""
                 G, nch = -(-cin // gc), -(-tiles // nt)
                 wbl = lif is not None and G == 1 and tchunks == 1
                 colt = [band_rows(x0, x1, W, k, s, pad)[1] for x0, x1 in bands(wout, wt)]
@@ -444,11 +464,22 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         else:
                             inc += gc * planes * rd(wl, h)
                 subs = [y1 - y0 for Y0, Y1 in bands(hout, ys) for y0, y1 in bands(Y1 - Y0, hb)]   # sub-band rows
-                outc = [0, 0, 0, 0]                      # per chunk of och channels: stores, partials, LIF, epilogue
-                och_ = min(cout, nt * P)
+                spikes_ok = (lif is not None or elf is not None) and fusable(nt, hb, ys, wt)
+                # an unfused LIF reloads the ints (and the chain's map is stored for it)
+                extra = tw // u if (lif is not None or elf is not None) and not spikes_ok else 0
+
+                tshapes: dict[tuple[int, int], int] = {}     # (rows, columns) of the tiles: how many
                 for x0, x1 in bands(wout, wt):
-                    wtb = x1 - x0
                     for hbb in subs:
+                        tshapes[(hbb, x1 - x0)] = tshapes.get((hbb, x1 - x0), 0) + 1
+
+                def chunk(nt_, och_):
+                    """``(tiles, LOADW)`` cycles of one chunk of ``nt_`` tiles (``och_``
+                    channels) over all groups: group 0 stores its partial sums, a middle
+                    group reloads them, adds and stores, the last one adds and finishes the
+                    tile (its store, the LIF, the epilogue): ``(G-1) * middle + finish``."""
+                    total = 0
+                    for (hbb, wtb), m in tshapes.items():
                         # nd descriptors of rr runs of rw words (2-D transfers)
                         if hbb == hout and wtb == wout:
                             nd, rr, rw = 1, 1, och_ * hbb * wtb * T
@@ -456,27 +487,39 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                             nd, rr, rw = 1, och_, hbb * wtb * T
                         else:
                             nd, rr, rw = (hbb, och_, wtb * T) if hbb < och_ and T % u == 0 else (och_, hbb, wtb * T)
-                        conv = F + nt * (P + 2 + P * min(T, cfg.p_t)) + 2
+                        words = och_ * hbb * wtb * T                       # the tile's integers
+                        conv = F + conv_tile(gc * planes * kk, hbb, wtb, och_, False)
                         st = nd * wr(rw, rr)
-                        ew = F + nd * rr * rw + 2
-                        outc[0] += conv + st
-                        outc[1] += conv + st + nd * rd(rw, rr)
-                        if wbl:     # the LIF on the write-back: its parameters and drain, no LIF
-                            outc[2] += (F + nt * (P + 2 + -(-3 * P // (2 * u)) + 1 + P + cfg.p_t + 1) + 2
-                                        + nd * wr(max(1, rw // T), rr))
+                        acc = nd * rd(rw, rr)                                # accumulating LOADs of a tile
+                        ld = acc + F + ew_cycles(words, 0, 1, cfg)           # ... or a load beside it and an EW
+                        spk = nd * wr(max(1, rw // T), rr)                   # the spikes' stores
+                        lifc = F + lif_cycles(och_, hbb * wtb, T, cfg)       # the LIF on the tile
+                        if lif is not None and spikes_ok:
+                            # wbl: the LIF on the CONV write-back (its parameters, drain), no LIF
+                            fin = (F + conv_tile(gc * planes * kk, hbb, wtb, och_, True) + spk if wbl
+                                   else conv + spk + lifc)
+                        elif chain:
+                            fin = (conv + (st if keep else 0) + ((acc if acc_ad else ld) if ad else 0)
+                                   + (F + ew_cycles(words, 1, hbb * wtb * T, cfg) if rq is not None else 0)
+                                   + (spk + lifc if elf is not None else 0))
                         else:
-                            outc[2] += conv + nd * wr(max(1, rw // T), rr) + F + 7 * och_
-                        outc[3] += (conv + (st if keep else 0) + (len(chain) - acc_ad) * ew
-                                    + (nd * rd(rw, rr) if ad else 0)
-                                    + (nd * wr(max(1, rw // T), rr) + F + 7 * och_ if elf is not None else 0))
-                lw = rd(nt * gc * kk * P // 4)
-                spikes_ok = (lif is not None or elf is not None) and fusable(nt, hb, ys, wt)
-                last = outc[2] if lif is not None and spikes_ok else outc[3] if chain else outc[0]
-                # an unfused LIF reloads the ints (and the chain's map is stored for it)
-                extra = tw // u if (lif is not None or elf is not None) and not spikes_ok else 0
-                per_g = [last if G == 1 else outc[0]] + [outc[1]] * (G - 2) + ([outc[1] - outc[0] + last] if G > 1 else [])
-                loads = nch * inc + nch * lw if order == "w" else inc + len(colt) * len(slabs) * nch * lw
-                return G * loads + nch * sum(per_g) + extra
+                            fin = conv + st
+                        total += m * ((G - 1) * (conv + st + acc) + fin)
+                    return total, rdw(nt_ * gc * kk * P // 4)
+
+                # chunks of equal shape priced once: nt tiles each, the last one the rest
+                shapes: dict[tuple[int, int], int] = {}
+                for c0 in range(0, tiles, nt):
+                    c1 = min(tiles, c0 + nt)
+                    key = (c1 - c0, min(cout, c1 * P) - c0 * P)
+                    shapes[key] = shapes.get(key, 0) + 1
+                outs = lws = 0
+                for (nt_, och_), m in shapes.items():
+                    o_, l_ = chunk(nt_, och_)
+                    outs += m * o_
+                    lws += m * l_
+                loads = nch * inc + lws if order == "w" else inc + len(colt) * len(slabs) * lws
+                return G * loads + outs + extra
 
             def fusable(nt, hb, ys, wt):
                 """Every spike store of the plan starts on a beat (offsets are affine in the

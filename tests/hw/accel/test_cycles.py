@@ -93,6 +93,47 @@ def test_dma_model_equals_a_cycle_stepped_model(runs, count, O, L, write):
     assert f(count, c, L, addrs) == _dma_stepped(bursts, O, L, write)
 
 
+def _walk(beats, bb, burst, ddr):
+    """Beat-by-beat reference: the page of every beat of the run, page segments as maximal
+    stretches of one page, bursts cut greedily at ``burst`` beats and at every page change."""
+    pages = [(ddr // bb + j) * bb // 4096 for j in range(beats)]
+    segs, bursts = [], []
+    for j, p in enumerate(pages):
+        if j and p == pages[j - 1]:
+            segs[-1] += 1
+        else:
+            segs.append(1)
+        if j and p == pages[j - 1] and bursts[-1] < burst:
+            bursts[-1] += 1
+        else:
+            bursts.append(1)
+    return segs, bursts
+
+
+@settings(max_examples=300, deadline=None)
+@given(width=st.sampled_from([32, 64, 128, 256]), burst=st.integers(1, 16), beats=st.integers(1, 5000),
+       beat_addr=st.integers(0, 3 * 4096))
+def test_page_segments_and_bursts_match_a_beat_walk(width, burst, beats, beat_addr):
+    """:func:`_page_segments` and the three helpers derived from it (:func:`burst_count`,
+    ``_run_shape``, ``_burst_lengths``) agree with a brute-force walk over the run's beats
+    for any beat-aligned DDR address (several pages in), every burst length and AXI width
+    (``AccelConfig`` admits 32/64/128-bit ports; the helpers read only ``axi_data_width`` and
+    ``burst``, so a 256-bit port's page arithmetic is checked on a stand-in)."""
+    from types import SimpleNamespace
+
+    from svf_deploy.hw.accel.cycles import _burst_lengths, _page_segments, _run_shape
+
+    c = (SimpleNamespace(axi_data_width=width, burst=burst) if width > 128 else
+         AccelConfig(name="c", p_o=16, p_pix=1, axi_data_width=width, burst=burst))
+    ddr = beat_addr * (width // 8)
+    segs, bursts = _walk(beats, width // 8, burst, ddr)
+    assert _page_segments(beats, c, ddr) == segs
+    assert _burst_lengths(beats, c, ddr) == bursts
+    assert burst_count(beats, c, ddr) == len(bursts)
+    assert _run_shape(beats, c, ddr) == (len(bursts), min(bursts))
+    assert _page_segments(0, c, ddr) == [] and burst_count(0, c, ddr) == 0
+
+
 def test_conv_write_back_hides_behind_long_terms():
     c = AccelConfig(name="c", p_o=16, p_t=4, p_pix=2, axi_data_width=64)   # u = 2 words per run
     # one row of 10 pixels: 5 groups of 2; busy = ceil(terms/2) + 3; write-back of a group
