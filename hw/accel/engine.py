@@ -349,21 +349,33 @@ class Engine(wiring.Component):
         wasm_n = Signal(range(max(BPW, 2)))
         burst_len = Signal(9)
         BSH = beat_bytes.bit_length() - 1
-        # AXI4 bursts never cross a 4 KB boundary: a burst is at most the beats left in the page
-        page_beats = Signal(range(PAGE_BYTES // beat_bytes + 1))
         pb_bits = PAGE_BYTES.bit_length() - 1
-        m.d.comb += page_beats.eq((Const(PAGE_BYTES, pb_bits + 1) - iss_addr[:pb_bits]) >> BSH)
-        burst_cap = Mux(page_beats < cfg.burst, page_beats, cfg.burst)
-        m.d.comb += burst_len.eq(Mux(iss_beats > burst_cap, burst_cap, iss_beats))
+
+        def cut_burst(addr, beats, blen, pbeats):
+            """``blen`` = the issuer's next burst: at most ``cfg.burst`` beats and, AXI4
+            bursts never crossing a 4 KB boundary, at most ``pbeats``, the beats left in
+            the page of ``addr``."""
+            m.d.comb += pbeats.eq((Const(PAGE_BYTES, pb_bits + 1) - addr[:pb_bits]) >> BSH)
+            cap = Mux(pbeats < cfg.burst, pbeats, cfg.burst)
+            m.d.comb += blen.eq(Mux(beats > cap, cap, beats))
+
+        def step_issuer(addr, beats, rows, row, blen, stride, run_beats):
+            """On an issued burst: the next burst of the run, or the next run's first."""
+            with m.If((beats == blen) & (rows > 1)):
+                m.d.sync += [rows.eq(rows - 1), row.eq(row + stride), addr.eq(row + stride),
+                             beats.eq(run_beats)]
+            with m.Else():
+                m.d.sync += [beats.eq(beats - blen), addr.eq(addr + (blen << BSH))]
+
+        page_beats = Signal(range(PAGE_BYTES // beat_bytes + 1))
+        cut_burst(iss_addr, iss_beats, burst_len, page_beats)
         # the issuer may present a burst: the same one stays valid until its handshake
         # (iss_* change only then, in_flight can only fall meanwhile)
         iss_ok = (iss_beats != 0) & (in_flight < OUTS)
         # the same for the AW issuer of the STORE machine
         wburst_len = Signal(9)
         wpage_beats = Signal(range(PAGE_BYTES // beat_bytes + 1))
-        m.d.comb += wpage_beats.eq((Const(PAGE_BYTES, pb_bits + 1) - wiss_addr[:pb_bits]) >> BSH)
-        wburst_cap = Mux(wpage_beats < cfg.burst, wpage_beats, cfg.burst)
-        m.d.comb += wburst_len.eq(Mux(wiss_beats > wburst_cap, wburst_cap, wiss_beats))
+        cut_burst(wiss_addr, wiss_beats, wburst_len, wpage_beats)
         wiss_ok = w_busy & (wiss_beats != 0) & (w_in_flight < OUTS)
 
         def dma_misaligned(two_d):
@@ -806,12 +818,7 @@ class Engine(wiring.Component):
                 the handshake step to the next burst, or to the next run's first."""
                 m.d.comb += valid.eq(iss_ok)
                 with m.If(iss_ok & ready):
-                    with m.If((iss_beats == burst_len) & (iss_rows > 1)):
-                        m.d.sync += [iss_rows.eq(iss_rows - 1), iss_row.eq(iss_row + ddr_stride),
-                                     iss_addr.eq(iss_row + ddr_stride), iss_beats.eq(run_beats)]
-                    with m.Else():
-                        m.d.sync += [iss_beats.eq(iss_beats - burst_len),
-                                     iss_addr.eq(iss_addr + (burst_len << BSH))]
+                    step_issuer(iss_addr, iss_beats, iss_rows, iss_row, burst_len, ddr_stride, run_beats)
 
             # reads: the AR issuer runs ahead; the R side takes a beat every cycle one comes
             # (RREADY stays high): LOAD writes its UPB units to the banks at once (any buffer
@@ -1322,12 +1329,7 @@ class Engine(wiring.Component):
                                  & ((w_in_flight == 0) | ((w_in_flight == 1) & self.m_axi_bvalid)))]
         w_issued = wiss_ok & self.m_axi_awready
         with m.If(w_issued):
-            with m.If((wiss_beats == wburst_len) & (wiss_rows > 1)):
-                m.d.sync += [wiss_rows.eq(wiss_rows - 1), wiss_row.eq(wiss_row + w_dstride),
-                             wiss_addr.eq(wiss_row + w_dstride), wiss_beats.eq((w_count + UPB - 1) >> LU)]
-            with m.Else():
-                m.d.sync += [wiss_beats.eq(wiss_beats - wburst_len),
-                             wiss_addr.eq(wiss_addr + (wburst_len << BSH))]
+            step_issuer(wiss_addr, wiss_beats, wiss_rows, wiss_row, wburst_len, w_dstride, (w_count + UPB - 1) >> LU)
         m.d.sync += w_in_flight.eq(w_in_flight + w_issued - self.m_axi_bvalid)
         with m.If(w_busy):
             # W: read port 0 reads the run of UPB words of the next beat one cycle ahead (held

@@ -18,23 +18,20 @@ from __future__ import annotations
 import bisect
 import dataclasses
 
-import numpy as np
-
 from . import isa
+from .cycles import _runs as _ddr_starts
 from .cycles import beside_store
 
 __all__ = ["mark_async_stores", "store_conflicts"]
 
 
-def _runs(f: dict, bytes_per_unit: int, buffer: bool) -> list[tuple[int, int]]:
+def _runs(f: dict, buffer: bool) -> list[tuple[int, int]]:
     """``[lo, hi)`` of each run of a LOAD/STORE: buffer words, or DDR bytes."""
-    rows = max(1, int(f.get("rows", 1) or 1))
     n = int(f["count"])
     if buffer:
         a, st = int(f["addr"]), int(f.get("addr_stride", 0))
-        return [(a + r * st, a + r * st + n) for r in range(rows)]
-    d, st = int(f["ddr"]), int(f.get("ddr_stride", 0))
-    return [(d + r * st, d + r * st + bytes_per_unit * n) for r in range(rows)]
+        return [(a + r * st, a + r * st + n) for r in range(max(1, int(f.get("rows", 1) or 1)))]
+    return [(d, d + 4 * n) for d in _ddr_starts(f)]
 
 
 class _Intervals:
@@ -59,15 +56,15 @@ class _Footprint:
     """What a STORE reads (buffer words) and writes (DDR bytes)."""
 
     def __init__(self, store: dict):
-        self.buf = _Intervals(_runs(store, 4, True))
-        self.ddr = _Intervals(_runs(store, 4, False))
+        self.buf = _Intervals(_runs(store, True))
+        self.ddr = _Intervals(_runs(store, False))
 
     def conflicts(self, op: int, f: dict, p_o: int) -> bool:
         if op == isa.OP_LOADW:
             d = int(f["ddr"])
             return self.ddr.hits(d, d + p_o * int(f["count"]))
-        return any(self.buf.hits(lo, hi) for lo, hi in _runs(f, 4, True)) or \
-            any(self.ddr.hits(lo, hi) for lo, hi in _runs(f, 4, False))
+        return any(self.buf.hits(lo, hi) for lo, hi in _runs(f, True)) or \
+            any(self.ddr.hits(lo, hi) for lo, hi in _runs(f, False))
 
 
 def store_conflicts(store: dict, op: int, f: dict, p_o: int) -> bool:
@@ -80,9 +77,11 @@ def mark_async_stores(prog):
     """``prog`` with ``mode |= STORE_ASYNC`` on every STORE that no plain LOAD/LOADW before
     the next other descriptor conflicts with (:func:`store_conflicts`); the others keep
     their mode. Pure: a new :class:`~.program.Program` with new descriptor dicts and the
-    image's descriptor words re-encoded."""
+    changed ``mode`` words patched in a copy of the image (it starts with the descriptors)."""
     descs = prog.descriptors
     out = []
+    image = prog.image.copy()
+    words = image.view("<u4")
     for i, (op, f, node) in enumerate(descs):
         if op == isa.OP_STORE:
             fp = _Footprint(f)
@@ -95,9 +94,6 @@ def mark_async_stores(prog):
                     break
             if ok:
                 f = dict(f, mode=int(f.get("mode", 0)) | isa.STORE_ASYNC)
+                words[i * isa.DESC_WORDS + isa.field_index(op, "mode")] = f["mode"]
         out.append((op, f, node))
-    new = dataclasses.replace(prog, descriptors=out)
-    words = new.words().view(np.uint8).ravel()       # the image starts with the descriptors
-    image = prog.image.copy()
-    image[: words.size] = words
-    return dataclasses.replace(new, image=image)
+    return dataclasses.replace(prog, descriptors=out, image=image)
