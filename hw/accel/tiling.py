@@ -447,9 +447,11 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             def conv_cost(gc, nt, hb, ys, wt, order):
                 """Estimated cycles of a plan, priced by the cycle model (:mod:`.cycles`): its
                 DMA (``rd``/``wr``: bursts in flight, a 2-D transfer as one) and descriptor
-                fetches, every tile's dense ``CONV``, the partial-sum and epilogue ``EW``s and
-                the tile ``LIF``s; tiles and chunks of equal shape priced once (every
-                input-channel group as ``gc`` channels)."""
+                fetches, every tile's dense ``CONV``, the partial sums (accumulating
+                ``LOAD`` descriptors), the epilogue (requant ``EW``; the residual add as
+                accumulating ``LOAD`` descriptors, or a load and an ``EW``) and the tile
+                ``LIF``s; tiles and chunks of equal shape priced once (every input-channel
+                group as ``gc`` channels)."""
                 G, nch = -(-cin // gc), -(-tiles // nt)
                 wbl = lif is not None and G == 1 and tchunks == 1
                 colt = [band_rows(x0, x1, W, k, s, pad)[1] for x0, x1 in bands(wout, wt)]
@@ -476,7 +478,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 def chunk(nt_, och_):
                     """``(tiles, LOADW)`` cycles of one chunk of ``nt_`` tiles (``och_``
                     channels) over all groups: group 0 stores its partial sums, a middle
-                    group reloads them, adds and stores, the last one adds and finishes the
+                    group adds them onto its tile (accumulating LOADs) and stores, the last one adds and finishes the
                     tile (its store, the LIF, the epilogue): ``(G-1) * middle + finish``."""
                     total = 0
                     for (hbb, wtb), m in tshapes.items():
