@@ -13,8 +13,17 @@ address ``A`` (``s = A % u``) touches every bank exactly once: word ``A + i`` is
 Reads have one cycle of latency (the registered ``A % u`` selects the banks' outputs), as
 a single memory's synchronous read port: a single-word access behaves exactly like the
 unbanked buffer (same latency, old data on a read of a word written in the same cycle),
-so the units that use it see no change. ``r0_en = 0`` holds port 0's outputs (the STORE
-waits on ``WREADY``). No arithmetic beyond the row increment: rotations are multiplexers.
+so the units that use it see no change. ``r0_en = 0`` holds port 0's outputs. No
+arithmetic beyond the row increment: rotations are multiplexers.
+
+**Store port** (``store_style`` given): read port 2 (``r2_*``, as port 0, ``r2_en = 0``
+holds its outputs while the STORE waits on ``WREADY``) reads a third copy of the words,
+one memory per bank of ``ram_style = store_style``, written by the same write port with
+the same address, data and enable, so it always equals the banks. The engine's STORE
+machine reads it, so that a STORE runs beside the units that use ports 0 and 1 (a
+dual-ported RAM gives one write and one read per copy: the banks' two read ports already
+take two copies, and Vivado/Yosys build the third from ``store_style``, block RAM in the
+production engine where the URAMs are spent).
 
 **Occupancy flags** (``flags = F > 0``): beside each bank a 1-bit memory of the same rows
 holds ``word != 0`` for every word. It is written by the one write port with the bank's
@@ -48,7 +57,8 @@ class ActBuffer(wiring.Component):
         ``word(A + i) != 0`` for the address ``A`` of the previous cycle (always enabled).
     """
 
-    def __init__(self, depth: int, units: int, ram_style: str = "block", flags: int = 0):
+    def __init__(self, depth: int, units: int, ram_style: str = "block", flags: int = 0,
+                 store_style: str | None = None):
         if units < 1 or units & (units - 1):
             raise ValueError(f"units must be a power of two, not {units}")
         if depth % units:
@@ -56,6 +66,7 @@ class ActBuffer(wiring.Component):
         if not isinstance(flags, int) or flags < 0:
             raise ValueError(f"flags must be a non-negative int, not {flags!r}")
         self.depth, self.units, self.ram_style, self.flags = depth, units, ram_style, flags
+        self.store_style = store_style
         aw = max(1, (depth - 1).bit_length())
         self.aw = aw
         sig = {
@@ -63,6 +74,8 @@ class ActBuffer(wiring.Component):
             "r1_addr": In(aw), "r1_data": Out(32), "r1_beat": Out(32 * units),
             "w_addr": In(aw), "w_data": In(32 * units), "w_en": In(1), "w_mask": In(units),
         }
+        if store_style is not None:
+            sig |= {"r2_addr": In(aw), "r2_en": In(1, init=1), "r2_data": Out(32), "r2_beat": Out(32 * units)}
         for k in range(flags):
             sig[f"f{k}_addr"] = In(aw)
             sig[f"f{k}_run"] = Out(units)
@@ -84,10 +97,15 @@ class ActBuffer(wiring.Component):
         rows = self.depth // u
         banks = []
         fbanks = []     # per bank: (flag write port, [flag read port k])
+        sbanks = []     # per bank: (store copy's write port, its read port)
         for b in range(u):
             mem = memory.Memory(shape=unsigned(32), depth=rows, init=[], attrs={"ram_style": self.ram_style})
             m.submodules[f"bank{b}"] = mem
             banks.append((mem.read_port(), mem.read_port(), mem.write_port()))
+            if self.store_style is not None:
+                sm = memory.Memory(shape=unsigned(32), depth=rows, init=[], attrs={"ram_style": self.store_style})
+                m.submodules[f"store{b}"] = sm
+                sbanks.append((sm.write_port(), sm.read_port()))
             if self.flags:
                 fm = memory.Memory(shape=unsigned(1), depth=rows, init=[])
                 m.submodules[f"flag{b}"] = fm
@@ -95,6 +113,9 @@ class ActBuffer(wiring.Component):
         # every flag write mirrors its bank's write: same row, same enable, flag = word != 0
         for (_, _, wpb), (fw, _) in zip(banks, fbanks):
             m.d.comb += [fw.addr.eq(wpb.addr), fw.en.eq(wpb.en), fw.data.eq(self.flag_of(wpb.data))]
+        # ... and every store-copy write (same row, enable and data)
+        for (_, _, wpb), (sw, _) in zip(banks, sbanks):
+            m.d.comb += [sw.addr.eq(wpb.addr), sw.en.eq(wpb.en), sw.data.eq(wpb.data)]
         if u == 1:
             r0, r1, wp = banks[0]
             m.d.comb += [r0.addr.eq(self.r0_addr), r0.en.eq(self.r0_en), self.r0_data.eq(r0.data),
@@ -106,6 +127,10 @@ class ActBuffer(wiring.Component):
                 fa, frun = self.flag_port(k)
                 fr = fbanks[0][1][k]
                 m.d.comb += [fr.addr.eq(fa), frun.eq(fr.data)]
+            if sbanks:
+                r2 = sbanks[0][1]
+                m.d.comb += [r2.addr.eq(self.r2_addr), r2.en.eq(self.r2_en), self.r2_data.eq(r2.data),
+                             self.r2_beat.eq(r2.data)]
             return m
 
         def run_row(addr, b):
@@ -123,18 +148,26 @@ class ActBuffer(wiring.Component):
             m.d.comb += [i.eq(b - ws), wp.addr.eq(run_row(self.w_addr, b)), wp.data.eq(wwords[i]),
                          wp.en.eq(wbits[i])]
 
-        # read port 0: the run at r0_addr; output word i <- bank (s + i) % u
-        s0 = Signal(lu)
-        with m.If(self.r0_en):
-            m.d.sync += s0.eq(self.r0_addr[:lu])
-        d0 = Array(p0.data for p0, _, _ in banks)
-        outs = []
-        for b, (p0, _, _) in enumerate(banks):
-            m.d.comb += [p0.addr.eq(run_row(self.r0_addr, b)), p0.en.eq(self.r0_en)]
-            j = Signal(lu, name=f"ri{b}")
-            m.d.comb += j.eq(s0 + b)
-            outs.append(d0[j])
-        m.d.comb += [self.r0_beat.eq(Cat(*outs)), self.r0_data.eq(d0[s0])]
+        def enabled_port(ports, addr, en, data, beat, tag):
+            """A read port over ``ports`` (one per bank) with an enable: the run at ``addr``,
+            output word i <- bank (s + i) % u."""
+            s_ = Signal(lu, name=f"s{tag}")
+            with m.If(en):
+                m.d.sync += s_.eq(addr[:lu])
+            d_ = Array(p.data for p in ports)
+            outs = []
+            for b, p in enumerate(ports):
+                m.d.comb += [p.addr.eq(run_row(addr, b)), p.en.eq(en)]
+                j = Signal(lu, name=f"r{tag}i{b}")
+                m.d.comb += j.eq(s_ + b)
+                outs.append(d_[j])
+            m.d.comb += [beat.eq(Cat(*outs)), data.eq(d_[s_])]
+
+        # read port 0: the run at r0_addr
+        enabled_port([p0 for p0, _, _ in banks], self.r0_addr, self.r0_en, self.r0_data, self.r0_beat, "0")
+        # read port 2 (the store copy): as port 0
+        if sbanks:
+            enabled_port([sr for _, sr in sbanks], self.r2_addr, self.r2_en, self.r2_data, self.r2_beat, "2")
 
         # read port 1: the run at r1_addr, as port 0 (always enabled)
         s1 = Signal(lu)

@@ -40,6 +40,9 @@ class AccelConfig:
         (:func:`.cycles.dma_read`); the ZCU104's S_AXI_HP ports accept 8 commands per channel.
     clock_mhz : target clock for latency predictions.
     act_ram_style / wbuf_ram_style : Vivado ``ram_style`` of the buffers.
+    store_ram_style : ``ram_style`` of the activation buffer's third copy, read only by the
+        STORE machine (:class:`.actbuf.ActBuffer` ``store_style``) so that STOREs run
+        beside the compute units; block RAM in the production engine (the URAMs are spent).
     """
 
     name: str
@@ -55,6 +58,7 @@ class AccelConfig:
     clock_mhz: float = 100.0
     act_ram_style: str = "block"
     wbuf_ram_style: str = "block"
+    store_ram_style: str = "block"
 
     def __post_init__(self) -> None:
         for f in ("p_o", "p_t", "p_pix", "act_depth", "wbuf_depth", "burst"):
@@ -89,7 +93,7 @@ class AccelConfig:
                                 f"direction), not {self.outstanding!r}")
         if self.burst > 256:
             raise HardwareError(f"AccelConfig.burst must be <= 256 beats, not {self.burst}")
-        for f in ("act_ram_style", "wbuf_ram_style"):
+        for f in ("act_ram_style", "wbuf_ram_style", "store_ram_style"):
             if getattr(self, f) not in ("block", "ultra", "distributed"):
                 raise HardwareError(f"AccelConfig.{f} must be block/ultra/distributed, not {getattr(self, f)!r}")
 

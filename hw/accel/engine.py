@@ -24,12 +24,13 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   in the cycle the beat comes and writes ``beat + run`` (``u`` 32-bit adds, wrapping) the
   next cycle: the same cycles as a ``LOAD`` (the last write falls in ``NEXT``), and a
   residual or partial-sum add costs no ``EW`` pass. A ``STORE`` runs on its own *STORE
-  machine* (AW issuer, W side, B count, its fields latched): the sequencer waits for it in
-  ``WR``, or with ``mode & STORE_ASYNC`` goes on, fetching the next descriptors and running
-  plain ``LOAD``/``LOADW`` descriptors (AXI read channels, the buffers' write ports) beside
-  it; any other descriptor waits in ``DECODE`` until the machine is idle (it reads port 0,
-  or is a ``STORE``/``END``). The emitter sets the bit only where those loads neither
-  write the STORE's buffer words nor read its DDR bytes (:mod:`.overlap`).
+  machine* (AW issuer, W side, B count, its fields latched, and the activation buffer's
+  read port 2, a third copy of the words that only it reads): the sequencer waits for it
+  in ``WR``, or with ``mode & STORE_ASYNC`` (:mod:`.isa` version 8) goes on, fetching and
+  running the next descriptors beside it, loads and compute units alike; the next
+  ``STORE`` or ``END`` waits in ``DECODE`` until the machine is idle. The emitter sets the
+  bit only where none of those descriptors writes the STORE's buffer words or reads its
+  DDR bytes (:mod:`.overlap`).
 * **CONV**: output-stationary array of ``P_o/2 x P_t x P_pix`` DSP48E2 two-lane SIMD
   accumulators (:class:`.simd.SimdAcc`, ``USE_MULT="NONE"``; a behavioural twin in
   simulation, ``dsp_instance=True`` for synthesis). For a *group* of ``g`` consecutive
@@ -213,8 +214,10 @@ class Engine(wiring.Component):
         # ------------------------------------------------------------------ memories
         # activation buffer: UPB banks, a whole AXI beat per cycle (DMA), single words for the units
         SC = cfg.scan
-        m.submodules.act = act = ActBuffer(cfg.act_depth, UPB, cfg.act_ram_style, flags=SC)
+        m.submodules.act = act = ActBuffer(cfg.act_depth, UPB, cfg.act_ram_style, flags=SC,
+                                                   store_style=cfg.store_ram_style)
         r0 = SimpleNamespace(addr=act.r0_addr, data=act.r0_data)
+        r2 = SimpleNamespace(addr=act.r2_addr, data=act.r2_data)    # the STORE machine's
         r1 = SimpleNamespace(addr=act.r1_addr, data=act.r1_data)
         wp = SimpleNamespace(addr=act.w_addr, data=act.w_data, en=act.w_en)
         m.submodules.wbuf = wbuf = memory.Memory(shape=unsigned(WBW), depth=cfg.wbuf_depth, init=[],
@@ -399,7 +402,7 @@ class Engine(wiring.Component):
                      self.m_axi_araddr.eq(iss_addr), self.m_axi_awaddr.eq(wiss_addr),
                      self.m_axi_arlen.eq(burst_len - 1), self.m_axi_awlen.eq(wburst_len - 1),
                      # STORE: the run of UPB words at wd_dst read last cycle, as one beat
-                     self.m_axi_wdata.eq(Cat(*(Mux(w_beat_ok[i], act.r0_beat[32 * i: 32 * i + 32], 0)
+                     self.m_axi_wdata.eq(Cat(*(Mux(w_beat_ok[i], act.r2_beat[32 * i: 32 * i + 32], 0)
                                                for i in range(UPB)))),
                      self.m_axi_wstrb.eq(Cat(*(Mux(w_beat_ok[i], 0xF, 0) for i in range(UPB)))),
                      self.m_axi_wlast.eq(w_last)]
@@ -722,9 +725,8 @@ class Engine(wiring.Component):
                 m.next = "RD"
 
             with m.State("DECODE"):
-                # a descriptor other than a plain LOAD/LOADW waits for an asynchronous STORE
-                unordered = ((opcode == isa.OP_LOADW)
-                             | ((opcode == isa.OP_LOAD) & ~f(isa.OP_LOAD, "mode")[0]))
+                # a STORE or END waits for an asynchronous STORE; the rest run beside it
+                unordered = (opcode != isa.OP_STORE) & (opcode != isa.OP_END)
                 with m.If(~w_busy | unordered):
                     with m.Switch(opcode):
                         with m.Case(isa.OP_END):
@@ -767,8 +769,8 @@ class Engine(wiring.Component):
                                              w_count.eq(cntw), w_dstride.eq(f(isa.OP_STORE, "ddr_stride")),
                                              w_astride.eq(f(isa.OP_STORE, "addr_stride")),
                                              w_cnt.eq(0), w_done.eq(0)]
-                                # read port 0 fetches the first beat's words a cycle ahead
-                                m.d.comb += r0.addr.eq(f(isa.OP_STORE, "addr"))
+                                # read port 2 fetches the first beat's words a cycle ahead
+                                m.d.comb += r2.addr.eq(f(isa.OP_STORE, "addr"))
                                 m.next = "WR"
                                 with m.If(f(isa.OP_STORE, "mode")[0]):
                                     m.next = "NEXT"
@@ -1335,8 +1337,8 @@ class Engine(wiring.Component):
             # W: read port 0 reads the run of UPB words of the next beat one cycle ahead (held
             # while WREADY is low); WLAST where the issuer cut the burst
             w_nxt_row = wrow_dst + w_astride
-            m.d.comb += [self.m_axi_wvalid.eq(~w_done), act.r0_en.eq(self.m_axi_wready & ~w_done),
-                         r0.addr.eq(Mux(w_run_end, w_nxt_row, wd_dst + UPB))]
+            m.d.comb += [self.m_axi_wvalid.eq(~w_done), act.r2_en.eq(self.m_axi_wready & ~w_done),
+                         r2.addr.eq(Mux(w_run_end, w_nxt_row, wd_dst + UPB))]
             with m.If(self.m_axi_wready & ~w_done):
                 m.d.sync += [w_cnt.eq(Mux(w_last, 0, w_cnt + 1)), w_addr.eq(w_addr + beat_bytes),
                              wd_dst.eq(wd_dst + UPB), wd_left.eq(Mux(wd_left > UPB, wd_left - UPB, 0))]

@@ -23,13 +23,13 @@ An accumulating ``LOAD`` (``mode & LOAD_ACC``, version 7) adds each word to the 
 it lands on: a residual add or a partial-sum add in one pass over DDR, no ``EW`` and no
 second buffer region (the emitters use it only for runs that start on a beat, so no leading
 word lands outside the target).
-An asynchronous ``STORE`` (``mode & STORE_ASYNC``, version 7) runs on the engine's STORE
-machine (the AXI write channels and activation read port 0) while the sequencer goes on:
-the next descriptors are fetched and plain ``LOAD``/``LOADW`` descriptors run beside it (the AXI
-read channels, the buffers' write ports); any other descriptor (an accumulating ``LOAD``,
-which reads port 0, a compute unit, a ``STORE``, ``END``) waits in decode until it is done.
-The program must not let those ``LOAD``/``LOADW`` descriptors write the STORE's buffer words or read
-its DDR bytes (:func:`.program.mark_async_stores` proves it before it sets the bit).
+An asynchronous ``STORE`` (``mode & STORE_ASYNC``, version 7; version 8: beside every
+unit) runs on the engine's STORE machine (the AXI write channels and the activation
+buffer's read port 2, a copy of the words of its own) while the sequencer goes on: the
+next descriptors are fetched and run beside it, loads and compute units alike; the next
+``STORE`` or ``END`` waits in decode until it is done. The program must not let those
+descriptors write the STORE's buffer words or read its DDR bytes
+(:func:`.overlap.mark_async_stores` proves it before it sets the bit).
 A ``CONV`` with ``lflags & LFLAG_WB`` (version 6) writes the spike map of the IntLIF it
 feeds instead of its integer map: the bundle of ``(o, oy, ox)`` at ``outb + o*hwout_t +
 oy*wout + ox`` (``o`` counted from ``oc_start``, ``hwout_t`` the spike channel stride).
@@ -65,7 +65,7 @@ rows ``y0..y0+hb-1`` sits at ``outb + c*hb*Wout*T`` and is stored channel by cha
 from __future__ import annotations
 
 MAGIC = 0x41465653  # "SVFA" little-endian
-VERSION = 7  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan); 3: SDHA scratch in the weight buffer;
+VERSION = 8  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan); 3: SDHA scratch in the weight buffer;
              # 4: SDHA token ranges (ntok, qs, mode); 5: 2-D LOAD/STORE (rows, ddr_stride, addr_stride);
              # 6: CONV with the IntLIF on its write-back (lifpb, frac, leak, lflags);
              # 7: accumulating LOAD (``mode & LOAD_ACC``: buffer words += DDR words), asynchronous
@@ -90,7 +90,7 @@ FIELDS: dict[int, tuple[str, ...]] = {
     # lands on (32-bit two's complement, ``buf[a] = buf[a] + ddr[d]``) instead of replacing it
     OP_LOAD: ("ddr", "addr", "count", "rows", "ddr_stride", "addr_stride", "mode"),
     OP_LOADW: ("ddr", "addr", "count"),
-    # STORE ``mode & STORE_ASYNC`` (version 7): the sequencer goes on while it runs (below)
+    # STORE ``mode & STORE_ASYNC`` (version 7/8): the sequencer goes on while it runs (above)
     OP_STORE: ("ddr", "addr", "count", "rows", "ddr_stride", "addr_stride", "mode"),
     # CONV over output channels [oc_start, oc_end) (tiles of P_o), all T steps, on a band of
     # ``h`` loaded input rows: output row ``oy`` reads rows ``oy*stride - pad_y + ky`` of the
@@ -126,7 +126,7 @@ LFLAG_WB = 4
 #: LOAD ``mode`` bit: add the loaded words to the buffer's (version 7)
 LOAD_ACC = 1
 
-#: STORE ``mode`` bit: asynchronous, the next plain LOADs/LOADWs and fetches run beside it (version 7)
+#: STORE ``mode`` bit: asynchronous, the descriptors up to the next STORE/END run beside it (version 8)
 STORE_ASYNC = 1
 
 

@@ -1,16 +1,19 @@
 """Asynchronous STOREs: which ``STORE`` may run beside the descriptors after it.
 
-An asynchronous ``STORE`` (``mode & STORE_ASYNC``, :mod:`.isa` version 7) runs on the
-engine's STORE machine while the sequencer fetches the next descriptors and runs the plain
-``LOAD``/``LOADW`` descriptors among them; the first other descriptor waits until the STORE is done
-(:mod:`.engine`, :func:`.cycles._costs`). That is exact iff none of those ``LOAD``/``LOADW`` descriptors
+An asynchronous ``STORE`` (``mode & STORE_ASYNC``, :mod:`.isa` version 8) runs on the
+engine's STORE machine (the AXI write channels and the activation buffer's read port 2)
+while the sequencer goes on with every descriptor up to the next ``STORE`` or ``END``,
+which waits until it is done (:mod:`.engine`, :func:`.cycles._costs`). That is exact iff
+none of those descriptors
 
-* writes an activation-buffer word the STORE reads (a LOADW writes the weight buffer only), or
-* reads a DDR byte the STORE writes
+* writes an activation-buffer word the STORE reads (:func:`buffer_writes`: a LOAD's runs,
+  a compute unit's output), or
+* reads a DDR byte the STORE writes (a LOAD's or LOADW's source)
 
-(the STORE's own reads and writes are not ordered against theirs). :func:`mark_async_stores`
-sets the bit on every STORE for which both hold, by interval tests on the transfers' runs
-(a 2-D transfer's ``rows`` runs), and leaves the others synchronous.
+(reads of the STORE's words and writes elsewhere are not ordered against it).
+:func:`mark_async_stores` sets the bit on every STORE for which both hold, by interval
+tests (a 2-D transfer's ``rows`` runs; buffer addresses modulo the buffer's ``2**aw``
+words, as the engine's address ports take them), and leaves the others synchronous.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from . import isa
 from .cycles import _runs as _ddr_starts
 from .cycles import beside_store
 
-__all__ = ["mark_async_stores", "store_conflicts"]
+__all__ = ["buffer_writes", "mark_async_stores", "store_conflicts"]
 
 
 def _runs(f: dict, buffer: bool) -> list[tuple[int, int]]:
@@ -52,44 +55,105 @@ class _Intervals:
         return hi > lo and i >= 0 and self.hi[i] > lo
 
 
+def _wrap(runs, cfg) -> list[tuple[int, int]]:
+    """``[lo, hi)`` buffer intervals modulo the address space (``2**aw`` words) of the
+    activation buffer, split where they wrap; one longer than the space is all of it."""
+    space = 1 << max(1, (cfg.act_depth - 1).bit_length())
+    out = []
+    for lo, hi in runs:
+        if hi <= lo:
+            continue
+        if hi - lo >= space:
+            return [(0, space)]
+        lo2, hi2 = lo % space, (lo % space) + (hi - lo)
+        out += [(lo2, hi2)] if hi2 <= space else [(lo2, space), (0, hi2 - space)]
+    return out
+
+
+def buffer_writes(op: int, f: dict, cfg) -> list[tuple[int, int]]:
+    """The activation-buffer words descriptor ``(op, f)`` may write, as ``[lo, hi)``
+    intervals (a superset, exact for the transfers):
+
+    * ``LOAD`` (plain or accumulating): its runs;
+    * ``CONV``: per ``P_o`` tile ``k`` of ``oc_start..oc_end`` (``lanes`` channels) the hull
+      ``outb + k*otile + [0, (lanes-1)*hwout_t + hout*wout*t)`` of its integer map, or
+      ``... + hout*wout)`` of its spike bundles with ``lflags & LFLAG_WB``;
+    * ``LIF``: ``outb + [0, c*hw)``; ``EW``: ``outb + [0, n)``; ``REDUCE``:
+      ``outb + [0, n0*n1)``;
+    * ``SDHA``: per head ``h`` the hull ``outb + h*hwdt + [0, (d-1)*hwt + ntok*t)``;
+    * ``LOADW``, ``STORE``, ``HEADER``, ``END``: none (a LOADW and the SDHA scratch write
+      the weight buffer)."""
+    g = lambda k: int(f.get(k, 0))        # noqa: E731
+    if op == isa.OP_LOAD:
+        runs = _runs(f, True)
+    elif op == isa.OP_CONV:
+        lanes_all = g("oc_end") - g("oc_start")
+        npix, per = g("hout") * g("wout"), (1 if g("lflags") & isa.LFLAG_WB else max(1, g("t")))
+        runs = []
+        for k in range(-(-lanes_all // cfg.p_o)):
+            lanes = min(cfg.p_o, lanes_all - k * cfg.p_o)
+            base = g("outb") + k * g("otile")
+            runs.append((base, base + (lanes - 1) * g("hwout_t") + npix * per))
+    elif op == isa.OP_LIF:
+        runs = [(g("outb"), g("outb") + g("c") * g("hw"))]
+    elif op == isa.OP_EW:
+        runs = [(g("outb"), g("outb") + g("n"))]
+    elif op == isa.OP_REDUCE:
+        runs = [(g("outb"), g("outb") + g("n0") * g("n1"))]
+    elif op == isa.OP_SDHA:
+        span = (g("d") - 1) * g("hwt") + g("ntok") * g("t")
+        runs = [(g("outb") + h * g("hwdt"), g("outb") + h * g("hwdt") + span) for h in range(g("heads"))]
+    elif op in (isa.OP_LOADW, isa.OP_STORE, isa.OP_HEADER, isa.OP_END):
+        runs = []
+    else:
+        raise ValueError(f"buffer_writes: unknown opcode {op}")
+    return _wrap(runs, cfg)
+
+
+def _ddr_reads(op: int, f: dict, cfg) -> list[tuple[int, int]]:
+    """DDR bytes a LOAD/LOADW reads (none for the others)."""
+    if op == isa.OP_LOADW:
+        d = int(f["ddr"])
+        return [(d, d + cfg.p_o * int(f["count"]))]
+    return _runs(f, False) if op == isa.OP_LOAD else []
+
+
 class _Footprint:
     """What a STORE reads (buffer words) and writes (DDR bytes)."""
 
-    def __init__(self, store: dict):
-        self.buf = _Intervals(_runs(store, True))
+    def __init__(self, store: dict, cfg):
+        self.cfg = cfg
+        self.buf = _Intervals(_wrap(_runs(store, True), cfg))
         self.ddr = _Intervals(_runs(store, False))
 
-    def conflicts(self, op: int, f: dict, p_o: int) -> bool:
-        if op == isa.OP_LOADW:
-            d = int(f["ddr"])
-            return self.ddr.hits(d, d + p_o * int(f["count"]))
-        return any(self.buf.hits(lo, hi) for lo, hi in _runs(f, True)) or \
-            any(self.ddr.hits(lo, hi) for lo, hi in _runs(f, False))
+    def conflicts(self, op: int, f: dict) -> bool:
+        return any(self.buf.hits(lo, hi) for lo, hi in buffer_writes(op, f, self.cfg)) or \
+            any(self.ddr.hits(lo, hi) for lo, hi in _ddr_reads(op, f, self.cfg))
 
 
-def store_conflicts(store: dict, op: int, f: dict, p_o: int) -> bool:
-    """Whether descriptor ``(op, f)`` (a plain LOAD or a LOADW) running beside the STORE
-    ``store`` could see or change what the STORE moves (module docstring)."""
-    return _Footprint(store).conflicts(op, f, p_o)
+def store_conflicts(store: dict, op: int, f: dict, cfg) -> bool:
+    """Whether descriptor ``(op, f)`` running beside the STORE ``store`` could change what
+    the STORE moves (module docstring); ``cfg`` the engine's :class:`~.config.AccelConfig`."""
+    return _Footprint(store, cfg).conflicts(op, f)
 
 
 def mark_async_stores(prog):
-    """``prog`` with ``mode |= STORE_ASYNC`` on every STORE that no plain LOAD/LOADW before
-    the next other descriptor conflicts with (:func:`store_conflicts`); the others keep
-    their mode. Pure: a new :class:`~.program.Program` with new descriptor dicts and the
-    changed ``mode`` words patched in a copy of the image (it starts with the descriptors)."""
+    """``prog`` with ``mode |= STORE_ASYNC`` on every STORE that no descriptor before the
+    next ``STORE``/``END`` conflicts with (:func:`store_conflicts`); the others keep their
+    mode. Pure: a new :class:`~.program.Program` with new descriptor dicts and the changed
+    ``mode`` words patched in a copy of the image (it starts with the descriptors)."""
     descs = prog.descriptors
     out = []
     image = prog.image.copy()
     words = image.view("<u4")
     for i, (op, f, node) in enumerate(descs):
         if op == isa.OP_STORE:
-            fp = _Footprint(f)
+            fp = _Footprint(f, prog.cfg)
             ok = True
             for op2, f2, _ in descs[i + 1:]:
                 if not beside_store(op2, f2):
                     break
-                if fp.conflicts(op2, f2, prog.cfg.p_o):
+                if fp.conflicts(op2, f2):
                     ok = False
                     break
             if ok:

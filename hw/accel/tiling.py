@@ -17,7 +17,10 @@ and runs each node on tiles that fit ``act_depth``:
   the slab and keeps the slab's channel stride ``hw = h_slab * w``. Loop order per group:
   *weights stationary* (chunk, column tile, slab: each chunk's weights loaded once, the
   input once per chunk) or *input stationary* (column tile, slab, chunk: the input loaded
-  once, each chunk's weights once per slab), whichever the cost estimate prefers. The
+  once, each chunk's weights once per slab), whichever the cost estimate prefers. Output
+  tiles either share one room of the buffer or alternate between two (the planner prices
+  both: two rooms make tiles smaller, but let a tile's asynchronous STOREs run beside the
+  next tile's CONV, :mod:`.overlap`; with one room they alternate anyway where two fit). The
   tile's integer output is stored channel by channel. When even a 1-row band of the whole width
   does not fit, output columns are tiled the same way (``w`` = loaded columns, ``pad`` =
   the tile's left padding; loads and stores then go row by row). Group ``g > 0`` (zero bias)
@@ -407,18 +410,20 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                     return [(o, y) for y in range(y0, y1) for o in range(och)]
                 return [(o, y) for o in range(och) for y in range(y0, y1)]
 
-            def need(gc, nt, hb, ys, G, wt):
+            def need(gc, nt, hb, ys, G, wt, db=False):
                 """Buffer words of a plan: the input slab of ``ys`` output rows, one output
                 tile of ``hb`` rows (its partial sums, its spikes; only the spikes when the
-                LIF runs on the CONV write-back)."""
+                LIF runs on the CONV write-back), or two (``db``: tiles alternate, so that
+                one's STOREs run beside the next one's CONV)."""
                 rows = min(H, (ys - 1) * s + k)
                 cols = min(W, (wt - 1) * s + k)
                 o = min(cout, nt * P) * hb * wt * T
                 if lif is not None and G == 1 and tchunks == 1 and fusable(nt, hb, ys, wt):
-                    return pw + lpw + S + gc * planes * rows * cols + S + o // T
+                    return pw + lpw + S + gc * planes * rows * cols + S + o // T + (o // T + S if db else 0)
                 spk = (S + o // T) if lif is not None or elf is not None else 0
                 res = S + o if ad is not None and not acc_ad else 0     # residual tile beside it
-                return pw + lpw + S + gc * planes * rows * cols + S + o + res + spk
+                return pw + lpw + S + gc * planes * rows * cols + S + (o + res + spk) + \
+                    (o + res + spk + S if db else 0)
 
             gmax = min(cin, WB // kk) if planes == 1 else (cin if cin * kk <= WB else 0)
             if gmax == 0:
@@ -444,14 +449,15 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 return conv_cycles(cfg, terms=terms, hout=hbb, wout=wtb, T=T, cout=och, stride=s,
                                    oc_start=0, oc_end=och, lif=wb)
 
-            def conv_cost(gc, nt, hb, ys, wt, order):
+            def conv_cost(gc, nt, hb, ys, wt, order, db=False):
                 """Estimated cycles of a plan, priced by the cycle model (:mod:`.cycles`): its
                 DMA (``rd``/``wr``: bursts in flight, a 2-D transfer as one) and descriptor
                 fetches, every tile's dense ``CONV``, the partial sums (accumulating
                 ``LOAD`` descriptors), the epilogue (requant ``EW``; the residual add as
                 accumulating ``LOAD`` descriptors, or a load and an ``EW``) and the tile
                 ``LIF``s; tiles and chunks of equal shape priced once (every input-channel
-                group as ``gc`` channels)."""
+                group as ``gc`` channels). ``db`` (two output tiles alternating): a tile's
+                STOREs are priced as hidden behind the next tile's CONV, up to its cycles."""
                 G, nch = -(-cin // gc), -(-tiles // nt)
                 wbl = lif is not None and G == 1 and tchunks == 1
                 colt = [band_rows(x0, x1, W, k, s, pad)[1] for x0, x1 in bands(wout, wt)]
@@ -498,15 +504,19 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         lifc = F + lif_cycles(och_, hbb * wtb, T, cfg)       # the LIF on the tile
                         if lif is not None and spikes_ok:
                             # wbl: the LIF on the CONV write-back (its parameters, drain), no LIF
+                            fst = spk
                             fin = (F + conv_tile(gc * planes * kk, hbb, wtb, och_, True) + spk if wbl
                                    else conv + spk + lifc)
                         elif chain:
+                            fst = (st if keep else 0) + (spk if elf is not None else 0)
                             fin = (conv + (st if keep else 0) + ((acc if acc_ad else ld) if ad else 0)
                                    + (F + ew_cycles(words, 1, hbb * wtb * T, cfg) if rq is not None else 0)
                                    + (spk + lifc if elf is not None else 0))
                         else:
-                            fin = conv + st
-                        total += m * ((G - 1) * (conv + st + acc) + fin)
+                            fst, fin = st, conv + st
+                        if db:      # stores beside the next tile's CONV
+                            fin -= min(fst, conv)
+                        total += m * ((G - 1) * (conv + st + acc - (min(st, conv) if db else 0)) + fin)
                     return total, rdw(nt_ * gc * kk * P // 4)
 
                 # chunks of equal shape priced once: nt tiles each, the last one the rest
@@ -537,31 +547,32 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 return True
 
             best = None
-            wts = [wt for wt in sorted({-(-wout // m) for m in range(1, wout + 1)}, reverse=True)
-                   if need(gcs[-1], 1, 1, 1, 2 if cin > 1 else 1, wt) <= D][:3]
-            for wt in wts:
-                for gc in gcs:
-                    G = -(-cin // gc)
-                    for nt in _pow2_down(min(tiles, WB // (gc * kk))):
-                        hb_max = largest(1, hout, lambda v: need(gc, nt, v, v, G, wt) <= D)
-                        if hb_max < 1:
-                            continue
-                        hbs = {hb_max, -(-hout // -(-hout // hb_max))} | {v for v in _pow2_down(hb_max)}
-                        for hb in sorted(hbs, reverse=True)[:6]:
-                            ys_max = largest(hb, hout, lambda v: need(gc, nt, hb, v, G, wt) <= D)
-                            if ys_max < hb:     # need() is not monotone in hb (fused tiles): no fit
+            for db in (False, True):
+                wts = [wt for wt in sorted({-(-wout // m) for m in range(1, wout + 1)}, reverse=True)
+                       if need(gcs[-1], 1, 1, 1, 2 if cin > 1 else 1, wt, db) <= D][:3]
+                for wt in wts:
+                    for gc in gcs:
+                        G = -(-cin // gc)
+                        for nt in _pow2_down(min(tiles, WB // (gc * kk))):
+                            hb_max = largest(1, hout, lambda v: need(gc, nt, v, v, G, wt, db) <= D)
+                            if hb_max < 1:
                                 continue
-                            ys = ys_max // hb * hb
-                            nsl = -(-hout // ys)
-                            ys = -(-(-(-hout // nsl)) // hb) * hb
-                            for order in (("w", "i") if tiles > nt else ("w",)):
-                                cost = conv_cost(gc, nt, hb, ys, wt, order)
-                                if best is None or cost < best[0]:
-                                    best = (cost, gc, nt, hb, ys, wt, order)
+                            hbs = {hb_max, -(-hout // -(-hout // hb_max))} | {v for v in _pow2_down(hb_max)}
+                            for hb in sorted(hbs, reverse=True)[:6]:
+                                ys_max = largest(hb, hout, lambda v: need(gc, nt, hb, v, G, wt, db) <= D)
+                                if ys_max < hb:     # need() is not monotone in hb (fused tiles): no fit
+                                    continue
+                                ys = ys_max // hb * hb
+                                nsl = -(-hout // ys)
+                                ys = -(-(-(-hout // nsl)) // hb) * hb
+                                for order in (("w", "i") if tiles > nt else ("w",)):
+                                    cost = conv_cost(gc, nt, hb, ys, wt, order, db)
+                                    if best is None or cost < best[0]:
+                                        best = (cost, gc, nt, hb, ys, wt, order, db)
             if best is None:
                 raise nofit(n, need(1, 1, 1, 1, 2 if cin > 1 else 1, 1),
                             f"a 1x1-pixel band, one {P}-channel tile and one input channel")
-            _, gc, nt, hb, ys, wt, order = best
+            _, gc, nt, hb, ys, wt, order, db = best
             G = -(-cin // gc)
             pb_bias, pb_zero = 0, tiles * P
             src_loc = loc[n.inputs[0]]
@@ -632,6 +643,15 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                                      inb + (cv * h + r) * wl, wl)
                     return lo, h, clo, wl
 
+                # the output tile's room (the largest tile: its map, residual, spikes); two
+                # tiles alternate between two rooms where both fit, so that a tile's STOREs run
+                # beside the next tile's CONV (asynchronous STOREs, :mod:`.overlap`)
+                och_m, tw_m = min(cout, nt * P), hb * wt * T
+                room = (och_m * hb * wt if wbl else
+                        och_m * tw_m + (S + och_m * tw_m if ad is not None and not acc_ad else 0)
+                        + (S + och_m * hb * wt if lif is not None or elf is not None else 0)) + S
+                ping = [0]
+
                 def out_tile(c0, c1, slab, y0, y1, x0, x1):
                     """CONV of output rows ``[y0, y1)``, columns ``[x0, x1)``, channels of
                     tiles ``[c0, c1)`` on the loaded slab; partial sums, LIF, stores."""
@@ -643,6 +663,9 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                     och = oc_e - oc_s
                     hbb, wtb = y1 - y0, x1 - x0
                     ob = inb + gv * h_s * wl + S
+                    if db or ob + 2 * room <= D:
+                        ob += ping[0] * room
+                        ping[0] ^= 1
                     tw_ = hbb * wtb * T                 # words per output channel of the tile
                     ow = och * tw_
                     # LIF on the write-back: the CONV writes the spike tile at ob

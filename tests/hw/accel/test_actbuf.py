@@ -21,20 +21,21 @@ def test_banked_buffer_matches_a_flat_word_array(u):
     """Random single-word writes and masked runs of ``u`` words at every alignment, with
     reads on both ports each cycle: each port returns the run ``A .. A+u-1`` and its word
     ``A`` one cycle later, the old contents when written in the same cycle (as the unbanked
-    buffer), and port 0 holds its outputs while ``r0_en`` is low."""
+    buffer), and port 0 holds its outputs while ``r0_en`` is low; the store port (port 2, on
+    the third copy) reads as port 0 with its own address and enable."""
     from amaranth.sim import Simulator
 
     depth = 64
-    dut = ActBuffer(depth, u)
+    dut = ActBuffer(depth, u, store_style="block")
     rng = np.random.default_rng(u)
     model = [0] * depth
-    checked = {"runs": 0, "held": 0, "offsets": set(), "offsets1": set()}
+    checked = {"runs": 0, "held": 0, "offsets": set(), "offsets1": set(), "held2": 0, "offsets2": set()}
 
     def pack(ws):
         return sum(int(w) << (32 * i) for i, w in enumerate(ws))
 
     async def tb(ctx):
-        exp0 = None
+        exp0 = exp2 = None
         for _ in range(400):
             mode = int(rng.integers(3))                 # 0 no write, 1 one word, 2 masked run
             wa = int(rng.integers(depth))
@@ -42,6 +43,10 @@ def test_banked_buffer_matches_a_flat_word_array(u):
             mask = int(rng.integers(1, 2**u)) if mode == 2 else 0
             a0, a1 = int(rng.integers(depth)), int(rng.integers(depth))
             en0 = bool(rng.random() < 0.8)
+            a2, en2 = int(rng.integers(depth)), bool(rng.random() < 0.7)
+            ctx.set(dut.r2_addr, a2)
+            ctx.set(dut.r2_en, int(en2))
+            new2 = [model[(a2 + i) % depth] for i in range(u)] if en2 else exp2
             ctx.set(dut.w_addr, wa)
             ctx.set(dut.w_data, pack(data))
             ctx.set(dut.w_en, int(mode == 1))
@@ -62,13 +67,19 @@ def test_banked_buffer_matches_a_flat_word_array(u):
             assert ctx.get(dut.r1_beat) == pack(new1)
             assert ctx.get(dut.r1_data) == new1[0]
             checked["offsets1"].add(a1 % u)
-            exp0 = new0
+            if new2 is not None:
+                assert ctx.get(dut.r2_beat) == pack(new2)
+                assert ctx.get(dut.r2_data) == new2[0]
+                checked["held2"] += not en2
+                checked["offsets2"].add(a2 % u)
+            exp0, exp2 = new0, new2
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    assert checked["runs"] > 300 and checked["held"] > 20 and checked["offsets"] == checked["offsets1"] == set(range(u))
+    assert checked["runs"] > 300 and checked["held"] > 20 and checked["held2"] > 20
+    assert checked["offsets"] == checked["offsets1"] == checked["offsets2"] == set(range(u))
     assert sum(1 for w in model if w) > depth // 2     # the writes landed
 
 

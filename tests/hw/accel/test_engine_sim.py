@@ -346,8 +346,9 @@ def _dma_program(prog, loads, stores, src_word, dst_word, n_src, n_dst, fill, ac
 def _dma_sequence(prog, items, src_word, dst_word, n_src, n_dst, fill):
     """A program of ``LOAD`` (``("L", ddr word, buffer word, count[, rows, ddr word stride,
     buffer word stride], mode)``, DDR words from ``src_word``), ``LOADW`` (``("W", ddr word,
-    weight word, count, 0)``) and ``STORE`` (``("S", buffer word, ddr word, count[, ...],
-    mode)``, DDR words from ``dst_word``) descriptors in the order given (see
+    weight word, count, 0)``), ``STORE`` (``("S", buffer word, ddr word, count[, ...],
+    mode)``, DDR words from ``dst_word``) and ``EW`` add (``("E", a, b, out, n, 0)``: buffer
+    words ``out + i = a + i`` plus ``b + i``) descriptors in the order given (see
     :func:`_dma_program`)."""
     import dataclasses
 
@@ -363,6 +364,8 @@ def _dma_sequence(prog, items, src_word, dst_word, n_src, n_dst, fill):
                           "dma"))
         elif kind == "W":
             descs.append((isa.OP_LOADW, {"ddr": 4 * (src_word + x), "addr": y, "count": count}, "dma"))
+        elif kind == "E":
+            descs.append((isa.OP_EW, {"a": x, "b": y, "outb": count, "n": rest[0], "mode": 0, "per": 1}, "ew"))
         else:
             descs.append((isa.OP_STORE, {"ddr": 4 * (dst_word + y), "addr": x, "count": count, **two_d(rest), **m},
                           "dma"))
@@ -421,12 +424,13 @@ def test_unaligned_load_and_store_move_whole_beats_exactly(bundled):
     assert list(diff) == [5, 112 + 5] and np.array_equal(got, expected(bad.view(np.uint32)))
 
 
-def test_async_stores_run_beside_loads_exactly(bundled):
-    """STORE with ``mode & STORE_ASYNC`` (isa version 7): the next descriptors are fetched
-    and plain LOADs / LOADWs run while it writes; a STORE, an accumulating LOAD and END
-    wait for it. The words arrive exactly, CYCLES equals the model (fewer cycles than the
-    same program with synchronous STOREs, which also matches), the RAM's protocol checker
-    stays quiet. A flipped source bit shows up in its stored copy only."""
+def test_async_stores_run_beside_loads_and_compute_exactly(bundled):
+    """STORE with ``mode & STORE_ASYNC`` (isa version 8): the next descriptors are fetched
+    and run while it writes (LOADs, LOADWs, an accumulating LOAD, an EW reading the words
+    it stores); the next STORE and END wait for it. The words arrive exactly, CYCLES equals
+    the model (fewer cycles than the same program with synchronous STOREs, which also
+    matches), the RAM's protocol checker stays quiet. A flipped source bit shows up in its
+    stored copy and in the EW sum it feeds only."""
     import dataclasses
 
     from svf_deploy.sim import accel as simaccel
@@ -435,10 +439,12 @@ def test_async_stores_run_beside_loads_exactly(bundled):
     A = isa.STORE_ASYNC
     src, dst, fill = 1024, 2048, 0x3C3C3C3C
     items = [("L", 0, 0, 200, 0),                     # buffer words 0..199
-             ("S", 0, 0, 101, A),                     # async, then loads elsewhere meanwhile
+             ("S", 0, 0, 101, A),                     # async, then loads and an EW meanwhile
              ("L", 200, 300, 77, 0), ("W", 300, 16, 3, 0), ("L", 280, 400, 20, 2, 30, 25, 0),
+             ("E", 0, 300, 600, 50, 0),               # reads words the STORE reads, writes 600..649
              ("S", 300, 110, 77, A),                  # waits for the first (a STORE)
-             ("L", 300, 10, 5, isa.LOAD_ACC),         # waits (reads port 0)
+             ("L", 300, 10, 5, isa.LOAD_ACC),         # runs beside it (port 0 is not the STORE's)
+             ("S", 600, 420, 50, A),                  # the EW's sums
              ("S", 1, 200, 35, 3, 40, 60, A),         # 2-D, async
              ("S", 400, 330, 20, 2, 30, 25, 0),       # sync, waits
              ("S", 9, 400, 7, A)]                     # async, END waits for it
@@ -451,6 +457,9 @@ def test_async_stores_run_beside_loads_exactly(bundled):
         buf = np.zeros(4096, np.uint64)
         out = np.full(n_dst, fill, np.uint32)
         for kind, x, y, c, *rest, mode in items:
+            if kind == "E":
+                buf[c: c + rest[0]] = (buf[x: x + rest[0]] + buf[y: y + rest[0]]) % 2**32
+                continue
             rows, ds, as_ = rest or (1, 0, 0)
             for r in range(rows if kind != "W" else 0):
                 if kind == "L":
@@ -474,10 +483,10 @@ def test_async_stores_run_beside_loads_exactly(bundled):
     assert (run.cycles, slow.cycles) == (program_cycles(prog)[0], program_cycles(sync)[0])
     assert run.cycles < slow.cycles
     bad = img.copy()
-    bad[4 * (src + 210)] ^= 1                         # loaded to buffer word 310, stored to DDR word 120
-    run = simaccel.run(prog, None, sb, image=bad)
+    bad[4 * (src + 210)] ^= 1                         # loaded to buffer word 310, stored to DDR word 120,
+    run = simaccel.run(prog, None, sb, image=bad)     # added into word 610, stored to DDR word 430
     got = run.ddr[: img.size].view(np.uint32)[dst: dst + n_dst]
-    assert list(np.flatnonzero(got != want)) == [120]
+    assert list(np.flatnonzero(got != want)) == [120, 430]
 
 
 def test_accumulating_load_adds_onto_the_buffer(bundled):

@@ -1,6 +1,6 @@
 """Asynchronous STOREs: the emitter's hazard rule (:mod:`svf_deploy.hw.accel.overlap`) and the
 cycle model's schedule (:func:`svf_deploy.hw.accel.cycles._costs`); the engine's side is
-``test_engine_sim.py::test_async_stores_run_beside_loads_exactly``."""
+``test_engine_sim.py::test_async_stores_run_beside_loads_and_compute_exactly``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from svf_deploy.hw.accel import CI, isa
 from svf_deploy.hw.accel.cycles import FETCH_OVERHEAD, descriptor_cycles, dma_read, program_cycles
-from svf_deploy.hw.accel.overlap import mark_async_stores, store_conflicts
+from svf_deploy.hw.accel.overlap import buffer_writes, mark_async_stores, store_conflicts
 from svf_deploy.hw.accel.program import Program
 
 
@@ -35,32 +35,52 @@ def _words(lo, n, rows, st_):
 
 def test_conflicts_by_buffer_words_and_ddr_bytes():
     s = _store(100, 4096, 10, rows=2, ast=20, dst=64)[1]       # buffer 100..109, 120..129; DDR 4096.., 4160..
-    assert not store_conflicts(s, isa.OP_LOAD, _load(0, 110, 10)[1], CI.p_o)          # the gap between runs
-    assert store_conflicts(s, isa.OP_LOAD, _load(0, 129, 1)[1], CI.p_o)                # last word of run 1
-    assert store_conflicts(s, isa.OP_LOAD, _load(4196, 500, 1)[1], CI.p_o)             # DDR byte 4199 of run 1
-    assert not store_conflicts(s, isa.OP_LOAD, _load(4136, 500, 6)[1], CI.p_o)         # DDR 4136..4159: between
+    assert not store_conflicts(s, isa.OP_LOAD, _load(0, 110, 10)[1], CI)          # the gap between runs
+    assert store_conflicts(s, isa.OP_LOAD, _load(0, 129, 1)[1], CI)                # last word of run 1
+    assert store_conflicts(s, isa.OP_LOAD, _load(4196, 500, 1)[1], CI)             # DDR byte 4199 of run 1
+    assert not store_conflicts(s, isa.OP_LOAD, _load(4136, 500, 6)[1], CI)         # DDR 4136..4159: between
     w = (isa.OP_LOADW, {"ddr": 4160 - CI.p_o, "addr": 0, "count": 1}, "w")
-    assert not store_conflicts(s, *w[:2], CI.p_o)                                      # ends at 4160
-    assert store_conflicts(s, isa.OP_LOADW, dict(w[1], count=2), CI.p_o)
+    assert not store_conflicts(s, *w[:2], CI)                                      # ends at 4160
+    assert store_conflicts(s, isa.OP_LOADW, dict(w[1], count=2), CI)
 
 
-def test_a_store_stays_synchronous_when_a_load_before_the_next_barrier_conflicts():
-    descs = [_store(0, 0, 8), _load(1000, 64, 8), _load(2000, 4, 1),                  # writes word 4: conflict
-             _store(64, 512, 8), _load(3000, 200, 8), (isa.OP_EW, {}, "e"), _load(0, 64, 8),   # after the barrier
-             _store(200, 1024, 8), (isa.OP_END, {}, "")]
+def test_a_store_stays_synchronous_when_a_descriptor_before_the_next_store_conflicts():
+    descs = [_store(0, 0, 8), _load(1000, 64, 8), (isa.OP_EW, {"outb": 300, "n": 10}, "e"),
+             _load(2000, 4, 1),                                                  # writes word 4: conflict
+             _store(64, 512, 8), _load(3000, 200, 8), (isa.OP_EW, {"outb": 0, "n": 64}, "e"),  # ends at 63
+             _store(200, 1024, 8), (isa.OP_EW, {"outb": 207, "n": 1}, "e"),          # writes word 207
+             _store(200, 1024, 8), (isa.OP_END, {}, ""), _load(0, 200, 8)]            # after END
     modes = [f.get("mode", 0) for op, f, _ in mark_async_stores(_prog(descs)).descriptors if op == isa.OP_STORE]
-    assert modes == [0, isa.STORE_ASYNC, isa.STORE_ASYNC]
+    assert modes == [0, isa.STORE_ASYNC, 0, isa.STORE_ASYNC]
     assert all("mode" not in f for op, f, _ in descs if op == isa.OP_STORE)      # pure: the input unchanged
+
+
+def test_compute_writes_are_the_units_outputs():
+    """The write footprints the hazard rule uses, against the layouts of :mod:`.isa`."""
+    D = CI.act_depth
+    assert buffer_writes(isa.OP_LIF, {"outb": 10, "c": 3, "hw": 7}, CI) == [(10, 31)]
+    assert buffer_writes(isa.OP_REDUCE, {"outb": 5, "n0": 2, "n1": 3}, CI) == [(5, 11)]
+    assert buffer_writes(isa.OP_EW, {"outb": D - 2, "n": 5}, CI) == [(D - 2, D), (0, 3)]   # wraps
+    # CONV, integer map: 2 tiles of P_o=16 of 20 channels, hout*wout = 6, T = 4
+    f = {"outb": 100, "oc_start": 0, "oc_end": 20, "hout": 2, "wout": 3, "t": 4, "hwout_t": 24, "otile": 16 * 24}
+    assert buffer_writes(isa.OP_CONV, f, CI) == [(100, 100 + 15 * 24 + 24), (484, 484 + 3 * 24 + 24)]
+    # ... spike bundles on the write-back: hwout_t is the spike map's channel stride
+    f = dict(f, lflags=isa.LFLAG_WB, hwout_t=6, otile=16 * 6)
+    assert buffer_writes(isa.OP_CONV, f, CI) == [(100, 100 + 15 * 6 + 6), (196, 196 + 3 * 6 + 6)]
+    f = {"outb": 1000, "heads": 2, "hwdt": 500, "d": 4, "hwt": 40, "ntok": 10, "t": 4}
+    assert buffer_writes(isa.OP_SDHA, f, CI) == [(1000, 1000 + 3 * 40 + 40), (1500, 1500 + 160)]
+    assert buffer_writes(isa.OP_LOADW, {"ddr": 0, "addr": 0, "count": 9}, CI) == []
 
 
 run = st.tuples(st.integers(0, 300), st.integers(1, 40), st.integers(1, 3), st.integers(-60, 60))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from("SLAE"), run, run), min_size=1, max_size=8))
+@given(st.lists(st.tuples(st.sampled_from("SLAEX"), run, run), min_size=1, max_size=8))
 def test_marked_stores_have_no_hazard_before_their_barrier(items):
-    """Brute force over word sets: a STORE is marked asynchronous iff no plain LOAD before
-    the next other descriptor writes one of its buffer words or reads one of its DDR words."""
+    """Brute force over word sets: a STORE is marked asynchronous iff no descriptor before
+    the next STORE/END writes one of its buffer words or reads one of its DDR words (EW
+    writes ``outb .. outb+n-1``)."""
     descs = []
     for kind, (a, n, rows, st_), (d, _, _, _) in items:
         dst = 4 * st_
@@ -68,8 +88,10 @@ def test_marked_stores_have_no_hazard_before_their_barrier(items):
             descs.append(_store(a, 4 * (d + 100), n, rows, st_, dst))
         elif kind in "LA":
             descs.append(_load(4 * (d + 100), a, n, rows, dst, st_, isa.LOAD_ACC if kind == "A" else 0))
+        elif kind == "E":
+            descs.append((isa.OP_EW, {"outb": a, "n": n}, "e"))
         else:
-            descs.append((isa.OP_EW, {}, "e"))
+            descs.append((isa.OP_END, {}, ""))
     out = mark_async_stores(_prog(descs)).descriptors
     for i, (op, f, _) in enumerate(descs):
         if op != isa.OP_STORE:
@@ -78,16 +100,19 @@ def test_marked_stores_have_no_hazard_before_their_barrier(items):
         ddr = _words(f["ddr"] // 4, f["count"], f["rows"], f["ddr_stride"] // 4)
         hazard = False
         for op2, f2, _ in descs[i + 1:]:
-            if op2 != isa.OP_LOAD or f2["mode"]:
+            if op2 in (isa.OP_STORE, isa.OP_END):
                 break
+            if op2 == isa.OP_EW:
+                hazard |= bool(buf & set(range(f2["outb"], f2["outb"] + f2["n"])))
+                continue
             hazard |= bool(buf & _words(f2["addr"], f2["count"], f2["rows"], f2["addr_stride"]))
             hazard |= bool(ddr & _words(f2["ddr"] // 4, f2["count"], f2["rows"], f2["ddr_stride"] // 4))
         assert bool(out[i][1].get("mode", 0) & isa.STORE_ASYNC) == (not hazard)
 
 
 def test_schedule_of_an_async_store():
-    """The model's rule: an async STORE costs its fetch; the next descriptor that is not a
-    plain LOAD/LOADW decodes no earlier than the cycle the STORE machine is idle."""
+    """The model's rule: an async STORE costs its fetch; the next STORE or END decodes no
+    earlier than the cycle the STORE machine is idle, the rest run beside it."""
     F = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, CI)
     st_ = _store(0, 0, 400)
     ld = _load(8192, 1000, 40)
@@ -102,3 +127,15 @@ def test_schedule_of_an_async_store():
     assert program_cycles(_prog(asy))[0] < sync
     by_node = {lc.name: lc.cycles for lc in program_cycles(_prog(asy))[1]}
     assert by_node["s"] == F + max(0, c_st - (F + c_ld + F - 1))     # the wait is the STORE's
+
+
+def test_compute_runs_beside_an_async_store():
+    """Version 8: an EW (any compute unit) decodes while the STORE machine runs; only END waits."""
+    F = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, CI)
+    st_ = (isa.OP_STORE, dict(_store(0, 0, 400)[1], mode=isa.STORE_ASYNC), "s")
+    ew = (isa.OP_EW, {"a": 1000, "b": 2000, "outb": 3000, "n": 64, "mode": 0, "per": 1}, "e")
+    end = (isa.OP_END, {}, "")
+    c_st = descriptor_cycles(isa.OP_STORE, st_[1], CI)
+    c_ew = descriptor_cycles(isa.OP_EW, ew[1], CI)
+    assert program_cycles(_prog([st_, ew, end]))[0] == max(F + c_ew + F - 1, c_st)
+    assert program_cycles(_prog([st_, ew, ew, end]))[0] == max(F + 2 * c_ew + F - 1, c_st)
