@@ -104,9 +104,9 @@ class Program:
     windows : ``{CONV descriptor index: (first input channel, first row, frame height,
         first column, frame width)}`` of a ddr-plan program: the part of the node's input
         the descriptor reads.
-    fused : nodes run inside their conv's descriptors: IntLIFs on the CONV write-back
-        (both plans, ``lflags & LFLAG_WB``) or, in the ddr plan, on its integer tiles in the
-        buffer (the conv's integer map never goes to DDR), and Requant/Add epilogues
+    fused : nodes run inside their conv's (or SDHA's) descriptors: IntLIFs on the CONV
+        write-back (both plans, ``lflags & LFLAG_WB``) or, in the ddr plan, on its integer
+        tiles in the buffer, IntLIFs on an SDHA's output tiles, and Requant/Add epilogues
         (:mod:`.tiling`).
     """
 

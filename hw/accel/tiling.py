@@ -40,7 +40,11 @@ and runs each node on tiles that fit ``act_depth``:
   and ``T <= P_t`` the CONV itself applies the LIF on its write-back (``lflags &
   LFLAG_WB``, :mod:`.isa` version 6) and writes the spike tile: no integer tile in the
   buffer, no ``LIF`` descriptor (the tile-size estimate counts the smaller tile and the
-  write-back's cost). Else a conv whose only consumer
+  write-back's cost). A conv whose map has other readers too (a residual ``Add``) runs its
+  IntLIF on each finished tile as well, and stores both the map and the spikes (the LIF
+  does not reload the map from DDR). An SDHA whose only reader is an IntLIF
+  (``attn_lif``) runs it on each output tile (whole heads or a token range, ranges then a
+  multiple of the beat's words) and stores only the spikes. Else a conv whose only consumer
   is a Requant and/or an Add with a map computed before the conv runs them as the tile's
   *epilogue*: ``EW`` mode 1 (shift ``s`` of the tile's channels), then the other operand's
   tile is added by accumulating ``LOAD`` descriptors onto it (when its runs start on beats, i.e.
@@ -360,6 +364,13 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             cons = consumers.get(n.name, [])
             lif = cons[0] if (len(cons) == 1 and isinstance(cons[0], ir.IntLIF) and n.name not in out_off
                               and cons[0].name in out_off) else None
+            # ... also beside other readers of the map (a residual Add): the LIF runs on each
+            # tile and the map is stored as well (keep_int), so the LIF does not reload it
+            keep_int = False
+            if lif is None and len(cons) > 1 and n.name not in out_off:
+                lifs = [x for x in cons if isinstance(x, ir.IntLIF) and x.name in out_off]
+                if len(lifs) == 1:
+                    lif, keep_int = lifs[0], True
             lpw = poff[lif.name][1] if lif is not None else 0
             # else conv -> [Requant] -> [Add with an earlier map] epilogue on the tile: the
             # requant shift (EW mode 1) and the residual add (EW mode 0, the other operand's
@@ -418,7 +429,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 rows = min(H, (ys - 1) * s + k)
                 cols = min(W, (wt - 1) * s + k)
                 o = min(cout, nt * P) * hb * wt * T
-                if lif is not None and G == 1 and tchunks == 1 and fusable(nt, hb, ys, wt):
+                if lif is not None and not keep_int and G == 1 and tchunks == 1 and fusable(nt, hb, ys, wt):
                     return pw + lpw + S + gc * planes * rows * cols + S + o // T + (o // T + S if db else 0)
                 spk = (S + o // T) if lif is not None or elf is not None else 0
                 res = S + o if ad is not None and not acc_ad else 0     # residual tile beside it
@@ -459,7 +470,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 group as ``gc`` channels). ``db`` (two output tiles alternating): a tile's
                 STOREs are priced as hidden behind the next tile's CONV, up to its cycles."""
                 G, nch = -(-cin // gc), -(-tiles // nt)
-                wbl = lif is not None and G == 1 and tchunks == 1
+                wbl = lif is not None and not keep_int and G == 1 and tchunks == 1
                 colt = [band_rows(x0, x1, W, k, s, pad)[1] for x0, x1 in bands(wout, wt)]
                 slabs = [band_rows(y0, y1, H, k, s, pad)[1] for y0, y1 in bands(hout, ys)]
                 inc = 0                                  # one group's input, every slab once
@@ -504,9 +515,9 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         lifc = F + lif_cycles(och_, hbb * wtb, T, cfg)       # the LIF on the tile
                         if lif is not None and spikes_ok:
                             # wbl: the LIF on the CONV write-back (its parameters, drain), no LIF
-                            fst = spk
+                            fst = spk + (st if keep_int else 0)
                             fin = (F + conv_tile(gc * planes * kk, hbb, wtb, och_, True) + spk if wbl
-                                   else conv + spk + lifc)
+                                   else conv + spk + lifc + (st if keep_int else 0))
                         elif chain:
                             fst = (st if keep else 0) + (spk if elf is not None else 0)
                             fin = (conv + (st if keep else 0) + ((acc if acc_ad else ld) if ad else 0)
@@ -580,7 +591,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             subbands = [((Y0, Y1), (Y0 + y0, Y0 + y1)) for Y0, Y1 in bands(hout, ys) for y0, y1 in bands(Y1 - Y0, hb)]
 
             if not fusable(nt, hb, ys, wt):     # fuse a LIF only where every spike store starts on a beat
-                lif = None
+                lif, keep_int = None, False
                 if elf is not None:
                     elf, keep = None, True
             pb_lif = pw
@@ -588,14 +599,14 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 fused.add(lif.name)
                 pload(lif, pb_lif)
                 pw += lpw
-                if G == 1 and dst[0] == "scratch":      # the integer map needs no DDR home
+                if G == 1 and dst[0] == "scratch" and not keep_int:    # the integer map needs no DDR home
                     heap.release(dst[1], 4 * tw)
                     del loc[n.name]
                 lflags = int(lif.decay_input) | (2 if lif.reset == "soft" else 0)
                 ldst = ("outputs", out_off[lif.name])
                 loc[lif.name] = ldst
             # the LIF on the CONV write-back (one input-channel group, T <= P_t): no integer tile
-            wbl = lif is not None and G == 1 and tchunks == 1
+            wbl = lif is not None and not keep_int and G == 1 and tchunks == 1
             pb_rq = pw
             if chain:
                 fused.update(x.name for x in chain)
@@ -697,6 +708,9 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                         for d_off, b_off, cnt in runs:
                             load_acc(n.name, dst, d_off, ob + b_off, cnt)
                     if lif is not None and g == G - 1:
+                        if keep_int:        # the map for its other readers (beside the LIF)
+                            for d_off, b_off, cnt in runs:
+                                store(n, dst, d_off, ob + b_off, cnt)
                         sb = top + S
                         add(isa.OP_LIF, lif.name, inb=ob, outb=sb, pb=pb_lif + 3 * oc_s, c=och,
                             hw=hbb * wtb, t=T, frac=lif.frac_bits, leak=lif.leak_shift, flags=lflags)
@@ -861,15 +875,38 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             d = c // n.heads
             hw = h * w
             g = sdha_scratch(n, cfg, t.shape, WB)
-            # per head: q, k, v bundles and the T-step output; kv lives in the weight buffer
-            head = 3 * (d * hw + S) + d * hw * T
-            nh = min((D - S) // head, n.heads)
+            # SDHA -> IntLIF fusion: the LIF runs on each SDHA output tile in the buffer and
+            # only its spikes go to DDR (when every spike store starts on a beat)
+            cons = consumers.get(n.name, [])
+            alif = cons[0] if (len(cons) == 1 and isinstance(cons[0], ir.IntLIF) and n.name not in out_off
+                               and cons[0].name in out_off and hw % u == 0) else None
+            base = pw
+            if alif is not None:
+                fused.add(alif.name)
+                base += pload(alif, pw)
+                aflags = int(alif.decay_input) | (2 if alif.reset == "soft" else 0)
+                if dst[0] == "scratch":         # the integer map needs no DDR home
+                    heap.release(dst[1], 4 * tw)
+                    del loc[n.name]
+                loc[alif.name] = adst = ("outputs", out_off[alif.name])
+            sw = 1 if alif is not None else 0   # spike words per output element of the tile
+
+            def attn_lif(O, ch0, nc, ntok, sb):
+                """The fused LIF on output tile ``O`` (``nc`` channels from ``ch0`` of ``ntok``
+                tokens, ``ntok*T`` words apart), its spikes at ``sb`` (``ntok`` words apart)."""
+                add(isa.OP_LIF, alif.name, inb=O, outb=sb, pb=pw + 3 * ch0, c=nc, hw=ntok, t=T,
+                    frac=alif.frac_bits, leak=alif.leak_shift, flags=aflags)
+
+            # per head: q, k, v bundles and the T-step output (and its spikes); kv lives in
+            # the weight buffer
+            head = 3 * (d * hw + S) + d * hw * T + sw * (d * hw + S)
+            nh = min((D - S - base) // head, n.heads)
             if sdha_tokens is not None and int(sdha_tokens) < hw:
                 nh = 0
             for h0 in range(0, n.heads, nh) if nh >= 1 else ():
                 h1 = min(n.heads, h0 + nh)
                 words = (h1 - h0) * d * hw
-                Aq = S
+                Aq = base + S
                 Ak = Aq + words + S
                 Av = Ak + words + S
                 O = Av + words
@@ -877,25 +914,34 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                     load(n.name, loc[s_], h0 * d * hw, a, words)
                 add(isa.OP_SDHA, n.name, q=Aq, k=Ak, v=Av, outb=O, kvw=g * hw, heads=h1 - h0, d=d, hw=hw, t=T,
                     hwd=d * hw, hwdt=d * hw * T, g=g, hwt=hw * T, ntok=hw, qs=hw, mode=0)
-                store(n, dst, h0 * d * hw * T, O, words * T)
+                if alif is not None:
+                    sb = O + words * T + S
+                    attn_lif(O, h0 * d, (h1 - h0) * d, hw, sb)
+                    store(alif, adst, h0 * d * hw, sb, words)
+                    used = max(used, sb + words)
+                else:
+                    store(n, dst, h0 * d * hw * T, O, words * T)
                 used = max(used, O + words * T)
             if nh < 1:
                 # one head does not fit: per head, kv from its whole K and V (phases 0/1), then
                 # phase 2 over token ranges [n0, n0 + r): Q channel a's range loaded to
-                # Aq + a*r, output channel b's range stored from O + b*r*T
-                kvneed = S + d * hw + S + d * hw
+                # Aq + a*r, output channel b's range stored from O + b*r*T (or its spikes,
+                # ranges of a multiple of u tokens, from the LIF's tile at O + d*r*T + S)
+                kvneed = base + S + d * hw + S + d * hw
                 if kvneed > D:
                     raise nofit(n, kvneed, "the k and v bundles of one attention head, which build its kv")
                 q_ = u // gcd(T, u)            # ranges of q_ tokens keep output stores on a beat
-                rmax = (D - S) // (d * (1 + T)) // q_ * q_
+                if alif is not None:
+                    q_ = u                     # ... and spike stores
+                rmax = (D - S - base - sw * S) // (d * (1 + T + sw)) // q_ * q_
                 if rmax < 1:
-                    raise nofit(n, S + d * (1 + T) * q_, f"the q bundles and output of {q_} token(s) of "
-                                "one attention head")
+                    raise nofit(n, base + S + d * (1 + T + sw) * q_ + sw * S, f"the q bundles and output of "
+                                f"{q_} token(s) of one attention head")
                 if sdha_tokens is not None:
                     rmax = max(q_, min(rmax, int(sdha_tokens) // q_ * q_))
                 nr = -(-hw // rmax)
                 r = -(-(-(-hw // nr)) // q_) * q_      # balanced ranges, a multiple of q_ tokens
-                Ak, Aq = S, S
+                Ak, Aq = base + S, base + S
                 Av = Ak + d * hw + S
                 for hd in range(n.heads):
                     load(n.name, loc[n.inputs[1]], hd * d * hw, Ak, d * hw)
@@ -910,8 +956,15 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                             load(n.name, loc[n.inputs[0]], (hd * d + a) * hw + n0, Aq + a * rr, rr)
                         add(isa.OP_SDHA, n.name, q=Aq, k=0, v=0, outb=O, kvw=g * hw, heads=1, d=d, hw=hw, t=T,
                             hwd=d * hw, hwdt=d * rr * T, g=g, hwt=rr * T, ntok=rr, qs=rr, mode=1)
-                        for b in range(d):
-                            store(n, dst, ((hd * d + b) * hw + n0) * T, O + b * rr * T, rr * T)
+                        if alif is not None:
+                            sb = O + d * rr * T + S
+                            attn_lif(O, hd * d, d, rr, sb)
+                            for b in range(d):
+                                store(alif, adst, (hd * d + b) * hw + n0, sb + b * rr, rr)
+                            used = max(used, sb + d * rr)
+                        else:
+                            for b in range(d):
+                                store(n, dst, ((hd * d + b) * hw + n0) * T, O + b * rr * T, rr * T)
                         used = max(used, O + d * rr * T)
             dense = 2 * n.heads * d * d * hw * T
             unit = "SDHA"

@@ -297,6 +297,68 @@ def test_sdha_token_ranges_rebuild_the_attention(tiny64, tokens):
         emit(g, CI, plan="ddr", sdha_tokens=0)
 
 
+@pytest.mark.parametrize("tokens", [None, 5, 3], ids=["whole-heads", "ranges-4", "ranges-2"])
+def test_sdha_output_tiles_run_their_lif_in_the_buffer(tiny64, tokens):
+    """SDHA -> attn_lif (the SDHA's only reader) in the DDR plan: the LIF runs on each SDHA
+    output tile in the buffer and only its spikes are stored (no integer output, no reload);
+    token ranges are a multiple of the beat's words so that each channel's spike store
+    starts on a beat. Executed in numpy by the isa's rules on random q/k/v spike maps, every
+    attn_lif spike map equals numpy's attention and LIF; a flipped LIF threshold bit is seen."""
+    import dataclasses
+
+    g, _ = tiny64
+    atts = [n for n in g.nodes if isinstance(n, ir.Attention)]
+    lifs = {a.name: next(n for n in g.nodes if n.inputs == (a.name,)) for a in atts}
+    # thresholds of a few units, so that the LIFs fire on random attention outputs
+    g = dataclasses.replace(g, nodes=tuple(dataclasses.replace(n, theta=np.full_like(n.theta, 3 << n.frac_bits))
+                                           if n in lifs.values() else n for n in g.nodes))
+    lifs = {a: g.node(x.name) for a, x in lifs.items()}
+    prog = emit(g, CI, plan="ddr", sdha_tokens=tokens)
+    T = prog.T
+    assert atts and {x.name for x in lifs.values()} <= set(prog.fused)
+    for a in atts:
+        assert not any(op == isa.OP_STORE and nd == a.name for op, f, nd in prog.descriptors)
+        sd = [f for op, f, nd in prog.descriptors if op == isa.OP_SDHA and nd == a.name and f["mode"] != 2]
+        assert all(f["ntok"] % CI.units_per_beat == 0 for f in sd)
+        assert len(sd) == {None: 1, 5: 4 * a.heads, 3: 8 * a.heads}[tokens]
+    rng = np.random.default_rng(3)
+    qkv = {x: rng.integers(0, 2**T, prog.tensors[x].words, dtype=np.int64) for a in atts for x in a.inputs}
+
+    def run(ddr):
+        for att in atts:
+            for name in att.inputs:
+                ddr[prog.tensors[name].ddr: prog.tensors[name].ddr + 4 * qkv[name].size] = \
+                    qkv[name].astype(np.uint32).view(np.uint8)
+            run_node(prog, ddr, {att.name, lifs[att.name].name})
+        return ddr
+
+    def words(ddr, name):
+        t_ = prog.tensors[name]
+        return ddr[t_.ddr: t_.ddr + 4 * t_.words].view("<u4").astype(np.int64)
+
+    ddr = run(prog.ddr_image())
+    for att in atts:
+        lif = lifs[att.name]
+        c, h, w = g.types[att.name].shape
+        d, hw = c // att.heads, h * w
+        q, k, v = (((qkv[x].reshape(c, hw)[None] >> np.arange(T)[:, None, None]) & 1) for x in att.inputs)
+        y = np.zeros((c, hw, T), np.int64)
+        for hd in range(att.heads):
+            sl = slice(hd * d, (hd + 1) * d)
+            kv = np.einsum("tan,tbn->ab", 2 * k[:, sl] - 1, v[:, sl])
+            y[sl] = np.einsum("tan,ab->bnt", 2 * q[:, sl] - 1, kv)
+        par = np.stack([lif.theta, lif.bias, lif.polarity], 1).astype(np.int64)
+        flags = int(lif.decay_input) | (2 if lif.reset == "soft" else 0)
+        want = _lif_bundles(y, par, lif.frac_bits, lif.leak_shift, flags).ravel()
+        assert 0.05 < np.mean(want != 0) < 0.95, lif.name               # some fire, not all
+        assert np.array_equal(words(ddr, lif.name), want), lif.name
+    lif = next(iter(lifs.values()))
+    ld = next(f for op, f, nd in prog.descriptors if op == isa.OP_LOAD and nd == lif.name)   # its parameters
+    bad = prog.ddr_image()
+    bad[ld["ddr"] + 1] ^= 1                           # theta of channel 0, bit 8
+    assert not np.array_equal(words(run(bad), lif.name), words(ddr, lif.name))
+
+
 def _chain_graph(c, H, W, k, T, rng, requant=True, lif=False):
     """input -> c0 (int, two readers) -> l0 -> c1 -> [r1 requant] -> a1 = c0 + (r1 | c1)
     [-> l1 LIF]: the output is a1, or l1."""
@@ -364,6 +426,15 @@ def test_requant_add_and_lif_run_on_the_conv_tile(requant, lif, budget, T):
         return prog.read_tensor(ddr, out)
 
     assert np.array_equal(run(None), want)
+    # c0 has two readers (l0, a1): l0 runs on c0's tiles, which are stored for a1 as well
+    # (run(None) above reads them back for the add)
+    assert "l0" in prog.fused and any(op == isa.OP_LIF and nd == "l0" for op, f, nd in prog.descriptors)
+    assert not [f for op, f, nd in prog.descriptors if op == isa.OP_LOAD and nd == "l0"
+                and f["ddr"] >= prog.regions["outputs"][0]]            # only its parameters are loaded
+    ddr0 = prog.ddr_image(golden.values["input"][:, 0].numpy())
+    run_node(prog, ddr0, {"c0", "l0"})
+    assert np.array_equal(prog.read_tensor(ddr0, "l0"), golden.values["l0"][:, 0].numpy().reshape(
+        (T,) + prog.tensors["l0"].shape))
     if requant:                                       # mutation: one flipped requant shift bit
         ddr = prog.ddr_image(golden.values["input"][:, 0].numpy())
         ld = next(f for op, f, nd in prog.descriptors if op == isa.OP_LOAD and nd == "r1")
