@@ -36,10 +36,11 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
 * LIF (:func:`lif_cycles`, ``2u`` lanes): ``c*(S + ceil(HW/2u)*P) - P + T + 3 + max(u, 2)``,
   groups ``P = u*ceil(T/u)`` apart, ``S = ceil(3/2u)`` parameter reads per channel; EW (:func:`ew_cycles`): ``ceil(n/u) + 2`` (runs of ``u`` elements),
   per-channel runs in mode 1; REDUCE: ``n0*n1*n2 + 2``;
-  SDHA (:func:`sdha_cycles`, ``w = P_o/4`` lanes, ``g = ceil(d/w)``, ``m = gcd(w, 8)``
-  outputs at once): per head ``g*HW*w + d*g*HW + (d*HW/m - 1)*max(d, m*T) + d + m*T + 8``
-  when ``m`` divides ``d``, then ``+1``; a token range runs phase 2 over its ``ntok``
-  tokens only, ``mode`` skipping phases 0/1 (kv kept from before) or phase 2.
+  SDHA (:func:`sdha_cycles`, ``w = P_o/4`` lanes, ``g = ceil(d/w)``, ``w`` outputs x
+  ``P_t`` steps at once, ``r = ceil(P_t/u)``): per head, ``T <= P_t`` and ``w`` dividing
+  ``d``, ``g*HW*w + d*g*HW + (d*HW/w - 1)*max(d, w*r) + d + w*r + 8``, then ``+1``; phase 2
+  once per chunk of ``P_t`` steps; a token range runs phase 2 over its ``ntok`` tokens
+  only, ``mode`` skipping phases 0/1 (kv kept from before) or phase 2.
 
 :func:`program_cycles` holds for both memory plans of :mod:`.program` (a DDR-resident
 program is just more ``LOAD``/``STORE`` descriptors and CONV descriptors on row bands, whose
@@ -250,30 +251,36 @@ def ew_cycles(n: int, mode: int, per: int, cfg: AccelConfig) -> int:
 def sdha_cycles(heads: int, d: int, hw: int, T: int, cfg: AccelConfig, *, ntok: int | None = None,
                 mode: int = 0) -> int:
     """Cycles of the SDHA unit (no fetch), ``w = P_o/4`` 32-bit lanes per weight-buffer
-    word, ``g = ceil(d/w)`` words per token, ``m = gcd(w, 8)`` output lanes; phases 0/1
-    over the head's ``hw`` tokens, phase 2 over the ``ntok`` tokens of the range (default
-    ``hw``); ``mode`` bit 0 skips phases 0/1, bit 1 skips phase 2 (:mod:`.isa`). Per head:
+    word, ``g = ceil(d/w)`` words per token, ``m = w`` output lanes (every lane of a kv
+    word) x ``P_t`` steps; phases 0/1 over the head's ``hw`` tokens, phase 2 over the
+    ``ntok`` tokens of the range (default ``hw``); ``mode`` bit 0 skips phases 0/1, bit 1
+    skips phase 2 (:mod:`.isa`). Per head:
 
     * phase 0 copies V transposed into the weight buffer, one bundle per cycle,
       ``g*hw*w + 2``;
     * phase 1 computes ``kv[a, b]`` for the ``w`` channels ``b`` of a word at once, one
       ``(a, word, n)`` per cycle, ``d*g*hw + 2``;
-    * phase 2 computes the outputs ``(n, b..b+m-1)`` together, one term ``a`` per cycle for
-      all ``T`` steps: groups of ``l = min(m, d - b)`` outputs start ``max(d, l*T)`` cycles
-      apart (their ``l*T`` sums are written back, one per cycle, while the next group
-      accumulates); the last group's ``d`` terms, ``l*T`` writes and 2 to drain;
+    * phase 2, per chunk of ``s = min(P_t, T - c*P_t)`` steps (``c = 0, 1, ...``), computes
+      the outputs ``(n, b..b+m-1)`` together, one term ``a`` per cycle for the chunk's
+      steps: groups of ``l = min(m, d - b)`` outputs start ``max(d, l*r)`` cycles apart
+      (``r = ceil(s/u)``: their sums are written back as runs of up to ``u`` words, one run
+      per cycle, while the next group accumulates); the chunk's last group's ``d`` terms,
+      ``l*r`` writes and 2 to drain;
     * 2 cycles of head control.
 
-    Then 1. With ``m*T >= d`` phase 2 is bound by its ``d*ntok*T`` output writes. A head
-    split into token ranges costs ``2 + 1`` more per extra descriptor (plus its fetch)."""
+    Then 1. With ``l*r >= d`` phase 2 is bound by its output writes. A head split into
+    token ranges costs ``2 + 1`` more per extra descriptor (plus its fetch)."""
     w = cfg.p_o // 4
     g = -(-d // w)
-    m = math.gcd(w, 8)
+    u = cfg.units_per_beat
     nt = hw if ntok is None else int(ntok)
-    lanes = [min(m, d - b) for b in range(0, d, m)]
+    lanes = [min(w, d - b) for b in range(0, d, w)]
     phase01 = 0 if mode & 1 else (g * hw * w + 2) + (d * g * hw + 2)
-    phase2 = (0 if mode & 2 else
-              nt * sum(max(d, n * T) for n in lanes) - max(d, lanes[-1] * T) + d + lanes[-1] * T + 2)
+    phase2 = 0
+    if not mode & 2:
+        for c0 in range(0, T, cfg.p_t):
+            r = -(-min(cfg.p_t, T - c0) // u)
+            phase2 += nt * sum(max(d, n * r) for n in lanes) - max(d, lanes[-1] * r) + d + lanes[-1] * r + 2
     return heads * (phase01 + phase2 + 2) + 1
 
 

@@ -95,13 +95,15 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   Phase 1: ``kv[a,b] = sum_n (2K[n,a]-1) V[n,b]`` summed over the ``T`` steps,
   ``2*popcount(K&V) - popcount(V)`` per bundle pair, for the ``w`` channels of a word at
   once (one ``K[n,a]`` read, one word read per cycle); each finished ``kv[a, word]`` is
-  one weight-buffer write. Phase 2 over T-bundles, ``m = gcd(w, 8)`` outputs at once:
-  for outputs ``(n, b..b+m-1)`` one term ``a`` per cycle reads the bundle ``Q[n,a]`` and
-  the word holding ``kv[a, b..b+m-1]`` and updates all ``m x 32`` accumulators at once,
-  ``acc[j][t] += Q bit t ? kv[a,b+j] : -kv[a,b+j]`` (selection and addition, no
-  multiplier), so ``y[n,b+j,t] = sum_a (2Q[n,a,t]-1) kv[a,b+j]``. The ``m x T`` sums go
-  to shadow registers and are written one per cycle while the next outputs accumulate;
-  groups start ``max(d, m*T)`` cycles apart (``m*T >= d``: bound by the output writes).
+  one weight-buffer write. Phase 2 over T-bundles in chunks of ``P_t`` steps (chunk
+  ``c``: steps ``c*P_t ..``), ``w`` outputs at once (every lane of a kv word): for outputs
+  ``(n, b..b+w-1)`` one term ``a`` per cycle reads the bundle ``Q[n,a]`` and the word
+  holding ``kv[a, b..b+w-1]`` and updates all ``w x P_t`` accumulators at once,
+  ``acc[j][s] += Q bit c*P_t+s ? kv[a,b+j] : -kv[a,b+j]`` (selection and addition, no
+  multiplier), so ``y[n,b+j,t] = sum_a (2Q[n,a,t]-1) kv[a,b+j]``. The sums go to shadow
+  registers and are written as runs of up to ``u`` words (an output's consecutive
+  steps), one run per cycle, while the next outputs accumulate; groups of ``l`` outputs
+  start ``max(d, l*ceil(steps/u))`` cycles apart (:func:`.cycles.sdha_cycles`).
   Phase 2 runs over the ``ntok`` tokens of a range (Q channels ``qs`` apart, output
   channels ``hwt`` apart); descriptor ``mode`` skips phases 0/1 (kv kept in the weight
   buffer from an earlier SDHA of the head) or phase 2, so a head too big for the
@@ -670,43 +672,47 @@ class Engine(wiring.Component):
         kw = Signal(32)      # kv word address
         lane_ok = Signal()
         kacc = [Signal(signed(32), name=f"kacc{l}") for l in range(NW)]
-        # SDHA phase 2: NB outputs b (lanes of one kv word) x one accumulator per time step
-        # (a T-bundle word has 32 steps)
-        ST = 32
-        NB = math.gcd(NW, 8)
-        LNB = NB.bit_length() - 1
-        SB = NW // NB        # NB-lane blocks per kv word
+        # SDHA phase 2: NB = NW outputs b (every lane of one kv word) x ST = P_t steps (the
+        # T-bundle's steps in chunks of ST, chunk by chunk)
+        ST = PT
+        NB = NW
+        YR = -(-ST // UPB)   # write runs of u words per output
         yacc = [[Signal(signed(32), name=f"yacc{j}_{t}") for t in range(ST)] for j in range(NB)]
-        yshd = Array(Array(Signal(signed(32), name=f"yshd{j}_{t}") for t in range(ST)) for j in range(NB))
+        yshd = [[Signal(signed(32), name=f"yshd{j}_{t}") for t in range(ST)] for j in range(NB)]
         ycool = Signal(16)   # cycles until the write-back frees the shadow for the next outputs
-        yaddr = Signal(32)   # lane 0's output word of the current (b group, n)
+        yaddr = Signal(32)   # lane 0's output word of the current (b group, n), at the chunk's step
         ygrp = Signal(32)    # lane 0's first output word of the current b group
+        ytsh = Signal(6)     # first step of the current chunk
         ywb = Signal()       # phase-2 write-back busy
-        ywi = Signal(6)      # step
-        ywn = Signal(6)      # steps (T)
+        ywi = Signal(range(ST + UPB + 1))   # step of the run
+        ywr = Signal(range(YR + 1))         # run
+        ywn = Signal(range(ST + 1))         # steps of the chunk
         ywj = Signal(range(NB + 1))   # lane
         ywl = Signal(range(NB + 1))   # lanes
         yw_addr = Signal(32)
         yw_row = Signal(32)
-        sb = Signal(range(SB + 1))    # block of the group's lanes in its kv word
-        p_sb = Signal(range(SB + 1))
         p_wn = Signal(range(NB + 1))
         p_eg = Signal()      # the output is the last token of its b group
         kvrow = Signal(32)
 
         # ------------------------------------------------------------------ SDHA write-back
-        # writes the T sums of the previous output (n, b) while the next one accumulates;
-        # before the sequencer, whose hand-off (a new output) overrides the last write's update
+        # writes the chunk's sums of the previous outputs (n, b..b+NB-1) while the next ones
+        # accumulate: per output its ywn steps as runs of up to u words (one masked run per
+        # cycle); before the sequencer, whose hand-off (new outputs) overrides the last write's
+        # update
+        yrun = Array(Array(Cat(*[yshd[j][r * UPB + i] if r * UPB + i < ST else Const(0, 32) for i in range(UPB)])
+                           for r in range(YR)) for j in range(NB))
         with m.If(ywb):
-            m.d.comb += [wp.addr.eq(yw_addr), wp.data.eq(yshd[ywj][ywi]), wp.en.eq(1)]
-            with m.If(ywi == ywn - 1):
-                # next lane: output channel b+1, HW*T words on
-                m.d.sync += [ywi.eq(0), ywj.eq(ywj + 1), yw_row.eq(yw_row + f(isa.OP_SDHA, "hwt")),
+            m.d.comb += [wp.addr.eq(yw_addr), wp.data.eq(yrun[ywj][ywr]),
+                         act.w_mask.eq(Cat(*[ywi + i < ywn for i in range(UPB)]))]
+            with m.If(ywi + UPB >= ywn):
+                # next lane: output channel b+1, hwt words on
+                m.d.sync += [ywi.eq(0), ywr.eq(0), ywj.eq(ywj + 1), yw_row.eq(yw_row + f(isa.OP_SDHA, "hwt")),
                              yw_addr.eq(yw_row + f(isa.OP_SDHA, "hwt"))]
                 with m.If(ywj == ywl - 1):
                     m.d.sync += ywb.eq(0)
             with m.Else():
-                m.d.sync += [ywi.eq(ywi + 1), yw_addr.eq(yw_addr + 1)]
+                m.d.sync += [ywi.eq(ywi + UPB), ywr.eq(ywr + 1), yw_addr.eq(yw_addr + UPB)]
 
         # ------------------------------------------------------------------ sequencer
         with m.FSM(name="seq"):
@@ -1180,12 +1186,13 @@ class Engine(wiring.Component):
             NT = f(isa.OP_SDHA, "ntok")
             QS = f(isa.OP_SDHA, "qs")
 
-            def y_init():
-                # phase 2: for b, n: y[t] = sum_a (Q bit t ? kv[a,b] : -kv[a,b]), all t at once
-                return [bj.eq(0), pp.eq(0), ai.eq(0), ycool.eq(0), sb.eq(0), p_vld.eq(0),
+            def y_init(tsh=0):
+                # phase 2, the chunk of steps tsh .. tsh+ST-1: for b, n: y[t] = sum_a (Q bit t ?
+                # kv[a,b] : -kv[a,b]), the chunk's steps at once
+                return [bj.eq(0), pp.eq(0), ai.eq(0), ycool.eq(0), p_vld.eq(0), ytsh.eq(tsh),
                         addr_a.eq(f(isa.OP_SDHA, "q") + hb), addr_b.eq(f(isa.OP_SDHA, "kvw")),
-                        kvrow.eq(f(isa.OP_SDHA, "kvw")), yaddr.eq(f(isa.OP_SDHA, "outb") + cnt3),
-                        ygrp.eq(f(isa.OP_SDHA, "outb") + cnt3)]
+                        kvrow.eq(f(isa.OP_SDHA, "kvw")), yaddr.eq(f(isa.OP_SDHA, "outb") + cnt3 + tsh),
+                        ygrp.eq(f(isa.OP_SDHA, "outb") + cnt3 + tsh)]
 
             with m.State("S_HEAD"):
                 with m.If(ch == f(isa.OP_SDHA, "heads")):
@@ -1261,14 +1268,20 @@ class Engine(wiring.Component):
                         m.next = "S_Y"
             with m.State("S_Y"):
                 # stage A: one term a per cycle (Q[n, a] bundle, kv word [a, b group]) for the
-                # NB outputs (n, b..b+NB-1), tokens n of the range (NT of them, Q channels QS apart); the next group of outputs starts only when the
-                # write-back of this one ends by its hand-off: max(d, lanes*T) cycles apart
+                # NB outputs (n, b..b+NB-1), tokens n of the range (NT of them, Q channels QS
+                # apart); the next group of outputs starts only when the write-back of this one
+                # ends by its hand-off: max(d, lanes*ceil(steps/u)) cycles apart; then the next
+                # chunk of steps
                 Ts = f(isa.OP_SDHA, "t")
                 left = Signal(16)
                 wn = Signal(range(NB + 1))
                 m.d.comb += [left.eq(dd - bj), wn.eq(Mux(left >= NB, NB, left))]
+                sc = Signal(range(ST + 1))      # steps of this chunk
+                scr = Signal(range(YR + 1))     # ... write runs per output
+                m.d.comb += [sc.eq(Mux(Ts[:7] - ytsh >= ST, ST, Ts[:7] - ytsh)),
+                             scr.eq((sc + UPB - 1) >> LU)]
                 wnT = Signal(16)
-                m.d.comb += wnT.eq(sum(Mux(wn[i], Ts[:8] << i, 0) for i in range(len(wn))))
+                m.d.comb += wnT.eq(_times(scr, wn))
                 issue = Signal()
                 m.d.comb += [issue.eq((bj < dd) & ((ai != 0) | (ycool <= 1))),
                              r0.addr.eq(addr_a + pp), wr.addr.eq(addr_b)]
@@ -1278,7 +1291,7 @@ class Engine(wiring.Component):
                 with m.Elif(ycool != 0):
                     m.d.sync += ycool.eq(ycool - 1)
                 with m.If(issue):
-                    m.d.sync += [p_sb.eq(sb), p_wn.eq(wn), p_eg.eq(pp == NT - 1)]
+                    m.d.sync += [p_wn.eq(wn), p_eg.eq(pp == NT - 1)]
                     with m.If(ai != dd - 1):
                         m.d.sync += [ai.eq(ai + 1), addr_a.eq(addr_a + QS),
                                      addr_b.eq(addr_b + f(isa.OP_SDHA, "g"))]
@@ -1287,17 +1300,13 @@ class Engine(wiring.Component):
                         with m.If(pp != NT - 1):
                             m.d.sync += pp.eq(pp + 1)
                         with m.Else():
-                            m.d.sync += [pp.eq(0), bj.eq(bj + NB)]
-                            with m.If(sb == SB - 1):
-                                m.d.sync += [sb.eq(0), kvrow.eq(kvrow + 1), addr_b.eq(kvrow + 1)]
-                            with m.Else():
-                                m.d.sync += sb.eq(sb + 1)
-                # stage B: acc[j][t] +/- kv[a, b+j] by bundle bit t (selection and addition only)
-                qb = r0.data
-                blk = Array(wr.data[32 * NB * i: 32 * NB * (i + 1)] for i in range(SB))[p_sb]
+                            m.d.sync += [pp.eq(0), bj.eq(bj + NB), kvrow.eq(kvrow + 1), addr_b.eq(kvrow + 1)]
+                # stage B: acc[j][s] +/- kv[a, b+j] by bundle bit ytsh+s (selection and addition only)
+                qb = Signal(ST)
+                m.d.comb += qb.eq((r0.data >> ytsh)[:ST])
                 ynacc = [[Signal(signed(32), name=f"ynacc{j}_{t}") for t in range(ST)] for j in range(NB)]
                 for j in range(NB):
-                    kv = blk[32 * j: 32 * j + 32].as_signed()
+                    kv = wr.data[32 * j: 32 * j + 32].as_signed()
                     nkv = Signal(signed(32), name=f"nkv{j}")
                     m.d.comb += nkv.eq(-kv)
                     for t in range(ST):
@@ -1305,17 +1314,21 @@ class Engine(wiring.Component):
                 with m.If(p_vld):
                     m.d.sync += [yacc[j][t].eq(ynacc[j][t]) for j in range(NB) for t in range(ST)]
                     with m.If(p_last):
-                        # hand the lanes x T sums to the write-back (free by now, see ycool)
+                        # hand the lanes x ST sums to the write-back (free by now, see ycool)
                         m.d.sync += [yshd[j][t].eq(ynacc[j][t]) for j in range(NB) for t in range(ST)]
-                        m.d.sync += [ywb.eq(1), ywi.eq(0), ywj.eq(0), ywn.eq(Ts[:6]), ywl.eq(p_wn),
+                        m.d.sync += [ywb.eq(1), ywi.eq(0), ywr.eq(0), ywj.eq(0), ywn.eq(sc), ywl.eq(p_wn),
                                      yw_addr.eq(yaddr), yw_row.eq(yaddr)]
                         with m.If(p_eg):
-                            nxt = ygrp + (f(isa.OP_SDHA, "hwt") << LNB)
+                            nxt = ygrp + sum(f(isa.OP_SDHA, "hwt") << i for i in range(NB.bit_length())
+                                             if NB >> i & 1)          # NB output channels on
                             m.d.sync += [ygrp.eq(nxt), yaddr.eq(nxt)]
                         with m.Else():
                             m.d.sync += yaddr.eq(yaddr + Ts)
                 with m.If(~issue & ~p_vld & ~ywb & (bj >= dd)):
-                    m.next = "S_NEXTH"
+                    with m.If(ytsh + ST < Ts[:7]):
+                        m.d.sync += y_init(ytsh + ST)
+                    with m.Else():
+                        m.next = "S_NEXTH"
             with m.State("S_NEXTH"):
                 # next head: channel base += d (K/V/Q rows += d*HW), output base += d*HW*T
                 m.d.sync += [hb.eq(hb + f(isa.OP_SDHA, "hwd")), cnt3.eq(cnt3 + f(isa.OP_SDHA, "hwdt")),

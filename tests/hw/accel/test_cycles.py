@@ -306,21 +306,27 @@ def test_lif_and_sdha_formulas():
     # per channel
     assert lif_cycles(64, 16, 8, c4) == 64 * (1 + 2 * 8) - 8 + 8 + 3 + 4 < 64 * 17 + 8
     assert lif_cycles(1, 16, 5, c4) == lif_cycles(1, 16, 8, c4) - 3   # T = 5 still takes 2 runs
-    # P_o = 16: 4 lanes per weight-buffer word, 4 outputs at once; d = 8: g = 2 words per
-    # token / kv row, 2 groups of 4 outputs
+    # P_o = 16: 4 lanes per weight-buffer word, 4 outputs x P_t = 4 steps at once, written
+    # as runs of u = 2 words (r = 2 runs per output); d = 8: g = 2 words per token / kv row,
+    # 2 groups of 4 outputs
     c = AccelConfig(name="c", p_o=16, p_t=4)
     d, hw, T = 8, 4, 4
     phase0, phase1 = 2 * hw * 4 + 2, d * 2 * hw + 2
-    phase2 = (2 * hw - 1) * max(d, 4 * T) + d + 4 * T + 2      # write-bound: 4*T > d
+    phase2 = (2 * hw - 1) * max(d, 4 * 2) + d + 4 * 2 + 2      # 4 outputs' writes = d terms
     assert sdha_cycles(1, d, hw, T, c) == phase0 + phase1 + phase2 + 2 + 1
     # d = 6: groups of 4 and 2 outputs; T = 1: compute-bound, outputs d apart
     assert sdha_cycles(1, 6, 3, 1, c) == (2 * 3 * 4 + 2) + (6 * 2 * 3 + 2) + (2 * 3 - 1) * 6 + 6 + 2 * 1 + 2 + 2 + 1
     old = 2 * (d * d * hw * (T + 1) + 6) + 1                 # one (a, b, n) / one time step per cycle
     assert sdha_cycles(2, d, hw, T, c) < 0.4 * old
+    # T = 6 > P_t: phase 2 in chunks of 4 steps (r = 2) and 2 steps (r = 1); d = 4, w = 8
+    # (P_o = 32): one group of 4 outputs, write-bound in the first chunk (4*2 > 4)
+    c32 = AccelConfig(name="c32", p_o=32, p_t=4)
+    assert sdha_cycles(1, 4, 3, 6, c32) == ((3 * 8 + 2) + (4 * 3 + 2) + (3 - 1) * 8 + 4 + 8 + 2
+                                           + (3 - 1) * 4 + 4 + 4 + 2 + 2 + 1)
     # token ranges: kv alone (mode 2), then phase 2 over 3 + 1 tokens (mode 1), each with
     # its head control and exit; the whole head's phase 2 is the ranges' plus the overlap
     assert sdha_cycles(1, d, hw, T, c, mode=2) == phase0 + phase1 + 2 + 1
-    p2 = [(2 * r - 1) * max(d, 4 * T) + d + 4 * T + 2 for r in (3, 1)]
+    p2 = [(2 * r - 1) * max(d, 4 * 2) + d + 4 * 2 + 2 for r in (3, 1)]
     assert [sdha_cycles(1, d, hw, T, c, ntok=r, mode=1) for r in (3, 1)] == [x + 2 + 1 for x in p2]
     assert sdha_cycles(1, d, hw, T, c, ntok=hw, mode=0) == sdha_cycles(1, d, hw, T, c)
 

@@ -178,28 +178,34 @@ def _with_word_loaded_before(prog, index, act_addr, word):
     return new, slack
 
 
-def test_one_flipped_q_spike_bit_at_the_sdha_is_caught(bundled):
+@pytest.mark.parametrize("p_t,t", [(4, 0), (3, 3)], ids=["ci", "p_t-3-second-chunk"])
+def test_one_flipped_q_spike_bit_at_the_sdha_is_caught(bundled, p_t, t):
     """One T-bundle word of the SDHA's Q input is overwritten just before the SDHA
-    descriptor: with its own value every tensor matches; with one spike bit flipped the
-    SDHA output (stored with ``store_ints``) must differ, while the Q spike map itself,
-    stored before, still matches."""
+    descriptor: with its own value every tensor matches (and CYCLES equals the model); with
+    one spike bit flipped the SDHA output (stored with ``store_ints``) must differ, while
+    the Q spike map itself, stored before, still matches. With ``P_t = 3 < T = 4`` phase 2
+    runs in chunks of 3 and 1 steps, and the flipped step 3 is the second chunk's."""
+    import dataclasses
+
     from svf_deploy.sim import accel as simaccel
 
     graph, golden, frames = bundled
-    prog = emit(graph, CI, store_ints=True)
+    cfg = CI if p_t == CI.p_t else dataclasses.replace(CI, name=f"ci_pt{p_t}", p_t=p_t)
+    prog = emit(graph, cfg, store_ints=True)
     index, f, node = next((i, f, nd) for i, (op, f, nd) in enumerate(prog.descriptors) if op == isa.OP_SDHA)
     att = graph.node(node)
     q, k, v = (golden.values[s].numpy()[:, 0] != 0 for s in att.inputs[:3])   # [T, C, H, W]
     T, d = q.shape[0], f["d"]
-    # head 0, token n = 0, step t = 0, channel a: a row of kv = sum (2K-1) V that is
-    # non-zero, so that the flip must change y[0, b, 0] = sum_a (2Q-1) kv[a, b]
+    # head 0, token n = 0, step t, channel a: a row of kv = sum (2K-1) V that is non-zero,
+    # so that the flip must change y[0, b, t] = sum_a (2Q-1) kv[a, b]
     ks = 2 * k[:, :d].reshape(T, d, -1).astype(np.int64) - 1
     kv = np.einsum("tan,tbn->ab", ks, v[:, :d].reshape(T, d, -1).astype(np.int64))
     a = int(np.flatnonzero(np.abs(kv).sum(1))[0])
-    word = int(sum(int(q[t, a].ravel()[0]) << t for t in range(T)))
-    sb = simaccel.build(CI)
+    word = int(sum(int(q[s_, a].ravel()[0]) << s_ for s_ in range(T)))
+    sb = simaccel.build(cfg)
     codes = golden.values[graph.input.name].numpy()[:, 0]
-    for flip in (0, 1):
+    src = {graph.node(nd).inputs[0] for op, _, nd in prog.descriptors if op == isa.OP_CONV}
+    for flip in (0, 1 << t):
         mprog, at = _with_word_loaded_before(prog, index, f["q"] + a * f["hw"], word ^ flip)
         image = mprog.ddr_image(codes)
         image[at: at + 4] = np.frombuffer(np.uint32(word ^ flip).tobytes(), np.uint8)
@@ -207,6 +213,8 @@ def test_one_flipped_q_spike_bit_at_the_sdha_is_caught(bundled):
         cmp = simaccel.compare(mprog, run.tensors, {n: golden.values[n].numpy() for n in mprog.stored})
         if not flip:
             assert cmp.mismatches == 0, cmp.first
+            assert run.cycles == program_cycles(mprog, inputs=conv_inputs(
+                mprog, graph, {x: golden.values[x].numpy() for x in src}))[0]
         else:
             assert cmp.mismatches >= 1 and cmp.first.startswith(f"({node}, "), cmp.first
             assert np.array_equal(run.tensors[att.inputs[0]], golden.values[att.inputs[0]].numpy()[:, 0])
