@@ -49,8 +49,8 @@ def load_program(directory):
     words = image[: meta["descriptors"] * isa.DESC_BYTES].view("<u4").reshape(-1, isa.DESC_WORDS)
     descs = []
     for row in words:
-        op = int(row[0])
-        fields = {k: int(row[isa.field_index(op, k)]) for k in isa.FIELDS[op]}
+        op, fence = isa.decode_word0(row[0])
+        fields = {k: int(row[isa.field_index(op, k)]) for k in isa.FIELDS[op]} | fence
         descs.append((op, fields, ""))
     tensors = {n: TensorPlacement(n, t["layout"], tuple(t["shape"]), t["act"], t["words"], t["ddr"])
                for n, t in meta["tensors"].items()}

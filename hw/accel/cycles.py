@@ -421,11 +421,11 @@ class LayerCycles:
 
 
 def beside_store(op: int, f: dict) -> bool:
-    """A descriptor that runs beside an asynchronous STORE: any but a ``STORE`` or ``END``,
-    which wait in decode for it (:mod:`.engine`: the STORE machine has the AXI write
-    channels and the activation buffer's read port 2 to itself). ``f`` is unused: the
-    rule depends on the opcode only (the accumulating LOAD's port 0 is not the STORE's)."""
-    return op not in (isa.OP_STORE, isa.OP_END)
+    """A descriptor that runs beside an asynchronous STORE: any but a ``STORE``, ``END`` or
+    a fenced one (``f["fence"]``, :data:`.isa.FENCE`), which wait in decode for it
+    (:mod:`.engine`: the STORE machine has the AXI write channels and the activation
+    buffer's read port 2 to itself, so nothing else shares a resource with it)."""
+    return op not in (isa.OP_STORE, isa.OP_END) and not f.get("fence")
 
 
 def _costs(prog, ddr_latency: int = 0, inputs: dict | None = None):
@@ -438,8 +438,8 @@ def _costs(prog, ddr_latency: int = 0, inputs: dict | None = None):
     Asynchronous STOREs (``mode & STORE_ASYNC``): descriptor ``k`` takes cycles
     ``[t_k, t_k + c_k)``, its DECODE at ``t_k + F - 1`` (``F`` the fetch). An asynchronous
     STORE's machine runs the cycles a synchronous one would (idle from ``E = t_k + c_k``)
-    while the sequencer goes on at ``t_k + F``. The next ``STORE`` or ``END``
-    (:func:`beside_store`) decodes at ``max(t_j + F - 1, E)``: it is delayed by
+    while the sequencer goes on at ``t_k + F``. The next ``STORE``, ``END`` or fenced
+    descriptor (:func:`beside_store`) decodes at ``max(t_j + F - 1, E)``: it is delayed by
     ``max(0, E - t_j - F + 1)`` cycles. Exact because nothing else shares a resource with
     the STORE machine (its own AXI channels and buffer port) or changes what it moves (the
     emitter's proof, :mod:`.overlap`)."""

@@ -28,9 +28,9 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   read port 2, a third copy of the words that only it reads): the sequencer waits for it
   in ``WR``, or with ``mode & STORE_ASYNC`` (:mod:`.isa` version 8) goes on, fetching and
   running the next descriptors beside it, loads and compute units alike; the next
-  ``STORE`` or ``END`` waits in ``DECODE`` until the machine is idle. The emitter sets the
-  bit only where none of those descriptors writes the STORE's buffer words or reads its
-  DDR bytes (:mod:`.overlap`).
+  ``STORE``, ``END`` or fenced descriptor (word 0 bit 31, version 9) waits in ``DECODE``
+  until the machine is idle. The emitter fences the first descriptor that writes the
+  STORE's buffer words or reads its DDR bytes (:mod:`.overlap`).
 * **CONV**: output-stationary array of ``P_o/2 x P_t x P_pix`` DSP48E2 two-lane SIMD
   accumulators (:class:`.simd.SimdAcc`, ``USE_MULT="NONE"``; a behavioural twin in
   simulation, ``dsp_instance=True`` for synthesis). For a *group* of ``g`` consecutive
@@ -731,8 +731,9 @@ class Engine(wiring.Component):
                 m.next = "RD"
 
             with m.State("DECODE"):
-                # a STORE or END waits for an asynchronous STORE; the rest run beside it
-                unordered = (opcode != isa.OP_STORE) & (opcode != isa.OP_END)
+                # a STORE, END or fenced descriptor waits for an asynchronous STORE; the rest
+                # run beside it
+                unordered = (opcode != isa.OP_STORE) & (opcode != isa.OP_END) & ~desc[0][31]
                 with m.If(~w_busy | unordered):
                     with m.Switch(opcode):
                         with m.Case(isa.OP_END):

@@ -27,9 +27,10 @@ An asynchronous ``STORE`` (``mode & STORE_ASYNC``, version 7; version 8: beside 
 unit) runs on the engine's STORE machine (the AXI write channels and the activation
 buffer's read port 2, a copy of the words of its own) while the sequencer goes on: the
 next descriptors are fetched and run beside it, loads and compute units alike; the next
-``STORE`` or ``END`` waits in decode until it is done. The program must not let those
-descriptors write the STORE's buffer words or read its DDR bytes
-(:func:`.overlap.mark_async_stores` proves it before it sets the bit).
+``STORE`` or ``END``, and a descriptor with :data:`FENCE` in word 0 (version 9), waits in
+decode until it is done. The program must not let the descriptors before that write the
+STORE's buffer words or read its DDR bytes (:func:`.overlap.mark_async_stores` proves it,
+and fences the first one that would).
 A ``CONV`` with ``lflags & LFLAG_WB`` (version 6) writes the spike map of the IntLIF it
 feeds instead of its integer map: the bundle of ``(o, oy, ox)`` at ``outb + o*hwout_t +
 oy*wout + ox`` (``o`` counted from ``oc_start``, ``hwout_t`` the spike channel stride).
@@ -65,11 +66,12 @@ rows ``y0..y0+hb-1`` sits at ``outb + c*hb*Wout*T`` and is stored channel by cha
 from __future__ import annotations
 
 MAGIC = 0x41465653  # "SVFA" little-endian
-VERSION = 8  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan); 3: SDHA scratch in the weight buffer;
+VERSION = 9  # 2: CONV ``pad_y`` (row bands of the DDR-resident plan); 3: SDHA scratch in the weight buffer;
              # 4: SDHA token ranges (ntok, qs, mode); 5: 2-D LOAD/STORE (rows, ddr_stride, addr_stride);
              # 6: CONV with the IntLIF on its write-back (lifpb, frac, leak, lflags);
              # 7: accumulating LOAD (``mode & LOAD_ACC``: buffer words += DDR words), asynchronous
-             # STORE (``mode & STORE_ASYNC``)
+             # STORE (``mode & STORE_ASYNC``); 8: an asynchronous STORE runs beside every unit
+             # (read port 2); 9: word 0 bit 31 (FENCE): the descriptor waits for an asynchronous STORE
 DESC_WORDS = 32
 DESC_BYTES = DESC_WORDS * 4
 
@@ -129,9 +131,23 @@ LOAD_ACC = 1
 #: STORE ``mode`` bit: asynchronous, the descriptors up to the next STORE/END run beside it (version 8)
 STORE_ASYNC = 1
 
+#: word-0 bit of any descriptor (version 9; the ``fence`` key of its fields): it waits in
+#: decode for an asynchronous STORE to finish, like a STORE or END
+FENCE = 1 << 31
+
 
 def field_index(op: int, name: str) -> int:
     return 1 + FIELDS[op].index(name)
+
+
+def word0(op: int, f: dict) -> int:
+    """Word 0 of a descriptor: the opcode, and :data:`FENCE` when ``f`` has ``fence``."""
+    return op | (FENCE if f.get("fence") else 0)
+
+
+def decode_word0(w: int) -> tuple[int, dict]:
+    """``(opcode, {"fence": 1} or {})`` of a descriptor's word 0."""
+    return int(w) & 0xFF, ({"fence": 1} if int(w) & FENCE else {})
 
 
 # AXI4-Lite register map (byte offsets)

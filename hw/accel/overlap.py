@@ -2,8 +2,8 @@
 
 An asynchronous ``STORE`` (``mode & STORE_ASYNC``, :mod:`.isa` version 8) runs on the
 engine's STORE machine (the AXI write channels and the activation buffer's read port 2)
-while the sequencer goes on with every descriptor up to the next ``STORE`` or ``END``,
-which waits until it is done (:mod:`.engine`, :func:`.cycles._costs`). That is exact iff
+while the sequencer goes on with every descriptor up to the next ``STORE``, ``END`` or
+fenced descriptor, which waits until it is done (:mod:`.engine`, :func:`.cycles._costs`). That is exact iff
 none of those descriptors
 
 * writes an activation-buffer word the STORE reads (:func:`buffer_writes`: a LOAD's runs,
@@ -11,9 +11,10 @@ none of those descriptors
 * reads a DDR byte the STORE writes (a LOAD's or LOADW's source)
 
 (reads of the STORE's words and writes elsewhere are not ordered against it).
-:func:`mark_async_stores` sets the bit on every STORE for which both hold, by interval
-tests (a 2-D transfer's ``rows`` runs; buffer addresses modulo the buffer's ``2**aw``
-words, as the engine's address ports take them), and leaves the others synchronous.
+:func:`mark_async_stores` makes every STORE asynchronous and *fences* (:data:`.isa.FENCE`,
+version 9) the first descriptor for which one fails, so that it waits for the STORE; the
+tests are on intervals (a 2-D transfer's ``rows`` runs; buffer addresses modulo the
+buffer's ``2**aw`` words, as the engine's address ports take them).
 """
 
 from __future__ import annotations
@@ -138,26 +139,34 @@ def store_conflicts(store: dict, op: int, f: dict, cfg) -> bool:
 
 
 def mark_async_stores(prog):
-    """``prog`` with ``mode |= STORE_ASYNC`` on every STORE that no descriptor before the
-    next ``STORE``/``END`` conflicts with (:func:`store_conflicts`); the others keep their
-    mode. Pure: a new :class:`~.program.Program` with new descriptor dicts and the changed
-    ``mode`` words patched in a copy of the image (it starts with the descriptors)."""
-    descs = prog.descriptors
-    out = []
+    """``prog`` with ``mode |= STORE_ASYNC`` on every STORE, and ``fence`` (:data:`.isa.FENCE`,
+    word 0 bit 31) on the first descriptor before the next ``STORE``/``END`` that conflicts
+    with it (:func:`store_conflicts`), so that it waits for the STORE machine: the STORE
+    runs beside every descriptor before that one. A STORE whose very next descriptor
+    conflicts stays synchronous (a fence there would wait as long). Pure: a new
+    :class:`~.program.Program` with new descriptor dicts and the changed words patched in a
+    copy of the image (it starts with the descriptors)."""
+    descs = [(op, dict(f), node) for op, f, node in prog.descriptors]
     image = prog.image.copy()
     words = image.view("<u4")
     for i, (op, f, node) in enumerate(descs):
-        if op == isa.OP_STORE:
-            fp = _Footprint(f, prog.cfg)
-            ok = True
-            for op2, f2, _ in descs[i + 1:]:
-                if not beside_store(op2, f2):
-                    break
-                if fp.conflicts(op2, f2):
-                    ok = False
-                    break
-            if ok:
-                f = dict(f, mode=int(f.get("mode", 0)) | isa.STORE_ASYNC)
-                words[i * isa.DESC_WORDS + isa.field_index(op, "mode")] = f["mode"]
-        out.append((op, f, node))
-    return dataclasses.replace(prog, descriptors=out, image=image)
+        if op != isa.OP_STORE:
+            continue
+        fp = _Footprint(f, prog.cfg)
+        hit = None
+        for j in range(i + 1, len(descs)):
+            op2, f2, _ = descs[j]
+            if not beside_store(op2, f2):
+                break
+            if fp.conflicts(op2, f2):
+                hit = j
+                break
+        if hit == i + 1:
+            continue
+        f["mode"] = int(f.get("mode", 0)) | isa.STORE_ASYNC
+        words[i * isa.DESC_WORDS + isa.field_index(op, "mode")] = f["mode"]
+        if hit is not None:
+            op2, f2, _ = descs[hit]
+            f2["fence"] = 1
+            words[hit * isa.DESC_WORDS] = isa.word0(op2, f2)
+    return dataclasses.replace(prog, descriptors=descs, image=image)

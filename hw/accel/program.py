@@ -136,9 +136,10 @@ class Program:
                                 f"(allocate the buffer on a {ALIGN}-byte boundary)")
         w = np.zeros((len(self.descriptors), isa.DESC_WORDS), np.uint32)
         for i, (op, fields, _) in enumerate(self.descriptors):
-            w[i, 0] = op
+            w[i, 0] = isa.word0(op, fields)
             for k, v in fields.items():
-                w[i, isa.field_index(op, k)] = np.uint32(int(v) & 0xFFFFFFFF)
+                if k != "fence":
+                    w[i, isa.field_index(op, k)] = np.uint32(int(v) & 0xFFFFFFFF)
         for i, j in self.relocs:
             w[i, j] = np.uint32((int(w[i, j]) + base) & 0xFFFFFFFF)
         return w

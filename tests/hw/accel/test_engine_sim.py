@@ -355,8 +355,8 @@ def _dma_sequence(prog, items, src_word, dst_word, n_src, n_dst, fill):
     """A program of ``LOAD`` (``("L", ddr word, buffer word, count[, rows, ddr word stride,
     buffer word stride], mode)``, DDR words from ``src_word``), ``LOADW`` (``("W", ddr word,
     weight word, count, 0)``), ``STORE`` (``("S", buffer word, ddr word, count[, ...],
-    mode)``, DDR words from ``dst_word``) and ``EW`` add (``("E", a, b, out, n, 0)``: buffer
-    words ``out + i = a + i`` plus ``b + i``) descriptors in the order given (see
+    mode)``, DDR words from ``dst_word``) and ``EW`` add (``("E", a, b, out, n, fence)``:
+    buffer words ``out + i = a + i`` plus ``b + i``) descriptors in the order given (see
     :func:`_dma_program`)."""
     import dataclasses
 
@@ -373,7 +373,8 @@ def _dma_sequence(prog, items, src_word, dst_word, n_src, n_dst, fill):
         elif kind == "W":
             descs.append((isa.OP_LOADW, {"ddr": 4 * (src_word + x), "addr": y, "count": count}, "dma"))
         elif kind == "E":
-            descs.append((isa.OP_EW, {"a": x, "b": y, "outb": count, "n": rest[0], "mode": 0, "per": 1}, "ew"))
+            descs.append((isa.OP_EW, {"a": x, "b": y, "outb": count, "n": rest[0], "mode": 0, "per": 1,
+                                      **({"fence": 1} if mode else {})}, "ew"))
         else:
             descs.append((isa.OP_STORE, {"ddr": 4 * (dst_word + y), "addr": x, "count": count, **two_d(rest), **m},
                           "dma"))
@@ -435,7 +436,8 @@ def test_unaligned_load_and_store_move_whole_beats_exactly(bundled):
 def test_async_stores_run_beside_loads_and_compute_exactly(bundled):
     """STORE with ``mode & STORE_ASYNC`` (isa version 8): the next descriptors are fetched
     and run while it writes (LOADs, LOADWs, an accumulating LOAD, an EW reading the words
-    it stores); the next STORE and END wait for it. The words arrive exactly, CYCLES equals
+    it stores); the next STORE, END and a fenced EW (which overwrites words it stores, isa
+    version 9) wait for it. The words arrive exactly, CYCLES equals
     the model (fewer cycles than the same program with synchronous STOREs, which also
     matches), the RAM's protocol checker stays quiet. A flipped source bit shows up in its
     stored copy and in the EW sum it feeds only."""
@@ -448,6 +450,7 @@ def test_async_stores_run_beside_loads_and_compute_exactly(bundled):
     src, dst, fill = 1024, 2048, 0x3C3C3C3C
     items = [("L", 0, 0, 200, 0),                     # buffer words 0..199
              ("S", 0, 0, 101, A),                     # async, then loads and an EW meanwhile
+             ("E", 200, 200, 50, 10, 1),              # zeroes words 50..59 it stores: fenced, waits
              ("L", 200, 300, 77, 0), ("W", 300, 16, 3, 0), ("L", 280, 400, 20, 2, 30, 25, 0),
              ("E", 0, 300, 600, 50, 0),               # reads words the STORE reads, writes 600..649
              ("S", 300, 110, 77, A),                  # waits for the first (a STORE)
@@ -490,6 +493,12 @@ def test_async_stores_run_beside_loads_and_compute_exactly(bundled):
     assert np.array_equal(slow.ddr[: img.size].view(np.uint32)[dst: dst + n_dst], want)
     assert (run.cycles, slow.cycles) == (program_cycles(prog)[0], program_cycles(sync)[0])
     assert run.cycles < slow.cycles
+    # without its fence the EW overwrites words 50..59 before the STORE machine reads them
+    nofence = dataclasses.replace(prog, descriptors=[(op, {k: v for k, v in f.items() if k != "fence"}, nd)
+                                                     for op, f, nd in prog.descriptors])
+    raced = simaccel.run(nofence, None, sb, image=nofence.ddr_image())
+    diff = np.flatnonzero(raced.ddr[: img.size].view(np.uint32)[dst: dst + n_dst] != want)
+    assert len(diff) and set(diff) <= set(range(50, 60))
     bad = img.copy()
     bad[4 * (src + 210)] ^= 1                         # loaded to buffer word 310, stored to DDR word 120,
     run = simaccel.run(prog, None, sb, image=bad)     # added into word 610, stored to DDR word 430

@@ -44,15 +44,21 @@ def test_conflicts_by_buffer_words_and_ddr_bytes():
     assert store_conflicts(s, isa.OP_LOADW, dict(w[1], count=2), CI)
 
 
-def test_a_store_stays_synchronous_when_a_descriptor_before_the_next_store_conflicts():
+def test_the_first_conflicting_descriptor_is_fenced():
     descs = [_store(0, 0, 8), _load(1000, 64, 8), (isa.OP_EW, {"outb": 300, "n": 10}, "e"),
-             _load(2000, 4, 1),                                                  # writes word 4: conflict
+             _load(2000, 4, 1),                                                  # writes word 4: fenced
+             _load(2100, 6, 1),                                                  # after the fence: free
              _store(64, 512, 8), _load(3000, 200, 8), (isa.OP_EW, {"outb": 0, "n": 64}, "e"),  # ends at 63
-             _store(200, 1024, 8), (isa.OP_EW, {"outb": 207, "n": 1}, "e"),          # writes word 207
+             _store(200, 1024, 8), (isa.OP_EW, {"outb": 207, "n": 1}, "e"),      # the very next: sync
              _store(200, 1024, 8), (isa.OP_END, {}, ""), _load(0, 200, 8)]            # after END
-    modes = [f.get("mode", 0) for op, f, _ in mark_async_stores(_prog(descs)).descriptors if op == isa.OP_STORE]
-    assert modes == [0, isa.STORE_ASYNC, 0, isa.STORE_ASYNC]
-    assert all("mode" not in f for op, f, _ in descs if op == isa.OP_STORE)      # pure: the input unchanged
+    out = mark_async_stores(_prog(descs))
+    modes = [f.get("mode", 0) for op, f, _ in out.descriptors if op == isa.OP_STORE]
+    assert modes == [isa.STORE_ASYNC, isa.STORE_ASYNC, 0, isa.STORE_ASYNC]
+    assert [i for i, (op, f, _) in enumerate(out.descriptors) if f.get("fence")] == [3]
+    w = out.image.view("<u4")
+    assert w[3 * isa.DESC_WORDS] == isa.OP_LOAD | isa.FENCE and w[4 * isa.DESC_WORDS] == 0   # patched
+    assert isa.decode_word0(isa.OP_LOAD | isa.FENCE) == (isa.OP_LOAD, {"fence": 1})
+    assert all("fence" not in f and (op != isa.OP_STORE or "mode" not in f) for op, f, _ in descs)   # pure
 
 
 def test_compute_writes_are_the_units_outputs():
@@ -75,12 +81,13 @@ def test_compute_writes_are_the_units_outputs():
 run = st.tuples(st.integers(0, 300), st.integers(1, 40), st.integers(1, 3), st.integers(-60, 60))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from("SLAEX"), run, run), min_size=1, max_size=8))
-def test_marked_stores_have_no_hazard_before_their_barrier(items):
-    """Brute force over word sets: a STORE is marked asynchronous iff no descriptor before
-    the next STORE/END writes one of its buffer words or reads one of its DDR words (EW
-    writes ``outb .. outb+n-1``)."""
+def test_marked_stores_have_no_hazard_before_their_fence(items):
+    """Brute force over word sets: every STORE is asynchronous and the first descriptor
+    before the next STORE/END that writes one of its buffer words or reads one of its DDR
+    words (EW writes ``outb .. outb+n-1``) is fenced, unless it is the STORE's very next
+    (then the STORE stays synchronous and nothing is fenced); no other descriptor is."""
     descs = []
     for kind, (a, n, rows, st_), (d, _, _, _) in items:
         dst = 4 * st_
@@ -93,21 +100,29 @@ def test_marked_stores_have_no_hazard_before_their_barrier(items):
         else:
             descs.append((isa.OP_END, {}, ""))
     out = mark_async_stores(_prog(descs)).descriptors
+    fences = set()
     for i, (op, f, _) in enumerate(descs):
         if op != isa.OP_STORE:
             continue
         buf = _words(f["addr"], f["count"], f["rows"], f["addr_stride"])
         ddr = _words(f["ddr"] // 4, f["count"], f["rows"], f["ddr_stride"] // 4)
-        hazard = False
-        for op2, f2, _ in descs[i + 1:]:
+        first = None
+        for j in range(i + 1, len(descs)):
+            op2, f2, _ = descs[j]
             if op2 in (isa.OP_STORE, isa.OP_END):
                 break
             if op2 == isa.OP_EW:
-                hazard |= bool(buf & set(range(f2["outb"], f2["outb"] + f2["n"])))
-                continue
-            hazard |= bool(buf & _words(f2["addr"], f2["count"], f2["rows"], f2["addr_stride"]))
-            hazard |= bool(ddr & _words(f2["ddr"] // 4, f2["count"], f2["rows"], f2["ddr_stride"] // 4))
-        assert bool(out[i][1].get("mode", 0) & isa.STORE_ASYNC) == (not hazard)
+                hazard = bool(buf & set(range(f2["outb"], f2["outb"] + f2["n"])))
+            else:
+                hazard = bool(buf & _words(f2["addr"], f2["count"], f2["rows"], f2["addr_stride"])) or \
+                    bool(ddr & _words(f2["ddr"] // 4, f2["count"], f2["rows"], f2["ddr_stride"] // 4))
+            if hazard:
+                first = j
+                break
+        assert bool(out[i][1].get("mode", 0) & isa.STORE_ASYNC) == (first != i + 1)
+        if first is not None and first != i + 1:
+            fences.add(first)
+    assert {j for j, (_, f, _) in enumerate(out) if f.get("fence")} == fences
 
 
 def test_schedule_of_an_async_store():
@@ -139,3 +154,6 @@ def test_compute_runs_beside_an_async_store():
     c_ew = descriptor_cycles(isa.OP_EW, ew[1], CI)
     assert program_cycles(_prog([st_, ew, end]))[0] == max(F + c_ew + F - 1, c_st)
     assert program_cycles(_prog([st_, ew, ew, end]))[0] == max(F + 2 * c_ew + F - 1, c_st)
+    # a fenced EW decodes when the STORE machine is idle (as END would), the rest after it
+    fenced = (isa.OP_EW, dict(ew[1], fence=1), "e")
+    assert program_cycles(_prog([st_, ew, fenced, ew, end]))[0] == max(F + c_ew + F - 1, c_st) + 2 * c_ew
