@@ -117,7 +117,6 @@ the bounds the program emitter checks (32-bit stored values, 64-bit membranes).
 
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned

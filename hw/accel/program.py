@@ -73,6 +73,11 @@ class TensorPlacement:
     ddr: int | None     # DDR byte offset (relative to the image base) if stored
 
 
+def lif_flags(n) -> int:
+    """The LIF descriptor's ``flags`` of IntLIF ``n``: bit 0 decay_input, bit 1 soft reset."""
+    return int(n.decay_input) | (2 if n.reset == "soft" else 0)
+
+
 @dataclass(frozen=True)
 class LayerStats:
     """Per-node figures for reports and the cycle model."""
@@ -615,7 +620,7 @@ def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> P
                 cs = hout * wout * (T if lif is None else 1)
                 lf = {} if lif is None else dict(
                     lifpb=pbase[(lif.name, "lif")], frac=lif.frac_bits, leak=lif.leak_shift,
-                    lflags=int(lif.decay_input) | (2 if lif.reset == "soft" else 0) | isa.LFLAG_WB)
+                    lflags=lif_flags(lif) | isa.LFLAG_WB)
                 add(isa.OP_CONV, n.name, inb=ins[0], outb=out + c0 * P * cs,
                     biasb=pbase[(n.name, "bias")], wb=0, cin=cin_v, h=h, w=w, hw=h * w, hout=hout,
                     wout=wout, k=k, stride=stride, pad=pad, plog2=plog2, cout=cout, oc_start=c0 * P,
@@ -628,7 +633,7 @@ def _emit_chip(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool) -> P
             shp = t.shape if len(t.shape) == 3 else (t.shape[0], 1, 1)
             add(isa.OP_LIF, n.name, inb=ins[0], outb=out, pb=pbase[(n.name, "lif")], c=shp[0],
                 hw=shp[1] * shp[2], t=T, frac=n.frac_bits, leak=n.leak_shift,
-                flags=int(n.decay_input) | (2 if n.reset == "soft" else 0))
+                flags=lif_flags(n))
         elif isinstance(n, ir.Add):
             add(isa.OP_EW, n.name, a=ins[0], b=ins[1], outb=out, n=tensors[n.name].words, mode=0, per=1)
             dense = tensors[n.name].words

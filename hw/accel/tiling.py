@@ -82,7 +82,7 @@ from . import isa
 from .config import AccelConfig
 from .cycles import FETCH_OVERHEAD, conv_cycles, dma_read, dma_write, ew_cycles, lif_cycles
 from .program import (PLANES, LayerStats, Program, TensorPlacement, _align, _reject,
-                      _weight_words, placements, sdha_scratch)
+                      _weight_words, lif_flags, placements, sdha_scratch)
 
 __all__ = ["emit_ddr", "bands", "band_rows"]
 
@@ -602,7 +602,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                 if G == 1 and dst[0] == "scratch" and not keep_int:    # the integer map needs no DDR home
                     heap.release(dst[1], 4 * tw)
                     del loc[n.name]
-                lflags = int(lif.decay_input) | (2 if lif.reset == "soft" else 0)
+                lflags = lif_flags(lif)
                 ldst = ("outputs", out_off[lif.name])
                 loc[lif.name] = ldst
             # the LIF on the CONV write-back (one input-channel group, T <= P_t): no integer tile
@@ -624,7 +624,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
                     fused.add(elf.name)
                     pb_elf = pw
                     pw += pload(elf, pb_elf)
-                    eflags = int(elf.decay_input) | (2 if elf.reset == "soft" else 0)
+                    eflags = lif_flags(elf)
                     loc[elf.name] = edst_s = ("outputs", out_off[elf.name])
             inb = pw + S
             chunks = [(c0, min(tiles, c0 + nt)) for c0 in range(0, tiles, nt)]
@@ -770,7 +770,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             room = D - A
             nc_max = room // (HW * T + HW)
             q = u // gcd(HW, u)
-            flags = int(n.decay_input) | (2 if n.reset == "soft" else 0)
+            flags = lif_flags(n)
             if nc_max >= C or nc_max >= q:
                 nc = C if nc_max >= C else nc_max // q * q
                 for c0 in range(0, C, nc):
@@ -884,7 +884,7 @@ def emit_ddr(graph: ir.Graph, cfg: AccelConfig, T: int, store_ints: bool = False
             if alif is not None:
                 fused.add(alif.name)
                 base += pload(alif, pw)
-                aflags = int(alif.decay_input) | (2 if alif.reset == "soft" else 0)
+                aflags = lif_flags(alif)
                 if dst[0] == "scratch":         # the integer map needs no DDR home
                     heap.release(dst[1], 4 * tw)
                     del loc[n.name]
