@@ -275,6 +275,9 @@ def main(argv=None) -> int:
             t.add_row(k, f"{v:,.0f}", f"{cap:,}", f"{100 * v / cap:.1f} %")
         t.add_row("multiplier cells", str(r.multipliers), "0 required", "")
         con.print(t)
+        from svf_deploy.targets.zcu104 import logic_depth_line
+
+        con.print(f"clock {PRODUCTION.clock_mhz:g} MHz is a target (Yosys does no timing): {logic_depth_line(r.as_dict())}")
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(out, fh, indent=1, default=str)

@@ -3,8 +3,10 @@
 Run: .venv/bin/python benchmarks/hw_resources.py [--only NAME] [--markdown FILE]
 
 For every core of svf_deploy.hw.cores at the sizes of svf_deploy.hw.production: LUT, FF,
-CARRY4, BRAM36, URAM, DSP48E2 (used as SIMD adders, USE_MULT=NONE), LUTRAM, the longest
-LUT path (a logic-depth proxy: Yosys does no timing) and multiplier cells (pre-mapping
+CARRY4, BRAM36, URAM, DSP48E2 (used as SIMD adders, USE_MULT=NONE), LUTRAM, the logic depth
+(a timing proxy, Yosys does no timing: ltp = cells on the longest combinational path between
+registers, RAMs, DSPs and ports, ltp_carry = the CARRY4 cells among them; see
+svf_deploy.hw.synth.logic_depth) and multiplier cells (pre-mapping
 $mul/$macc/$div/$mod/$pow plus DSPs with USE_MULT != NONE), which must be 0. Results are
 cached per Verilog hash under build/synth/. Exits non-zero if any core has a multiplier.
 """
@@ -22,7 +24,7 @@ from rich.table import Table
 from svf_deploy.hw.production import PRODUCTION
 from svf_deploy.hw.synth import synthesize
 
-COLS = ("lut", "ff", "carry", "bram36", "uram", "dsp", "lutram", "ltp", "multipliers", "seconds")
+COLS = ("lut", "ff", "carry", "bram36", "uram", "dsp", "lutram", "ltp", "ltp_carry", "multipliers", "seconds")
 
 
 def main() -> int:

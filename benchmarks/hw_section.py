@@ -103,6 +103,11 @@ def section(ctx, Section, Stat, *, quick: bool, a6000_ms: dict) -> "Section":
                            [[k, f"{r[k]:,.0f}", f"{cap:,}", f"{100 * r[k] / cap:.1f} %"]
                             for k, cap in XCZU7EV.items() if k in r]
                            + [["multiplier cells", str(r.get("multipliers")), "0 required", ""]]))
+        from svf_deploy.hw.accel import PRODUCTION as ENGINE
+        from svf_deploy.targets.zcu104 import logic_depth_line
+
+        sec.notes.append(f"clock: the ms figures take the configuration's {ENGINE.clock_mhz:g} MHz target; "
+                         f"Yosys does no timing, and {logic_depth_line(r)}")
     if not quick:
         md = HERE.parent / "build" / "hw_resources.md"
         md.parent.mkdir(exist_ok=True)

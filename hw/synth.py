@@ -12,9 +12,15 @@ and both counts must be 0 on spike paths:
   ``dsp`` only.
 
 Yosys maps carries to CARRY4 (not CARRY8) and does no placement or timing: LUT counts are
-upper bounds, ``ltp`` (the longest LUT path) is the logic-depth proxy; it runs in a second
-Yosys process on the saved netlist and is ``-1`` when that pass fails (YoWASP's ltp can run
-out of stack on a deep netlist; the counts stand). YoWASP sandboxes
+upper bounds, and the logic depth is the timing proxy. :func:`logic_depth` measures it in a
+second Yosys process on the saved netlist: it deletes every cell that ends a combinational
+path (flip-flops, block/ultra/distributed RAM, shift registers, DSP48E2, clock buffers) and
+runs ``ltp`` on what is left, so ``ltp`` is the number of cells on the longest
+register-to-register (or port) path, ``ltp_carry`` how many of them are CARRY4 cells (4 bits
+of a carry chain each) and ``ltp_from`` the net it starts at. A DSP48E2 input is an endpoint
+(the slice's own input-to-``P`` delay is not counted). Plain ``ltp -noff`` is no proxy on a
+mapped netlist: it knows Yosys' internal flip-flop cells, not ``FDRE``, so it walks through
+registers into feedback loops. ``-1``: the pass failed; the counts stand. YoWASP sandboxes
 ``/tmp``, so Yosys runs with ``cwd`` a directory under the repository's ``build/``.
 """
 
@@ -30,8 +36,8 @@ from pathlib import Path
 
 from ..models.errors import HardwareError
 
-__all__ = ["Resources", "to_verilog", "strip_zero_init", "synthesize", "BUILD_ROOT", "rtl_hash",
-           "recorded", "record", "lookup", "RECORD"]
+__all__ = ["Resources", "to_verilog", "strip_zero_init", "synthesize", "logic_depth", "BUILD_ROOT",
+           "rtl_hash", "recorded", "record", "lookup", "RECORD"]
 
 #: gitignored build root (not under /tmp: YoWASP cannot see /tmp)
 BUILD_ROOT = Path(__file__).resolve().parent.parent / "build"
@@ -47,7 +53,12 @@ _MUL_CELLS = ("$mul", "$macc", "$macc_v2", "$div", "$mod", "$divfloor", "$modflo
 
 @dataclass(frozen=True)
 class Resources:
-    """Cell counts of one synthesised core (UltraScale+, Yosys)."""
+    """Cell counts of one synthesised core (UltraScale+, Yosys), and its logic depth
+    (:func:`logic_depth`): ``ltp`` cells on the longest combinational path, ``ltp_carry`` of
+    them CARRY cells, ``ltp_from`` the net it starts at, ``deep_bits`` the endpoint bits
+    behind more than :data:`DEEP_CELLS` cells (``-1``/``""``: not measured), ``deep_groups``
+    the deepest endpoint groups ``(name, max cells, bits deeper than DEEP_CELLS)``
+    (:func:`depth_profile`)."""
 
     name: str
     lut: int
@@ -61,6 +72,10 @@ class Resources:
     dsp_mult: int
     ltp: int
     seconds: float
+    ltp_carry: int = -1
+    ltp_from: str = ""
+    deep_bits: int = -1
+    deep_groups: tuple = ()
 
     @property
     def multipliers(self) -> int:
@@ -135,22 +150,136 @@ def _run(work: Path, text: str, name: str, uram: bool, timeout: float) -> Resour
         "write_rtlil post.il",
     ]) + "\n"
     (work / "synth.ys").write_text(script)
-    # the longest path runs on the saved netlist in a second process: on a deep netlist
-    # YoWASP's ltp can exhaust its call stack, which must not lose the counts
-    (work / "ltp.ys").write_text("read_rtlil post.il\ntee -q -o ltp.txt ltp -noff\n")
     t0 = time.time()
     r = subprocess.run(_yosys_exe() + ["-q", "-l", "synth.log", "-s", "synth.ys"], cwd=work, capture_output=True,
                        text=True, timeout=timeout)
     if r.returncode:
         tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
         raise HardwareError(f"yosys failed on {name} (see {work}): " + " | ".join(tail))
-    r = subprocess.run(_yosys_exe() + ["-q", "-s", "ltp.ys"], cwd=work, capture_output=True,
+    logic_depth(work, timeout)
+    (work / "post.il").unlink(missing_ok=True)
+    return _count(name, work, round(time.time() - t0, 2))
+
+
+#: cells that end a combinational path in a mapped UltraScale+ netlist (Yosys selection; the
+#: same set as :data:`_PATH_END_RE`)
+_PATH_ENDS = "t:FD* t:RAM* t:URAM288 t:SRL* t:DSP48E2 t:BUFG*"
+_PATH_END_RE = re.compile(r"FD.*|RAM.*|URAM288|SRL.*|DSP48E2|BUFG.*")
+#: a path of more cells than this is counted as deep (:attr:`Resources.deep_bits`)
+DEEP_CELLS = 16
+
+
+def logic_depth(work: Path, timeout: float = 1800) -> None:
+    """Logic depth of the netlist ``work/post.il`` (module docstring), in a Yosys process
+    of its own so that a failure leaves the counts alone (``depth.txt`` then says why):
+
+    * ``depth.txt``: ``ltp``'s longest path with the path-ending cells deleted, and
+      ``carry.txt`` the CARRY cells (to count those on it);
+    * ``depth.json`` (:func:`depth_profile`): the depth of every endpoint bit.
+
+    Cut at every sequential or hard cell the netlist is acyclic unless the RTL has a
+    combinational loop, which ``ltp`` reports."""
+    (work / "depth.ys").write_text("\n".join([
+        "read_rtlil post.il",
+        "write_json post.json",
+        f"delete {_PATH_ENDS}",
+        "tee -q -o depth.txt ltp -noff",
+        "tee -q -o carry.txt select -list t:CARRY4 t:CARRY8 %u",
+    ]) + "\n")
+    r = subprocess.run(_yosys_exe() + ["-q", "-s", "depth.ys"], cwd=work, capture_output=True,
                        text=True, timeout=timeout)
     if r.returncode:
         last = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
-        (work / "ltp.txt").write_text(f"ltp failed: {last[0]}\n")
-    (work / "post.il").unlink(missing_ok=True)
-    return _count(name, work, round(time.time() - t0, 2))
+        (work / "depth.txt").write_text(f"ltp failed: {last[0]}\n")
+    elif (work / "post.json").exists():
+        prof = depth_profile(json.loads((work / "post.json").read_text()))
+        (work / "depth.json").write_text(json.dumps(prof, indent=1) + "\n")
+    (work / "post.json").unlink(missing_ok=True)
+
+
+def depth_profile(netlist: dict, top: str = "top", groups: int = 25) -> dict:
+    """Depth of every endpoint bit of a mapped netlist (Yosys ``write_json``): the cells
+    (LUT, MUXF, CARRY4 and the rest of the combinational cells, one each) on the longest
+    path into it from a path-ending cell's output or an input port. Endpoints are the
+    inputs of path-ending cells (:data:`_PATH_ENDS`: a flip-flop's ``D``/``CE``/``R``, a RAM's
+    or DSP's inputs) and the output ports. Longest paths in topological order (Kahn), so
+    any combinational loop is reported, not walked.
+
+    Returns ``{"endpoints": n, "max": d, "hist": {depth: bits}, "loop_cells": k,
+    "groups": [[name, max depth, bits deeper than DEEP_CELLS], ...]}``, groups keyed by the
+    register's name (its ``Q`` net's HDL name, digits folded to ``#``; ``?`` for a
+    generated one) or the hard cell's type, deepest first."""
+    from collections import Counter, defaultdict, deque
+
+    mod = netlist["modules"][top]
+    driver, fanout, comb, ends = {}, defaultdict(list), {}, []
+    for name, c in mod["cells"].items():
+        t, dirs = c["type"], c.get("port_directions", {})
+        if t.startswith("$"):          # $scopeinfo and the like: no logic
+            continue
+        ins = [b for p, bs in c["connections"].items() if dirs.get(p) == "input" for b in bs if isinstance(b, int)]
+        outs = [b for p, bs in c["connections"].items() if dirs.get(p) == "output" for b in bs if isinstance(b, int)]
+        if _PATH_END_RE.fullmatch(t):
+            q = c["connections"].get("Q", []) if t.startswith("FD") else []
+            ends.append((t, ins, q[0] if q and isinstance(q[0], int) else None))
+            continue
+        comb[name] = (ins, outs)
+        for b in outs:
+            driver[b] = name
+        for b in ins:
+            fanout[b].append(name)
+    for p in mod["ports"].values():
+        if p["direction"] == "output":
+            ends += [("port", [b], None) for b in p["bits"] if isinstance(b, int)]
+    indeg = {n: sum(b in driver for b in ins) for n, (ins, _) in comb.items()}
+    arrive: dict[int, int] = {}
+    todo = deque(n for n, k in indeg.items() if k == 0)
+    sorted_cells = 0
+    while todo:
+        n = todo.popleft()
+        sorted_cells += 1
+        ins, outs = comb[n]
+        a = 1 + max((arrive.get(b, 0) for b in ins), default=0)
+        for b in outs:
+            arrive[b] = a
+            for n2 in fanout[b]:
+                indeg[n2] -= 1
+                if not indeg[n2]:
+                    todo.append(n2)
+    names = {}
+    for nm, nn in mod["netnames"].items():
+        if not nn.get("hide_name") and not nm.lstrip("\\").startswith("$"):
+            for b in nn["bits"]:
+                if isinstance(b, int):
+                    names.setdefault(b, nm)
+    hist, grp = Counter(), defaultdict(lambda: [0, 0])
+    for t, ins, q in ends:
+        d = max((arrive.get(b, 0) for b in ins), default=0)
+        hist[d] += 1
+        g = grp[re.sub(r"\d+", "#", names.get(q, "?") if t.startswith("FD") else t)]
+        g[0], g[1] = max(g[0], d), g[1] + (d > DEEP_CELLS)
+    top_groups = sorted(([k, v[0], v[1]] for k, v in grp.items()), key=lambda r: (-r[1], -r[2], r[0]))
+    return {"endpoints": sum(hist.values()), "max": max(hist, default=0),
+            "hist": {str(k): hist[k] for k in sorted(hist)}, "loop_cells": len(comb) - sorted_cells,
+            "groups": top_groups[:groups]}
+
+
+def _depth(work: Path) -> tuple[int, int, str, int]:
+    """``(cells, CARRY cells, start net, endpoint bits deeper than DEEP_CELLS)`` of the
+    netlist :func:`logic_depth` measured; ``-1``/``""`` where it failed or the work
+    directory predates it."""
+    f = work / "depth.txt"
+    text = f.read_text() if f.exists() else ""
+    m = re.search(r"length=(\d+)", text)
+    prof = json.loads((work / "depth.json").read_text()) if (work / "depth.json").exists() else None
+    deep = sum(v for k, v in prof["hist"].items() if int(k) > DEEP_CELLS) if prof else -1
+    if not m:
+        return -1, -1, "", deep
+    listed = (work / "carry.txt").read_text().split() if (work / "carry.txt").exists() else []
+    carries = {c.split("/", 1)[-1] for c in listed}   # "module/cell"
+    hops = re.findall(r"^\s*\d+: (\S+).*?(?:\(via (\S+)\))?$", text, re.M)
+    start = hops[0][0].lstrip("\\") if hops else ""
+    return int(m.group(1)), sum(1 for _, via in hops if via and via in carries), start, deep
 
 
 def _work_dir(name: str, h: str, build_root: Path | None = None) -> Path:
@@ -206,8 +335,8 @@ def _count(name: str, work: Path, seconds: float) -> Resources:
     post = _cells(json.loads((work / "stat.json").read_text()))
     m = re.search(r"(\d+)\s+objects", (work / "dspmul.txt").read_text())
     dsp_mult = int(m.group(1)) if m else 0
-    m = re.search(r"length=(\d+)", (work / "ltp.txt").read_text())
-    ltp = int(m.group(1)) if m else -1
+    ltp, ltp_carry, ltp_from, deep = _depth(work)
+    prof = json.loads((work / "depth.json").read_text()) if (work / "depth.json").exists() else {}
 
     def n(pred) -> int:
         return sum(v for k, v in post.items() if pred(k))
@@ -227,6 +356,10 @@ def _count(name: str, work: Path, seconds: float) -> Resources:
         dsp_mult=dsp_mult,
         ltp=ltp,
         seconds=seconds,
+        ltp_carry=ltp_carry,
+        ltp_from=ltp_from,
+        deep_bits=deep,
+        deep_groups=tuple(tuple(g) for g in prof.get("groups", [])[:12]),
     )
 
 

@@ -109,6 +109,19 @@ def synth_text(verilog: str) -> str:
     return verilog.replace(RTL_NAME, "top")
 
 
+def logic_depth_line(res: dict) -> str:
+    """One line on the engine's logic depth from a Yosys result (:class:`~hw.synth.Resources`
+    fields ``ltp``, ``ltp_carry``, ``ltp_from``, ``deep_bits``), or why there is none."""
+    from ..hw.synth import DEEP_CELLS
+
+    if int(res.get("ltp", -1)) < 0:
+        return "no logic-depth measure (no Yosys run for this RTL, or its depth pass failed)"
+    deep = int(res.get("deep_bits", -1))
+    return (f"Yosys' longest combinational path is {res['ltp']} cells ({res.get('ltp_carry', '?')} of them "
+            f"CARRY4), from {res.get('ltp_from') or '?'}"
+            + (f"; {deep:,} register/RAM/DSP input bits lie behind more than {DEEP_CELLS} cells" if deep >= 0 else ""))
+
+
 def resources(cfg: AccelConfig) -> tuple[dict, str]:
     """``(resources, verilog)`` of the engine under ``cfg`` (Yosys if cached, else estimate)."""
     from ..hw.accel.verilog import to_verilog
@@ -347,6 +360,8 @@ def build(ctx) -> dict:
                "adder_utilisation": round(ideal / total, 4) if total else 0.0,
                "model": "exact cycle model of the engine (hw/accel/cycles.py), dense upper bound "
                         "(every T-bundle non-zero); DDR at 1 beat/cycle",
+               "clock": "the configuration's target clock_mhz; no timing analysis has closed it "
+                        "(Yosys logic depth under resources: ltp, ltp_carry, deep_bits)",
                "golden_clip_cycles": clip0, "golden_clip_ms": round(clip0 / (cfg.clock_mhz * 1e3), 4),
                # the engine keeps cfg.outstanding bursts in flight: a DDR latency the bursts in
                # flight do not cover adds to the dense bound (the same exact model; the
@@ -382,6 +397,8 @@ def build(ctx) -> dict:
                 ", ".join(f"{k} cycles: {v:.3f} ms" for k, v in latency["ddr_latency_ms"].items())],
                ["ideal bound (adds/adders)", f"{latency['ideal_ms']:.3f} ms ({ideal:,} cycles)"],
                ["adder utilisation", f"{100 * latency['adder_utilisation']:.1f} %"],
+               ["clock", f"{cfg.clock_mhz:g} MHz is the configuration's target, not a timing result: "
+                         + logic_depth_line(res)],
                ["all-zero T-bundles (mean over spike maps)",
                 f"{100 * float(np.mean(list(sparsity.values()))):.1f} %" if sparsity else "-"]]
     if "rtl_verification" in entries:

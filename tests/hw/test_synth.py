@@ -7,7 +7,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from svf_deploy.hw.production import PRODUCTION, SMALL
-from svf_deploy.hw.synth import strip_zero_init, synthesize, to_verilog
+from svf_deploy.hw.synth import DEEP_CELLS, depth_profile, strip_zero_init, synthesize, to_verilog
 
 
 class _Multiplier(wiring.Component):
@@ -39,6 +39,85 @@ class _Mem(wiring.Component):
         rp = mem.read_port()
         m.d.comb += [rp.addr.eq(self.addr), self.data.eq(rp.data)]
         return m
+
+
+class _Counter(wiring.Component):
+    """A 32-bit counter: its only path runs from its register back into it."""
+
+    y: Out(32)
+
+    def elaborate(self, platform):
+        m = Module()
+        c = Signal(32)
+        m.d.sync += c.eq(c + 1)
+        m.d.comb += self.y.eq(c)
+        return m
+
+
+class _Chain(wiring.Component):
+    """Three dependent 32-bit add-xor steps, combinational or with a register after each."""
+
+    x: In(32 * 4)
+    y: Out(32)
+
+    def __init__(self, piped: bool):
+        self.piped = piped
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = self.x[0:32]
+        for i in range(1, 4):
+            nxt = Signal(32, name=f"s{i}")
+            step = nxt.eq((acc + self.x[32 * i:32 * i + 32])[:32] ^ (acc << 1)[:32])
+            if self.piped:
+                m.d.sync += step
+            else:
+                m.d.comb += step
+            acc = nxt
+        r = Signal(32)
+        m.d.sync += r.eq(acc)
+        m.d.comb += self.y.eq(r)
+        return m
+
+
+def test_logic_depth_stops_at_registers():
+    # ltp through FDRE cells would walk the counter's feedback loop; cut there, the path is
+    # the 8 CARRY4 of one 32-bit increment and a LUT
+    r = synthesize(_Counter(), "test-counter")
+    assert r.ltp_carry == 32 // 4 and r.ltp_carry < r.ltp <= r.ltp_carry + 2
+    assert r.ltp_from == "y" and r.deep_bits == 0
+    comb, piped = synthesize(_Chain(False), "test-chain"), synthesize(_Chain(True), "test-chain-piped")
+    assert (comb.lut, comb.carry) == (piped.lut, piped.carry) and comb.ff < piped.ff
+    assert comb.ltp > piped.ltp > 0           # the registers cut the path
+
+
+def _lut(i, o):
+    return {"type": "LUT2", "port_directions": {"I0": "input", "I1": "input", "O": "output"},
+            "connections": {"I0": [i], "I1": ["0"], "O": [o]}}
+
+
+def _ff(d, q):
+    return {"type": "FDRE", "port_directions": {"D": "input", "C": "input", "Q": "output"},
+            "connections": {"D": [d], "C": [99], "Q": [q]}}
+
+
+def test_depth_profile_counts_cells_per_endpoint_and_reports_loops():
+    # r1 -> 3 LUTs -> r2 -> 1 LUT -> out port; DEEP_CELLS + 1 LUTs from input a -> r3
+    cells = {"r1": _ff(10, 1), "l1": _lut(1, 2), "l2": _lut(2, 3), "l3": _lut(3, 4), "r2": _ff(4, 5),
+             "l4": _lut(5, 6)}
+    n = DEEP_CELLS + 1
+    cells |= {f"d{k}": _lut(100 + k, 101 + k) for k in range(n)} | {"r3": _ff(100 + n, 7)}
+    mod = {"ports": {"a": {"direction": "input", "bits": [100]}, "y": {"direction": "output", "bits": [6]}},
+           "cells": cells,
+           "netnames": {"r1": {"hide_name": 0, "bits": [1]}, "r2": {"hide_name": 0, "bits": [5]},
+                        "r3": {"hide_name": 0, "bits": [7]}, "x": {"hide_name": 0, "bits": [10]}}}
+    p = depth_profile({"modules": {"top": mod}})
+    assert p["hist"] == {"0": 1, "1": 1, "3": 1, str(n): 1} and p["max"] == n and p["loop_cells"] == 0
+    assert p["endpoints"] == 4 and p["groups"][0] == ["r#", n, 1]
+    # a combinational loop is counted, not walked
+    mod["cells"] |= {"x1": _lut(200, 201), "x2": _lut(201, 200)}
+    assert depth_profile({"modules": {"top": mod}})["loop_cells"] == 2
 
 
 def test_dsp_form_uses_dsps_as_adders_only():

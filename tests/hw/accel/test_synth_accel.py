@@ -18,6 +18,7 @@ def test_production_engine_fits_the_xczu7ev_without_multipliers():
     for k, cap in XCZU7EV.items():
         assert getattr(r, k) <= cap, (k, getattr(r, k), cap)
     assert r.uram > 0 and r.bram36 > 0                   # the buffers map to block memories
+    assert r.ltp > r.ltp_carry >= 0 and r.deep_bits >= 0  # the logic depth was measured
 
 
 def test_verilog_skips_only_all_zero_memory_init():
