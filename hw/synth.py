@@ -161,10 +161,9 @@ def _run(work: Path, text: str, name: str, uram: bool, timeout: float) -> Resour
     return _count(name, work, round(time.time() - t0, 2))
 
 
-#: cells that end a combinational path in a mapped UltraScale+ netlist (Yosys selection; the
-#: same set as :data:`_PATH_END_RE`)
-_PATH_ENDS = "t:FD* t:RAM* t:URAM288 t:SRL* t:DSP48E2 t:BUFG*"
-_PATH_END_RE = re.compile(r"FD.*|RAM.*|URAM288|SRL.*|DSP48E2|BUFG.*")
+#: cell types that end a combinational path in a mapped UltraScale+ netlist (glob patterns:
+#: the Yosys selection ``t:<pattern>`` and :func:`fnmatch.fnmatchcase` read them alike)
+_PATH_ENDS = ("FD*", "RAM*", "URAM288", "SRL*", "DSP48E2", "BUFG*")
 #: a path of more cells than this is counted as deep (:attr:`Resources.deep_bits`)
 DEEP_CELLS = 16
 
@@ -182,7 +181,7 @@ def logic_depth(work: Path, timeout: float = 1800) -> None:
     (work / "depth.ys").write_text("\n".join([
         "read_rtlil post.il",
         "write_json post.json",
-        f"delete {_PATH_ENDS}",
+        "delete " + " ".join(f"t:{p}" for p in _PATH_ENDS),
         "tee -q -o depth.txt ltp -noff",
         "tee -q -o carry.txt select -list t:CARRY4 t:CARRY8 %u",
     ]) + "\n")
@@ -210,6 +209,7 @@ def depth_profile(netlist: dict, top: str = "top", groups: int = 25) -> dict:
     register's name (its ``Q`` net's HDL name, digits folded to ``#``; ``?`` for a
     generated one) or the hard cell's type, deepest first."""
     from collections import Counter, defaultdict, deque
+    from fnmatch import fnmatchcase
 
     mod = netlist["modules"][top]
     driver, fanout, comb, ends = {}, defaultdict(list), {}, []
@@ -219,7 +219,7 @@ def depth_profile(netlist: dict, top: str = "top", groups: int = 25) -> dict:
             continue
         ins = [b for p, bs in c["connections"].items() if dirs.get(p) == "input" for b in bs if isinstance(b, int)]
         outs = [b for p, bs in c["connections"].items() if dirs.get(p) == "output" for b in bs if isinstance(b, int)]
-        if _PATH_END_RE.fullmatch(t):
+        if any(fnmatchcase(t, p) for p in _PATH_ENDS):
             q = c["connections"].get("Q", []) if t.startswith("FD") else []
             ends.append((t, ins, q[0] if q and isinstance(q[0], int) else None))
             continue
@@ -264,22 +264,19 @@ def depth_profile(netlist: dict, top: str = "top", groups: int = 25) -> dict:
             "groups": top_groups[:groups]}
 
 
-def _depth(work: Path) -> tuple[int, int, str, int]:
-    """``(cells, CARRY cells, start net, endpoint bits deeper than DEEP_CELLS)`` of the
-    netlist :func:`logic_depth` measured; ``-1``/``""`` where it failed or the work
-    directory predates it."""
+def _depth(work: Path) -> tuple[int, int, str]:
+    """``(cells, CARRY cells, start net)`` of the longest path :func:`logic_depth` found;
+    ``(-1, -1, "")`` where it failed or the work directory predates it."""
     f = work / "depth.txt"
     text = f.read_text() if f.exists() else ""
     m = re.search(r"length=(\d+)", text)
-    prof = json.loads((work / "depth.json").read_text()) if (work / "depth.json").exists() else None
-    deep = sum(v for k, v in prof["hist"].items() if int(k) > DEEP_CELLS) if prof else -1
     if not m:
-        return -1, -1, "", deep
+        return -1, -1, ""
     listed = (work / "carry.txt").read_text().split() if (work / "carry.txt").exists() else []
     carries = {c.split("/", 1)[-1] for c in listed}   # "module/cell"
     hops = re.findall(r"^\s*\d+: (\S+).*?(?:\(via (\S+)\))?$", text, re.M)
     start = hops[0][0].lstrip("\\") if hops else ""
-    return int(m.group(1)), sum(1 for _, via in hops if via and via in carries), start, deep
+    return int(m.group(1)), sum(1 for _, via in hops if via and via in carries), start
 
 
 def _work_dir(name: str, h: str, build_root: Path | None = None) -> Path:
@@ -335,8 +332,8 @@ def _count(name: str, work: Path, seconds: float) -> Resources:
     post = _cells(json.loads((work / "stat.json").read_text()))
     m = re.search(r"(\d+)\s+objects", (work / "dspmul.txt").read_text())
     dsp_mult = int(m.group(1)) if m else 0
-    ltp, ltp_carry, ltp_from, deep = _depth(work)
-    prof = json.loads((work / "depth.json").read_text()) if (work / "depth.json").exists() else {}
+    ltp, ltp_carry, ltp_from = _depth(work)
+    prof = json.loads((work / "depth.json").read_text()) if (work / "depth.json").exists() else None
 
     def n(pred) -> int:
         return sum(v for k, v in post.items() if pred(k))
@@ -358,8 +355,8 @@ def _count(name: str, work: Path, seconds: float) -> Resources:
         seconds=seconds,
         ltp_carry=ltp_carry,
         ltp_from=ltp_from,
-        deep_bits=deep,
-        deep_groups=tuple(tuple(g) for g in prof.get("groups", [])[:12]),
+        deep_bits=sum(v for k, v in prof["hist"].items() if int(k) > DEEP_CELLS) if prof else -1,
+        deep_groups=tuple(tuple(g) for g in prof["groups"][:12]) if prof else (),
     )
 
 
