@@ -6,7 +6,11 @@ from dataclasses import asdict, dataclass
 
 from ...models.errors import HardwareError
 
-__all__ = ["AccelConfig", "CI", "PRODUCTION", "XCZU7EV", "lif_lanes"]
+__all__ = ["AccelConfig", "CI", "PRODUCTION", "XCZU7EV", "lif_lanes", "WB_LIF_SUBSTAGES"]
+
+#: pipeline sub-stages of one LIF step on the CONV write-back (:mod:`.engine`): a channel's
+#: bundles are written ``WB_LIF_SUBSTAGES * P_t + 1`` cycles after it enters the step pipeline
+WB_LIF_SUBSTAGES = 3
 
 #: XCZU7EV (ZCU104) capacity
 XCZU7EV = {"lut": 230_400, "ff": 460_800, "dsp": 1_728, "bram36": 312, "uram": 96}

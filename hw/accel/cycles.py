@@ -26,7 +26,7 @@ Per descriptor (``u`` = 32-bit units per AXI beat, ``B`` beats per burst):
   chunk ``max(busy, L + 1)`` with ``L = lanes * g * ceil(t_n/u)`` the overlapped
   write-back of the previous group; per ``P_o`` tile bias loading and a drain. With the
   IntLIF on the write-back (``lflags``, :mod:`.isa` version 6) ``L = lanes`` (one channel
-  per cycle), plus the LIF parameters per tile and the step pipeline's ``P_t + 1`` drain. The unit
+  per cycle), plus the LIF parameters per tile and the step pipeline's ``3*P_t + 1`` drain. The unit
   scans the group's ``terms = cin*K*K`` (bit-planes: ``8*cin*K*K``) in blocks of
   ``scan`` and adds only the *live* ones (a non-zero T-bundle for some in-frame pixel of
   the group, the activation buffer's occupancy flags), a pair per cycle into every DSP48E2
@@ -65,7 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import isa
-from .config import AccelConfig, lif_lanes
+from .config import WB_LIF_SUBSTAGES, AccelConfig, lif_lanes
 
 __all__ = ["layers_from_graph", "burst_count", "dma_read", "dma_write", "conv_cycles", "conv_busy", "conv_block_cycles",
            "conv_groups", "conv_inputs",
@@ -310,8 +310,9 @@ def conv_cycles(cfg: AccelConfig, *, terms: int, hout: int, wout: int, T: int, c
 
     ``lif`` (``lflags & LFLAG_WB``, ``T <= P_t``): the write-back runs the IntLIF and takes
     one channel per cycle, ``L = lanes`` per group; the channel's spikes are written
-    ``P_t + 1`` cycles after it (the step pipeline), so a tile's last write-back ends
-    ``L + P_t + 1`` cycles after its hand-off; per tile ``S + 1`` more cycles read the
+    ``3*P_t + 1`` cycles after it (the step pipeline, three sub-stages a step:
+    :data:`~.config.WB_LIF_SUBSTAGES`), so a tile's last write-back ends
+    ``L + 3*P_t + 1`` cycles after its hand-off; per tile ``S + 1`` more cycles read the
     ``3*P_o`` LIF parameters, ``S = ceil(3*P_o/2u)`` runs of ``u`` words on both ports.
     """
     P, PT, u = cfg.p_o, cfg.p_t, cfg.units_per_beat
@@ -333,7 +334,7 @@ def conv_cycles(cfg: AccelConfig, *, terms: int, hout: int, wout: int, T: int, c
         Ls = min(P, cout - oc0) * gc
         total += 1 + last + P + 1 + (-(-3 * P // (2 * u)) + 1 if lif else 0)
         total += int(b[0] + np.maximum(b[1:], Ls[:-1] + 1).sum())
-        last = int(Ls[-1]) + (PT + 1 if lif else 0)
+        last = int(Ls[-1]) + (WB_LIF_SUBSTAGES * PT + 1 if lif else 0)
     return total + 1 + last
 
 

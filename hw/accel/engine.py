@@ -65,9 +65,11 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   the IntLIF the conv feeds instead: one channel per cycle (``lanes`` cycles a group) goes
   into a ``P_t``-stage pipeline, stage ``s`` running step ``s`` of the group's ``g``
   pixels with the LIF unit's arithmetic (``x_t = acc + bias[o]``, ``X = pol*(x<<F) + b``,
-  ``H``, ``S = H >= theta``, reset, ``V0 = 0``; steps ``>= T`` fire nothing), and the
-  last stage writes the ``g`` T-bundles (consecutive words) as one masked run, ``P_t + 1``
-  cycles after the issue. The tile's ``3*P_o`` LIF parameters are read after its biases
+  ``H``, ``S = H >= theta``, reset, ``V0 = 0``; steps ``>= T`` fire nothing) in three
+  registered sub-stages (no sub-stage holds two carry chains in series: ``S`` is the sign
+  of ``H - theta``, summed beside ``H``), and the last stage writes the ``g`` T-bundles
+  (consecutive words) as one masked run, ``3*P_t + 1`` cycles after the issue. The
+  tile's ``3*P_o`` LIF parameters are read after its biases
   (state ``C_LPAR``, runs of ``u`` words on both ports, ``ceil(3*P_o/2u) + 1`` cycles)
   into fixed registers, copied at each hand-off into a chain that shifts with the
   shadows' channel rows (no ``P_o``-way multiplexer). The next tile (and ``NEXT``) waits
@@ -76,7 +78,8 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
   ``L`` consecutive neurons of a channel, each neuron's ``T`` steps back to back, one per
   cycle, its membrane in a register, never stored (``X = pol*(x<<F) + b``,
   ``H = V + ((X - V) >> k)`` or ``H = V - (V >> k) + X``, ``S = H >= theta``, hard/soft
-  reset). A neuron's steps are consecutive words, so a read port's run of ``u`` words
+  reset; ``X`` is registered a cycle ahead and ``S`` is the sign of ``H - theta``, summed
+  beside ``H``, so the membrane loop holds two carry chains, not four). A neuron's steps are consecutive words, so a read port's run of ``u`` words
   feeds a lane for ``u`` cycles: lane pair ``j`` (neurons ``2j``, ``2j+1``, one per read
   port) reads its runs at cycles ``j, u + j, 2u + j, ...`` of the group and buffers them
   (staggered, the two ports serve all ``2u`` lanes). Groups start ``u*ceil(T/u)``
@@ -112,7 +115,8 @@ A sequencer fetches descriptors (:mod:`.isa`) from DDR and runs one unit at a ti
 Every unit is a 1-result-per-cycle pipeline over synchronous 1-cycle-latency memory
 ports: stage A issues addresses, stage B consumes the data. The cycle counts are exact
 functions of the descriptors (:mod:`.cycles`). All arithmetic is exact for values within
-the bounds the program emitter checks (32-bit stored values, 64-bit membranes).
+the bounds the program emitter checks (32-bit stored values, 48-bit membranes: the
+compiler's widest register, :data:`MEM_BITS`).
 """
 
 from __future__ import annotations
@@ -131,7 +135,7 @@ from .simd import LANE_BITS, SimdAcc
 __all__ = ["Engine", "axi_signature", "MEM_BITS"]
 
 #: width of the LIF lane's membrane datapath (every IntLIF's ``mem_bits`` must fit)
-MEM_BITS = 64
+MEM_BITS = 48
 #: no AXI4 burst crosses a boundary of this many bytes (A3.4.1: 4 KB)
 PAGE_BYTES = 4096
 
@@ -415,7 +419,11 @@ class Engine(wiring.Component):
         ox = Signal(16)
         iy0 = Signal(signed(18))
         ix0 = Signal(signed(18))
-        row_off = Signal(signed(34))
+        # the group's tap origin in the buffer, inb + (oy*stride - pad_y)*w + ox*stride - pad,
+        # and its row's, inb + (oy*stride - pad_y)*w, kept as registers (modulo the buffer's
+        # address width, as every address) so that the scan's term addresses add no origin
+        g_org = Signal(AW)
+        r_org = Signal(AW)
         outp = Signal(32)
         obase = Signal(32)
         tsh = Signal(8)
@@ -423,9 +431,9 @@ class Engine(wiring.Component):
         ci = Signal(16)
         ky = Signal(8)
         kx = Signal(8)
-        tap_row = Signal(32)
-        ch_off = Signal(32)
-        w_ch = Signal(32)
+        tap_row = Signal(AW)     # the scan's address terms: buffer/weight addresses wrap at AW/WAW bits
+        ch_off = Signal(AW)
+        w_ch = Signal(WAW)
         w_tap = Signal(16)
         b_vld = Signal()
         b_first = Signal()  # the pair is the group's first: the accumulators restart (clr)
@@ -480,8 +488,8 @@ class Engine(wiring.Component):
                for p in range(PPIX)] for s_ in range(PT)]
         lV = [[Signal(signed(MB), name=f"lwV{s_}_p{p}") for p in range(PPIX)] for s_ in range(PT)]
         lb = [[Signal(PT, name=f"lwb{s_}_p{p}") for p in range(PPIX)] for s_ in range(PT + 1)]
-        lbusy = Signal()
-        m.d.comb += lbusy.eq(Cat(*lv).any())
+        lbusy = Signal()     # a channel in the step pipeline (any stage or sub-stage)
+        lsub = []           # the sub-stages' valid bits
 
         K = f(isa.OP_CONV, "k")
         stride = f(isa.OP_CONV, "stride")
@@ -537,7 +545,6 @@ class Engine(wiring.Component):
             sv = Signal(len(v_), name=f"{k_}_s0")
             m.d.comb += sv.eq(Mux(scan_start, wtile if k_ == "w_ch" else 0, v_))
             sin[k_] = sv
-        pix = row_off + ix0
         hh, ww_ = f(isa.OP_CONV, "h")[:16], f(isa.OP_CONV, "w")[:16]
         q_aaddr = [Signal(AW, name=f"q_aaddr{i}") for i in range(SC)]
         q_waddr = [Signal(WAW, name=f"q_waddr{i}") for i in range(SC)]
@@ -550,7 +557,7 @@ class Engine(wiring.Component):
             aa = Signal(AW, name=f"s_aaddr{i}")
             wa = Signal(WAW, name=f"s_waddr{i}")
             iyi = Signal(signed(18), name=f"s_iy{i}")
-            m.d.comb += [aa.eq(f(isa.OP_CONV, "inb") + st["ch_off"] + (pix + st["tap_row"] + st["kx"])[:32]),
+            m.d.comb += [aa.eq((g_org + st["ch_off"])[:AW] + (st["tap_row"] + st["kx"])[:AW]),
                          wa.eq(st["w_ch"] + st["w_tap"]), iyi.eq(iy0 + st["ky"])]
             roww = (iyi >= 0) & (iyi < hh)
             inbs = []
@@ -898,7 +905,9 @@ class Engine(wiring.Component):
                     # row origin: the band's top padding; column origin: the left padding
                     m.d.sync += [oy.eq(0), ox.eq(0), iy0.eq(-f(isa.OP_CONV, "pad_y")[:8]),
                                  ix0.eq(-f(isa.OP_CONV, "pad")[:8]),
-                                 row_off.eq(-f(isa.OP_CONV, "pad_w")[:24]), outp.eq(obase), tsh.eq(0),
+                                 r_org.eq(f(isa.OP_CONV, "inb") - f(isa.OP_CONV, "pad_w")[:24]),
+                                 g_org.eq(f(isa.OP_CONV, "inb") - f(isa.OP_CONV, "pad_w")[:24]
+                                          - f(isa.OP_CONV, "pad")[:8]), outp.eq(obase), tsh.eq(0),
                                  tci.eq(0), pj.eq(0)]
                     with m.If(lifwb):
                         m.next = "C_LPAR"
@@ -979,15 +988,17 @@ class Engine(wiring.Component):
                                  outp.eq(outp + Mux(lifwb, gn, _times(gn, f(isa.OP_CONV, "t"))))]
                     with m.If(ox + gn == f(isa.OP_CONV, "wout")):
                         m.d.sync += [ox.eq(0), ix0.eq(-f(isa.OP_CONV, "pad")[:8])]
+                        nrow = (r_org + f(isa.OP_CONV, "stride_w"))[:AW]
                         with m.If(oy == f(isa.OP_CONV, "hout") - 1):
                             m.d.sync += [oc0.eq(oc0 + PO), wtile.eq(wtile + f(isa.OP_CONV, "wtile")),
                                          obase.eq(obase + f(isa.OP_CONV, "otile"))]
                             m.next = "C_TILE"
                         with m.Else():
-                            m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + stride[:8]),
-                                         row_off.eq(row_off + f(isa.OP_CONV, "stride_w"))]
+                            m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + stride[:8]), r_org.eq(nrow),
+                                         g_org.eq(nrow - f(isa.OP_CONV, "pad")[:8])]
                     with m.Else():
-                        m.d.sync += [ox.eq(ox + gn), ix0.eq(ix0 + _times(gn, stride[:8]))]
+                        step = _times(gn, stride[:8])
+                        m.d.sync += [ox.eq(ox + gn), ix0.eq(ix0 + step), g_org.eq(g_org + step)]
 
             # ---------------------------------------------------------- LIF
             with m.State("L_RUN"):
@@ -1070,27 +1081,39 @@ class Engine(wiring.Component):
                                     m.d.sync += [wpend[w].eq(1), wadr[w].eq(wob[w])]
                     for p_ in range(2):
                         i = 2 * j + p_
-                        x = lbuf[i][:32].as_signed()
+                        # X of the step in lbuf word 0, registered a cycle ahead from the word
+                        # and parameters the lane holds next (a load overrides the shift, as
+                        # below), so the membrane loop starts at X - V
+                        ld_here = Signal(name=f"l{i}_ld")
+                        m.d.comb += ld_here.eq(ld_vld & (ld_j == j))
+                        beat = (act.r0_beat, act.r1_beat)[p_]
+                        xn = Signal(signed(32), name=f"l{i}_xn")
+                        m.d.comb += xn.eq(Mux(ld_here, beat[:32], Mux(lact[j], (lbuf[i] >> 32)[:32], lbuf[i][:32])))
+                        ngn = Mux(ld_here & ld_k0, ipar[2][31], lng[j])
+                        bin_ = Mux(ld_here & ld_k0, ipar[1].as_signed(), lbi[j])
                         xs = Signal(signed(MB), name=f"l{i}_xs")
-                        m.d.comb += xs.eq(x << F_)
+                        m.d.comb += xs.eq(xn << F_)
                         X = Signal(signed(MB), name=f"l{i}_X")
-                        m.d.comb += X.eq(Mux(lng[j], -xs, xs) + lbi[j])
+                        m.d.sync += X.eq(Mux(ngn, -xs, xs) + bin_)
                         V = Signal(signed(MB), name=f"l{i}_V")
                         m.d.comb += V.eq(Mux(tj == 0, 0, vmem[i]))
+                        # H = q + h with (decay_input) q = V, h = (X - V) >> k, or q = V - (V >> k),
+                        # h = X; S is the sign of H - theta = qt + ht, summed beside H
+                        # ((V - theta) + h, or q + (X - theta)): no compare chain after H
+                        dec = f(isa.OP_LIF, "flags")[0]
+                        q = Signal(signed(MB), name=f"l{i}_q")
+                        h = Signal(signed(MB), name=f"l{i}_h")
+                        m.d.comb += [q.eq(Mux(dec, V, V - (V >> k_))), h.eq(Mux(dec, (X - V) >> k_, X))]
+                        qt = Signal(signed(MB + 1), name=f"l{i}_qt")
+                        ht = Signal(signed(MB + 1), name=f"l{i}_ht")
+                        m.d.comb += [qt.eq(Mux(dec, V - lth[j], q)), ht.eq(Mux(dec, h, X - lth[j]))]
                         H = Signal(signed(MB), name=f"l{i}_H")
-                        d = Signal(signed(MB), name=f"l{i}_d")
-                        m.d.comb += d.eq(X - V)
-                        with m.If(f(isa.OP_LIF, "flags")[0]):
-                            m.d.comb += H.eq(V + (d >> k_))
-                        with m.Else():
-                            m.d.comb += H.eq(V - (V >> k_) + X)
+                        Ht = Signal(signed(MB + 1), name=f"l{i}_Ht")
+                        m.d.comb += [H.eq(q + h), Ht.eq(qt + ht)]
                         S = Signal(name=f"l{i}_S")
-                        m.d.comb += S.eq(H >= lth[j])
+                        m.d.comb += S.eq(~Ht[-1])
                         Vn = Signal(signed(MB), name=f"l{i}_Vn")
-                        with m.If(f(isa.OP_LIF, "flags")[1]):
-                            m.d.comb += Vn.eq(Mux(S, H - lth[j], H))
-                        with m.Else():
-                            m.d.comb += Vn.eq(Mux(S, 0, H))
+                        m.d.comb += Vn.eq(Mux(S, Mux(f(isa.OP_LIF, "flags")[1], Ht[:MB].as_signed(), 0), H))
                         nb = Signal(32, name=f"l{i}_nb")
                         m.d.comb += nb.eq(Mux(tj == 0, 0, bund[i]) | (S.as_unsigned() << tj[:5]))
                         with m.If(lact[j]):
@@ -1436,46 +1459,70 @@ class Engine(wiring.Component):
                 m.d.sync += [wb_tw.eq(wb_tw + UPB), wb_addr.eq(wb_addr + UPB)]
 
         # ------------------------------------------------------------------ LIF on the write-back
-        # stage s runs step s of the channel's g pixels (the LIF unit's arithmetic, L_RUN):
-        # X = pol*(x<<F) + b, H = V + ((X - V) >> k) or V - (V >> k) + X, S = H >= theta,
-        # hard/soft reset, V0 = 0; steps s >= T leave the bundle bit 0. Stage P_t writes the
-        # g bundles (consecutive words) as one masked run: P_t + 1 cycles after the issue.
+        # step s of the channel's g pixels runs in three sub-stages (the LIF unit's arithmetic,
+        # L_RUN, rearranged so that no sub-stage chains two carry chains), V0 = 0:
+        #   a: X = pol*(x<<F) + b;  q = V (decay_input) or V - (V >> k)
+        #   b: r = X - V (decay_input) or X;  q, and q - theta (one bit wider)
+        #   c: h = r >> k (decay_input) or r;  H = q + h,  H - theta = (q - theta) + h  (parallel)
+        #      S = (H - theta >= 0) & (s < T);  V' = S ? (soft: H - theta, hard: 0) : H
+        # Stage P_t writes the g bundles (consecutive words) as one masked run: 3*P_t + 1
+        # cycles after the issue. H - theta cannot wrap: |H| < 2**(MB-1) and |theta| < 2**31.
         LF = f(isa.OP_CONV, "lflags")
         FF_ = f(isa.OP_CONV, "frac")[:6]
         KK_ = f(isa.OP_CONV, "leak")[:6]
         Tc = f(isa.OP_CONV, "t")
         for s_ in range(PT):
-            m.d.sync += [lv[s_ + 1].eq(lv[s_]), la_[s_ + 1].eq(la_[s_]), lm[s_ + 1].eq(lm[s_])]
+            def sub(tag, width, signed_=True):
+                return [Signal(signed(width) if signed_ else unsigned(width), name=f"lw{tag}{s_}_p{p_}")
+                        for p_ in range(PPIX)]
+            # pass-through of the stage's control and the later steps' inputs: a -> b -> c
+            ctl = [lv[s_], la_[s_], lm[s_], lth_[s_], lbi_[s_], lng_[s_]]
+            ctl_b = [Signal.like(c_, name=f"{c_.name}b") for c_ in ctl]
+            ctl_c = [Signal.like(c_, name=f"{c_.name}c") for c_ in ctl]
+            m.d.sync += [d_.eq(s0) for d_, s0 in zip(ctl_b, ctl)]
+            m.d.sync += [d_.eq(s0) for d_, s0 in zip(ctl_c, ctl_b)]
+            vb, _, _, thb, _, _ = ctl_b
+            vc, ac, mc, thc, bic, ngc = ctl_c
+            later = [(p_, t) for p_ in range(PPIX) for t in range(s_ + 1, PT)]
+            lxb = {k: Signal(signed(32), name=f"lwxb{s_}_p{k[0]}_t{k[1]}") for k in later}
+            lxc = {k: Signal(signed(32), name=f"lwxc{s_}_p{k[0]}_t{k[1]}") for k in later}
+            m.d.sync += [lxb[k].eq(lx[s_][k[0]][k[1]]) for k in later]
+            m.d.sync += [lxc[k].eq(lxb[k]) for k in later]
+            bb, bc = sub("bb", PT, False), sub("bc", PT, False)
+            Xb, Vb, qb = sub("Xb", MB), sub("Vb", MB), sub("qb", MB)
+            rc, qc, qtc = sub("rc", MB), sub("qc", MB), sub("qtc", MB + 1)
+            act_c = Signal(name=f"lwact{s_}")
+            m.d.comb += act_c.eq(Tc > s_)
+            m.d.sync += [lv[s_ + 1].eq(vc), la_[s_ + 1].eq(ac), lm[s_ + 1].eq(mc)]
             if s_ + 1 < PT:
-                m.d.sync += [lth_[s_ + 1].eq(lth_[s_]), lbi_[s_ + 1].eq(lbi_[s_]), lng_[s_ + 1].eq(lng_[s_])]
-            act_s = Signal(name=f"lwact{s_}")
-            m.d.comb += act_s.eq(Tc > s_)
+                m.d.sync += [lth_[s_ + 1].eq(thc), lbi_[s_ + 1].eq(bic), lng_[s_ + 1].eq(ngc)]
             for p_ in range(PPIX):
-                x = lx[s_][p_][s_]
-                xs = Signal(signed(MB), name=f"lw{s_}_{p_}_xs")
-                m.d.comb += xs.eq(x << FF_)
-                X = Signal(signed(MB), name=f"lw{s_}_{p_}_X")
-                m.d.comb += X.eq(Mux(lng_[s_], -xs, xs) + lbi_[s_])
+                # a
                 V = lV[s_][p_] if s_ else Const(0, signed(MB))
+                xs = Signal(signed(MB), name=f"lw{s_}_{p_}_xs")
+                m.d.comb += xs.eq(lx[s_][p_][s_] << FF_)
+                m.d.sync += [Xb[p_].eq(Mux(lng_[s_], -xs, xs) + lbi_[s_]), Vb[p_].eq(V),
+                             qb[p_].eq(Mux(LF[0], V, V - (V >> KK_))),
+                             bb[p_].eq(lb[s_][p_] if s_ else 0)]
+                # b
+                m.d.sync += [rc[p_].eq(Mux(LF[0], Xb[p_] - Vb[p_], Xb[p_])), qc[p_].eq(qb[p_]),
+                             qtc[p_].eq(qb[p_] - thb), bc[p_].eq(bb[p_])]
+                # c
+                h = Signal(signed(MB), name=f"lw{s_}_{p_}_h")
+                m.d.comb += h.eq(Mux(LF[0], rc[p_] >> KK_, rc[p_]))
                 H = Signal(signed(MB), name=f"lw{s_}_{p_}_H")
-                d = Signal(signed(MB), name=f"lw{s_}_{p_}_d")
-                m.d.comb += d.eq(X - V)
-                with m.If(LF[0]):
-                    m.d.comb += H.eq(V + (d >> KK_))
-                with m.Else():
-                    m.d.comb += H.eq(V - (V >> KK_) + X)
+                Ht = Signal(signed(MB + 1), name=f"lw{s_}_{p_}_Ht")
+                m.d.comb += [H.eq(qc[p_] + h), Ht.eq(qtc[p_] + h)]
                 S = Signal(name=f"lw{s_}_{p_}_S")
-                m.d.comb += S.eq((H >= lth_[s_]) & act_s)
+                m.d.comb += S.eq(~Ht[-1] & act_c)
                 Vn = Signal(signed(MB), name=f"lw{s_}_{p_}_Vn")
-                with m.If(LF[1]):
-                    m.d.comb += Vn.eq(Mux(S, H - lth_[s_], H))
-                with m.Else():
-                    m.d.comb += Vn.eq(Mux(S, 0, H))
-                prev = lb[s_][p_] if s_ else Const(0, PT)
-                m.d.sync += lb[s_ + 1][p_].eq(prev | (S.as_unsigned() << s_))
+                m.d.comb += Vn.eq(Mux(S, Mux(LF[1], Ht[:MB].as_signed(), 0), H))
+                m.d.sync += lb[s_ + 1][p_].eq(bc[p_] | (S.as_unsigned() << s_))
                 if s_ + 1 < PT:
                     m.d.sync += lV[s_ + 1][p_].eq(Vn)
-                    m.d.sync += [lx[s_ + 1][p_][t].eq(lx[s_][p_][t]) for t in range(s_ + 1, PT)]
+                    m.d.sync += [lx[s_ + 1][p_][t].eq(lxc[(p_, t)]) for t in range(s_ + 1, PT)]
+            lsub.extend([vb, vc])
+        m.d.comb += lbusy.eq(Cat(*lv, *lsub).any())
         with m.If(lv[PT]):
             m.d.comb += [wp.addr.eq(la_[PT]),
                          wp.data.eq(Cat(*[lb[PT][p_].as_unsigned() if p_ < PPIX else Const(0, 32)

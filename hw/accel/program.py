@@ -52,7 +52,7 @@ __all__ = ["Program", "TensorPlacement", "LayerStats", "emit", "FORMAT"]
 FORMAT = "svf-deploy zcu104 program"
 ALIGN = 4096
 PLANES = 8           # analog inputs run as 8 bit-planes (plog2 = 3)
-MEM_BITS = 64        # LIF datapath width (engine.MEM_BITS)
+MEM_BITS = 48        # LIF datapath width (engine.MEM_BITS)
 STORE_BITS = 32      # stored integers
 
 

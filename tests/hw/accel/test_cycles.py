@@ -353,15 +353,15 @@ def test_conv_with_the_lif_on_the_write_back_hand_count():
     """CI engine (u = 2, P_o = 16, P_t = 4), 18 terms (busy 12), one row of 4 pixels in two
     groups of 2, 16 channels. Integer write-back: L = 16 * 2 * ceil(4/2) = 64 per group,
     18 + 12 + max(12, 65) + 1 + 64 = 160. LIF write-back: L = 16 (a channel a cycle), the
-    tile's parameters ceil(48/4) + 1 = 13, the pipeline's P_t + 1 = 5 after the last issue:
-    18 + 13 + 12 + max(12, 17) + 1 + 16 + 5 = 82. Two tiles: the first tile's drain (21)
-    before the second's bias loading."""
+    tile's parameters ceil(48/4) + 1 = 13, the pipeline's 3*P_t + 1 = 13 after the last issue
+    (three sub-stages a step): 18 + 13 + 12 + max(12, 17) + 1 + 16 + 13 = 90. Two tiles: the
+    first tile's drain (16 + 13 = 29) before the second's bias loading."""
     kw = dict(terms=18, hout=1, wout=4, T=4, stride=1)
     assert conv_cycles(CI, cout=16, **kw) == 160
-    assert conv_cycles(CI, cout=16, lif=True, **kw) == 82
-    assert conv_cycles(CI, cout=32, lif=True, **kw) == 82 + (1 + 21 + 17 + 13 + 12 + 17)
+    assert conv_cycles(CI, cout=16, lif=True, **kw) == 90
+    assert conv_cycles(CI, cout=32, lif=True, **kw) == 90 + (1 + 29 + 17 + 13 + 12 + 17)
     f = dict(cin=2, kk=9, hout=1, wout=4, t=4, cout=16, stride=1, oc_start=0, oc_end=16)
     fetch = descriptor_cycles(isa.OP_CONV, f, CI) - 160
-    assert descriptor_cycles(isa.OP_CONV, f | {"lflags": isa.LFLAG_WB | 3}, CI) == fetch + 82
+    assert descriptor_cycles(isa.OP_CONV, f | {"lflags": isa.LFLAG_WB | 3}, CI) == fetch + 90
     with pytest.raises(ValueError, match="T <= P_t"):
         conv_cycles(CI, cout=16, lif=True, terms=18, hout=1, wout=4, T=8)

@@ -95,6 +95,13 @@ def test_refuses_what_it_cannot_run_exactly(bundled):
         emit(graph, AccelConfig(name="tiny", act_depth=4096), plan="chip")
     with pytest.raises(HardwareError, match="weight buffer holds 64"):
         emit(graph, AccelConfig(name="tiny", wbuf_depth=64), plan="chip")
+    # the LIF datapaths are MEM_BITS = 48 wide, the compiler's widest register: one bit more is refused
+    with pytest.raises(HardwareError, match=rf"IntLIF '{lif.name}'.*membrane needs 49 bits.*LIF lane has 48"):
+        emit(_swap(graph, lif.name, mem_bits=49), CI)
+    assert emit(_swap(graph, lif.name, mem_bits=48), CI).plan == "chip"
+    from svf_deploy.compiler.passes.bitwidths import MAX_BITS
+    from svf_deploy.hw.accel import engine, program
+    assert engine.MEM_BITS == program.MEM_BITS == MAX_BITS == 48
     # plan auto: what does not fit on chip runs DDR-resident; what cannot tile is refused
     assert emit(graph, AccelConfig(name="tiny", act_depth=16384)).plan == "ddr"
     with pytest.raises(HardwareError, match=r"needs \d+ activation words .*holds 1024.*larger act_depth"):
