@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ...compiler.passes.bitwidths import MAX_BITS
 from ...models.errors import HardwareError
 
-__all__ = ["AccelConfig", "CI", "PRODUCTION", "XCZU7EV", "lif_lanes", "WB_LIF_SUBSTAGES"]
+__all__ = ["AccelConfig", "CI", "PRODUCTION", "XCZU7EV", "lif_lanes", "MEM_BITS", "WB_LIF_SUBSTAGES"]
+
+#: width of the LIF datapaths' membranes (:mod:`.engine`): the compiler's widest register, so
+#: every IntLIF it proves fits (the program emitter refuses one that needs more)
+MEM_BITS = MAX_BITS
 
 #: pipeline sub-stages of one LIF step on the CONV write-back (:mod:`.engine`): a channel's
 #: bundles are written ``WB_LIF_SUBSTAGES * P_t + 1`` cycles after it enters the step pipeline

@@ -129,13 +129,11 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .actbuf import ActBuffer
-from .config import AccelConfig, lif_lanes
+from .config import MEM_BITS, AccelConfig, lif_lanes
 from .simd import LANE_BITS, SimdAcc
 
 __all__ = ["Engine", "axi_signature", "MEM_BITS"]
 
-#: width of the LIF lane's membrane datapath (every IntLIF's ``mem_bits`` must fit)
-MEM_BITS = 48
 #: no AXI4 burst crosses a boundary of this many bytes (A3.4.1: 4 KB)
 PAGE_BYTES = 4096
 

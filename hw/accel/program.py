@@ -45,14 +45,13 @@ from ...compiler import ir
 from ...compiler.reference import bounds as proved_bounds
 from ...models.errors import HardwareError
 from . import isa
-from .config import AccelConfig
+from .config import MEM_BITS, AccelConfig
 
 __all__ = ["Program", "TensorPlacement", "LayerStats", "emit", "FORMAT"]
 
 FORMAT = "svf-deploy zcu104 program"
 ALIGN = 4096
 PLANES = 8           # analog inputs run as 8 bit-planes (plog2 = 3)
-MEM_BITS = 48        # LIF datapath width (engine.MEM_BITS)
 STORE_BITS = 32      # stored integers
 
 
