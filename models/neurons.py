@@ -20,13 +20,13 @@ parameters, so they add no ``state_dict`` entries, as spikingjelly's do not.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from .errors import ConfigError, LeakNotShiftError
+from .errors import ConfigError
+from .leak import leak_shift  # torch-free home, re-exported here
 
 __all__ = ["NeuronConfig", "LIF", "ILIF", "SigmoidSurrogate", "make_neuron", "SpikingNeuron"]
 
@@ -276,15 +276,3 @@ def make_neuron(cfg: NeuronConfig, **overrides) -> SpikingNeuron:
     cfg = cfg.replace(**overrides) if overrides else cfg
     return LIF(cfg) if cfg.levels == 1 else ILIF(cfg)
 
-
-def leak_shift(tau: float, where: str = "") -> int:
-    """``k`` with ``tau == 2**k`` (``k >= 1``); the one check every layer uses.
-
-    Raises :class:`LeakNotShiftError` (a ConfigError and an UnsupportedModelError) when
-    ``tau`` is not a power of two; ``where`` prefixes the message (e.g. the node name).
-    """
-    k = round(math.log2(tau)) if tau > 0 else 0
-    if k < 1 or abs(2.0 ** k - tau) > 1e-12 * tau:
-        raise LeakNotShiftError(f"{where + ': ' if where else ''}tau={tau!r} is not a power of two; "
-                                "its leak is not a shift (retrain with tau in 2, 4, 8, ...)")
-    return int(k)

@@ -1,8 +1,8 @@
 r"""Derive accumulator and membrane widths from proved bounds.
 
 For every integer node the static bound ``B`` on every intermediate it computes comes
-from :func:`compiler.reference.register_bounds` (the value bounds of
-:func:`compiler.reference.bounds`, one definition shared with the executor, which
+from :func:`compiler.bounds.register_bounds` (the value bounds of
+:func:`compiler.bounds.bounds`, one definition shared with the executor, which
 checks every computed value against them, widened by the intermediates: Requant's
 ``x + 2**(s-1)``, a neuron's ``X - V``, I-LIF's ``2H + theta`` and compare operands).
 A signed two's-complement register holding every integer in ``[-B, B]`` needs
@@ -23,7 +23,8 @@ above ``max_bits`` (48 by default: a :class:`GraphError` names the widest node o
 from __future__ import annotations
 
 from ...models.errors import ConfigError, GraphError
-from .. import ir, reference
+from .. import ir
+from ..bounds import register_bounds
 from . import Contract
 
 __all__ = ["run", "signed_bits", "ACC_OPS", "MEM_OPS", "MAX_BITS"]
@@ -63,7 +64,7 @@ def run(graph: ir.Graph, T: int | None = None, max_bits: int = MAX_BITS) -> ir.G
         T = graph.meta.get("T")
         if T is None:
             raise ConfigError("bitwidths: pass T (the graph's meta has no 'T')")
-    bounds = reference.register_bounds(graph, int(T))
+    bounds = register_bounds(graph, int(T))
     nodes = []
     too_wide = []
     for n in graph.nodes:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...compiler import ir
-from ...compiler.reference import bounds as proved_bounds
+from ...compiler.bounds import bounds as proved_bounds
 from ...models.errors import HardwareError
 from . import isa
 from .config import MEM_BITS, AccelConfig

@@ -90,7 +90,7 @@ class SaccadeUnit(wiring.Component):
 
     @classmethod
     def for_node(cls, node, graph, T: int) -> "SaccadeUnit":
-        from ...models.neurons import leak_shift
+        from ...models.leak import leak_shift
         from ...models.errors import ConfigError
 
         if getattr(node, "op", None) != "SSSA":

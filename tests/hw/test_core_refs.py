@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from svf_deploy.compiler import reference as R
+from svf_deploy.compiler.bounds import _affine_bound as affine_bound
 
 
 def test_gated_accumulate_equals_int_linear_and_conv():
@@ -17,13 +18,13 @@ def test_gated_accumulate_equals_int_linear_and_conv():
         x = rng.integers(0, 2 ** bits, (5, 37))
         w = rng.integers(-127, 128, (9, 37))
         b = rng.integers(-500, 500, 9)
-        bound = R._affine_bound(w, b, 2 ** bits - 1)
+        bound = affine_bound(w, b, 2 ** bits - 1)
         want = R.int_linear(torch.tensor(x), w, b, bound=bound).numpy()
         assert np.array_equal(R.ref_gated_accumulate(x, w, b, bits=bits), want)
     # a 3x3 conv as gated accumulation over im2col patches (the PE's term order)
     xs = rng.integers(0, 2, (2, 4, 6, 6))
     wc = rng.integers(-127, 128, (5, 4, 3, 3))
-    want = R.int_conv2d(torch.tensor(xs), wc, None, padding=1, bound=R._affine_bound(wc, None, 1)).numpy()
+    want = R.int_conv2d(torch.tensor(xs), wc, None, padding=1, bound=affine_bound(wc, None, 1)).numpy()
     patches = F.unfold(torch.tensor(xs, dtype=torch.float64), 3, padding=1).numpy().astype(np.int64)
     got = R.ref_gated_accumulate(patches.transpose(0, 2, 1), wc.reshape(5, -1))  # [N, L, O]
     assert np.array_equal(got.transpose(0, 2, 1).reshape(want.shape), want)
@@ -125,7 +126,7 @@ def test_signed_bitplane_accumulate_equals_the_factored_pointwise_conv():
         xs = np.concatenate([rng.integers(lo, hi + 1, (6, 11)), np.full((1, 11), lo), np.full((1, 11), -1)])
         w = rng.integers(-128, 128, (5, 11))
         b = rng.integers(-999, 999, 5)
-        want = R.int_linear(torch.tensor(xs), w, b, bound=R._affine_bound(w, b, 1 << (bits - 1))).numpy()
+        want = R.int_linear(torch.tensor(xs), w, b, bound=affine_bound(w, b, 1 << (bits - 1))).numpy()
         assert np.array_equal(R.ref_signed_bitplane_accumulate(xs, w, b, bits=bits), want)
     with pytest.raises(R.GraphError, match=r"-16..15, got -17..0"):
         R.ref_signed_bitplane_accumulate(np.array([[-17, 0]]), np.ones((1, 2)), bits=5)
