@@ -416,12 +416,15 @@ def _draw_start(
 
 
 def make_split_with_sources(
-    cfg: MovingDigitsConfig, split: str
+    cfg: MovingDigitsConfig, split: str, limit: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Like :func:`make_split`, also returning each clip's source image index
     into ``load_digits()`` as int64 [N]."""
     _check_split(split)
     n = cfg.n_train if split == "train" else cfg.n_val
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 clip, got {limit}")
+    n_out = n if limit is None else min(n, int(limit))
     pools = _partition(cfg)[split]
     rng = np.random.default_rng([cfg.seed, _SPLIT_KEYS[split]])
 
@@ -448,7 +451,11 @@ def make_split_with_sources(
         y0[still] = _draw_start(rng, cfg, mv[:, 0], s) + t * s * mv[:, 0]
         x0[still] = _draw_start(rng, cfg, mv[:, 1], s) + t * s * mv[:, 1]
 
-    clips = _render(cfg, _upsampled(cfg, sources), y0, x0, vec[:, 0], vec[:, 1], step)
+    # every clip's draws above are made for the whole split; only the first n_out are
+    # rendered, and the noise is drawn in clip order, so they equal the split's first n_out
+    m = n_out
+    labels, sources = labels[:m], sources[:m]
+    clips = _render(cfg, _upsampled(cfg, sources), y0[:m], x0[:m], vec[:m, 0], vec[:m, 1], step[:m])
     if cfg.noise_std > 0:
         clips += rng.normal(0.0, cfg.noise_std, size=clips.shape).astype(np.float32)
         np.clip(clips, 0.0, 1.0, out=clips)
@@ -459,10 +466,24 @@ def make_split_with_sources(
     )
 
 
-def make_split(cfg: MovingDigitsConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def split_bytes(cfg: MovingDigitsConfig, split: str, limit: int | None = None) -> int:
+    """Bytes of the float32 clips :func:`make_split` returns for ``split`` (``limit``: at
+    most that many clips): ``N * T * H * W * 4``."""
+    _check_split(split)
+    n = cfg.n_train if split == "train" else cfg.n_val
+    n = n if limit is None else min(n, int(limit))
+    return n * cfg.T * cfg.frame_size * cfg.frame_size * 4
+
+
+def make_split(cfg: MovingDigitsConfig, split: str, limit: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate one split: clips float32 [N, T, 1, H, W] in [0, 1] and labels
-    int64 [N] (``N = cfg.n_train`` or ``cfg.n_val``). Deterministic in ``cfg``."""
-    clips, labels, _ = make_split_with_sources(cfg, split)
+    int64 [N] (``N = cfg.n_train`` or ``cfg.n_val``). Deterministic in ``cfg``.
+
+    ``limit``: only the split's first ``min(limit, N)`` clips, exactly equal to the first
+    ones of the whole split (every random draw is still made for all ``N``; only the
+    rendering, the memory and time that grow with ``H * W``, is limited)."""
+    clips, labels, _ = make_split_with_sources(cfg, split, limit)
     return clips, labels
 
 

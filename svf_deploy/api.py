@@ -29,7 +29,7 @@ from .models import data as mdata
 from .models.attention import published_att_mode
 from .models.checkpoint import ASSUMPTIONS_KEY, load_checkpoint
 from .models.energy import EnergyMeter
-from .models.errors import ConfigError, GraphError, OutputError
+from .models.errors import ConfigError, DataError, GraphError, OutputError
 from .compiler import reference
 from .compiler.fidelity import default_batch, measure_fidelity
 from . import clips as clipsrc
@@ -120,6 +120,19 @@ def _commit(tmp: Path, outdir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _available_memory() -> int | None:
+    """Bytes the kernel reports available (``MemAvailable`` of /proc/meminfo), or None
+    where that is not known (not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _validation_clips(job: "CompileJob", ckpt: dict, cfg) -> clipsrc.ClipSet:
     """The validation clips: ``--data``, else the checkpoint's data recipe (its validation
     split), else a few synthetic uniform-noise clips (no labels), generated one at a time."""
@@ -134,8 +147,16 @@ def _validation_clips(job: "CompileJob", ckpt: dict, cfg) -> clipsrc.ClipSet:
         changed = {k: v for k, v in (("T", cfg.T), ("frame_size", cfg.img_size)) if getattr(dcfg, k) != v}
         if changed:
             dcfg = dataclasses.replace(dcfg, **changed)
-        clips, labels = mdata.make_split(dcfg, "val")
         n = job.clips or 1000
+        need, avail = mdata.split_bytes(dcfg, "val", n), _available_memory()
+        if avail is not None and need > avail // 2:
+            k = min(n, dcfg.n_val)
+            raise DataError(
+                f"the checkpoint's data recipe would render {k} validation clips of "
+                f"{dcfg.T}x{dcfg.frame_size}x{dcfg.frame_size} ({need / 2**30:.1f} GiB), more than half of "
+                f"the {avail / 2**30:.1f} GiB this machine has available; pass fewer clips (--clips "
+                f"{max(1, k * (avail // 2) // need)}) or your own with --data")
+        clips, labels = mdata.make_split(dcfg, "val", n)
         note = "".join(f", {k}={v} instead of the recipe's {recipe.get(k)}" for k, v in changed.items())
         return clipsrc.tensor_clips(clips[:n], labels[:n], "recipe",
                                     f"{recipe.get('name', 'moving-digits')} validation split "

@@ -2,7 +2,8 @@
 
 Every failure the user can fix ends in one line on stderr (``svf-compile: error: ...``)
 and the exit code of its error class (see ``svf_deploy.models.errors``); argparse usage
-errors exit 2; an unexpected internal error exits 70 (``--debug`` shows the traceback).
+errors exit 2; running out of memory exits 71 (one line naming the knobs); an unexpected internal
+error exits 70 (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from . import __version__
 
 INTERNAL_ERROR = 70
+OUT_OF_MEMORY = 71
 
 COMPILE_EXAMPLES = """\
 examples:
@@ -52,6 +54,12 @@ def _run_guarded(prog: str, debug: bool, fn) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError as e:
+        if debug:
+            raise
+        return _fail(prog, RuntimeError(f"out of memory ({e or 'MemoryError'}): the model at this frame size, T "
+                                        "and clip count needs more than this machine has; lower --img-size, --T "
+                                        "or --clips"), OUT_OF_MEMORY)
     except Exception as e:  # noqa: BLE001 - last-resort guard, reported as internal
         if debug:
             raise

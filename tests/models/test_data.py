@@ -23,6 +23,7 @@ from svf_deploy.models.data import (
     make_split_with_sources,
     render_clip,
     source_indices,
+    split_bytes,
     to_time_major,
 )
 from svf_deploy.models.errors import ConfigError
@@ -373,3 +374,16 @@ def test_default_task_still_or_moving_needs_two_frames() -> None:
         assert (pred == mv_va).mean() < 0.75, f"frame {t} alone reveals the motion"
     moved = (pos_va[:, 1] != pos_va[:, 0]).any(axis=1)
     assert np.array_equal(moved.astype(int), mv_va)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+def test_limit_renders_the_splits_first_clips(noise: float) -> None:
+    cfg = MovingDigitsConfig(n_train=60, n_val=50, directions=("still", "right"), noise_std=noise)
+    full_x, full_y, full_s = make_split_with_sources(cfg, "val")
+    x, y, s = make_split_with_sources(cfg, "val", limit=7)
+    assert x.shape == (7, *full_x.shape[1:])
+    assert torch.equal(x, full_x[:7]) and torch.equal(y, full_y[:7]) and torch.equal(s, full_s[:7])
+    assert torch.equal(make_split(cfg, "val", limit=500)[0], full_x)  # limit above N: the whole split
+    assert split_bytes(cfg, "val", 7) == x.numel() * 4 and split_bytes(cfg, "val") == full_x.numel() * 4
+    with pytest.raises(ValueError, match="limit"):
+        make_split(cfg, "val", limit=0)

@@ -190,3 +190,24 @@ def test_bundled_model_recompiled_for_another_T(tmp_path):
     assert "T=5 instead of the recipe's 4" in m["validation"]["source"]
     v = run("svf-verify", out)
     assert v.returncode == 0 and "(T=5)" in v.stdout
+
+
+def test_recipe_clips_too_big_for_memory(tiny_ckpt, tmp_path):
+    # the recipe's 40 clips of 4 x 16384 x 16384 floats (160 GiB): refused before anything is rendered
+    out = tmp_path / "out"
+    r = run("svf-compile", tiny_ckpt, "-o", out, "--img-size", "16384", "--quiet")
+    line = one_line_error(r, 16)
+    assert "40 validation clips of 4x16384x16384" in line and "--clips" in line and "--data" in line
+    assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_out_of_memory_is_one_line_with_its_own_code(capsys):
+    from svf_deploy.cli import OUT_OF_MEMORY, _run_guarded
+
+    def boom():
+        raise MemoryError("Unable to allocate 62.5 GiB")
+
+    assert _run_guarded("svf-compile", False, boom) == OUT_OF_MEMORY == 71
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("svf-compile: error: out of memory (Unable to allocate")
+    assert "--img-size" in err[0] and "--clips" in err[0]
