@@ -1,24 +1,14 @@
 """benchmarks/goal_bounds.py: its issue-cycle bounds obey the skip rules' order and limits."""
 
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def gb():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("svf_bench_goal_bounds", ROOT / "benchmarks" / "goal_bounds.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+def gb(bench_script):
+    return bench_script("goal_bounds")
 
 
 @pytest.fixture(scope="module")
