@@ -304,7 +304,9 @@ def check_supported(graph: ir.Graph, cfg: AccelConfig, T: int) -> dict[str, int]
             src = graph.types[n.inputs[0]]
             if isinstance(n, ir.Conv):
                 if n.groups != 1:
-                    raise _reject(n, f"groups={n.groups}", "the engine runs dense convolutions (fuse depthwise first)")
+                    raise _reject(n, f"groups={n.groups}", "the engine runs dense convolutions only: compile with "
+                                  "--factor-depthwise never (the default), which fuses each depthwise conv "
+                                  "into the pointwise conv after it")
                 kh, kw = n.weight.shape[2:]
                 if kh != kw:
                     raise _reject(n, f"{kh}x{kw} kernel", "only square kernels are supported")

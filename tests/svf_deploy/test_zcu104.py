@@ -96,6 +96,18 @@ def test_unsupported_node_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_factored_depthwise_refused_naming_the_option(tmp_path):
+    # the CLI's --factor-depthwise auto keeps depthwise convs, which the engine does not run
+    outdir = tmp_path / "o"
+    r = subprocess.run([str(Path(sys.executable).parent / "svf-compile"), "--target", "zcu104",
+                        "--factor-depthwise", "auto", "--clips", "2", "--quiet", "-o", str(outdir)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == HardwareError.exit_code, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("svf-compile: error: Conv ") and "groups=" in last and "--factor-depthwise never" in last
+    assert not outdir.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_configuration_that_does_not_fit_is_refused():
     from svf_deploy.targets.zcu104 import check_fits, estimate_resources
     from svf_deploy.hw.accel import AccelConfig
