@@ -146,7 +146,12 @@ def _validation_clips(job: "CompileJob", ckpt: dict, cfg) -> clipsrc.ClipSet:
         # --T / --img-size: the recipe generates clips of the length and size asked for
         changed = {k: v for k, v in (("T", cfg.T), ("frame_size", cfg.img_size)) if getattr(dcfg, k) != v}
         if changed:
-            dcfg = dataclasses.replace(dcfg, **changed)
+            try:
+                dcfg = dataclasses.replace(dcfg, **changed)
+            except ConfigError as e:  # e.g. T=16 moves the digit out of a 32px frame
+                asked = ", ".join(f"--{'img-size' if k == 'frame_size' else k} {v}" for k, v in changed.items())
+                raise DataError(f"the checkpoint's data recipe cannot make validation clips for {asked} ({e}); "
+                                "pass your own clips with --data, or a larger --img-size the recipe allows") from None
         n = job.clips or 1000
         need, avail = mdata.split_bytes(dcfg, "val", n), _available_memory()
         if avail is not None and need > avail // 2:

@@ -211,3 +211,11 @@ def test_out_of_memory_is_one_line_with_its_own_code(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("svf-compile: error: out of memory (Unable to allocate")
     assert "--img-size" in err[0] and "--clips" in err[0]
+
+
+def test_recipe_that_cannot_make_the_asked_clips(tiny_ckpt, tmp_path):
+    # the recipe's 32 px frames cannot hold a digit moving for 16 steps
+    out = tmp_path / "out"
+    line = one_line_error(run("svf-compile", tiny_ckpt, "-o", out, "--T", "16", "--quiet"), 16)
+    assert "cannot make validation clips for --T 16" in line and "--data" in line and "--img-size" in line
+    assert not out.exists()
