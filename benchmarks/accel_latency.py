@@ -68,6 +68,21 @@ def zoo_graph(name: str, size: int, T: int = 8):
     return g
 
 
+def synthetic_inputs(prog, graph, zero_rate: float, rng: np.random.Generator) -> dict:
+    """Per conv node of ``prog`` (in name order), input T-bundle words that are zero
+    independently with probability ``zero_rate`` (else ``0xFF``); the analog stem's
+    bit-plane words all non-zero. For :func:`~svf_deploy.hw.accel.cycles.program_cycles`."""
+    from svf_deploy.hw.accel import isa
+
+    out = {}
+    for nd in sorted({nd for op, _, nd in prog.descriptors if op == isa.OP_CONV}):
+        ty = graph.types[graph.node(nd).inputs[0]]
+        n = int(np.prod(ty.shape)) * (8 if ty.kind == "analog" else 1)
+        p0 = 0.0 if ty.kind == "analog" else zero_rate
+        out[nd] = np.where(rng.random(n) < p0, 0, 0xFF).astype(np.uint32)
+    return out
+
+
 def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -160,13 +175,7 @@ def main(argv=None) -> int:
             # the bundled model's all-zero bundle rate applied to synthetic spike inputs
             # (independent bundles: zero with probability `skip`; the analog stem's bit-planes
             # all non-zero), exact cycles for those inputs (the CONV skips empty bundles)
-            synth = {}
-            for nd in {nd for op, _, nd in prog.descriptors if op == isa.OP_CONV}:
-                src = g.node(nd).inputs[0]
-                ty = g.types[src]
-                nwords = int(np.prod(ty.shape)) * (8 if ty.kind == "analog" else 1)
-                p0 = 0.0 if ty.kind == "analog" else skip
-                synth[nd] = np.where(rng.random(nwords) < p0, 0, 0xFF).astype(np.uint32)
+            synth = synthetic_inputs(prog, g, skip, rng)
             skipped, _ = program_cycles(prog, inputs=synth)
             slow, _ = program_cycles(prog, ddr_latency=DDR_LAT)     # cfg.outstanding bursts in flight
             model_s = time.time() - t0

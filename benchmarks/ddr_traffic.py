@@ -27,6 +27,18 @@ import time
 from pathlib import Path
 
 
+def dma_bytes(op: int, f: dict, cfg) -> int:
+    """Bytes a DMA descriptor moves: ``LOAD``/``STORE`` ``4 * count * rows`` (every run),
+    ``LOADW`` ``P_o`` bytes per weight word; 0 for any other opcode."""
+    from svf_deploy.hw.accel import isa
+
+    if op == isa.OP_LOADW:
+        return int(f["count"]) * cfg.p_o
+    if op in (isa.OP_LOAD, isa.OP_STORE):
+        return 4 * int(f["count"]) * max(1, int(f.get("rows", 1)))
+    return 0
+
+
 def breakdown(prog):
     """``(per opcode {name: [descriptors, bytes, busy cycles, timeline cycles]}, per node
     {name: [DMA timeline cycles, bytes]}, total cycles)`` of an emitted program, dense (every
@@ -43,8 +55,7 @@ def breakdown(prog):
     per_node: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     for op, f, node in prog.descriptors:
         if op in (isa.OP_LOAD, isa.OP_STORE, isa.OP_LOADW):
-            b = (f["count"] * cfg.p_o if op == isa.OP_LOADW
-                 else 4 * f["count"] * max(1, int(f.get("rows", 1))))
+            b = dma_bytes(op, f, cfg)
             r = per_op[isa.OPNAMES[op]]
             r[0] += 1
             r[1] += b

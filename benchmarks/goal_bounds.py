@@ -55,22 +55,15 @@ def issue_cycles(prog, inputs: dict | None) -> dict[str, int]:
     issue cycles under each rule of the module docstring (``inputs``: per conv node its
     input T-bundle words, :func:`~svf_deploy.hw.accel.cycles.conv_inputs`; ``None``: dense)."""
     from svf_deploy.hw.accel import isa
-    from svf_deploy.hw.accel.cycles import conv_busy
+    from svf_deploy.hw.accel.cycles import conv_busy, conv_window
 
     cfg = prog.cfg
-    windows = getattr(prog, "windows", {}) or {}
     out = {"dense": 0, "engine": 0, "no_blocks": 0, "per_pixel": 0}
     for i, (op, f, node) in enumerate(prog.descriptors):
         if op != isa.OP_CONV:
             continue
         tiles = -(-(int(f["oc_end"]) - int(f["oc_start"])) // cfg.p_o)
-        words = None
-        if inputs is not None:
-            words = inputs[node]
-            if i in windows:
-                c0, r0, H, x0, W = windows[i]
-                words = np.asarray(words).reshape(-1, H, W)[c0:c0 + int(f["cin"]), r0:r0 + int(f["h"]),
-                                                            x0:x0 + int(f["w"])]
+        words = None if inputs is None else conv_window(prog, i, inputs[node])
         big = 2 * (int(f["cin"]) * int(f["kk"]) + 2)  # a scan longer than any group's terms
         rules = {"dense": (None, cfg), "engine": (words, cfg),
                  "no_blocks": (words, dataclasses.replace(cfg, scan=big)),
@@ -81,40 +74,18 @@ def issue_cycles(prog, inputs: dict | None) -> dict[str, int]:
     return out
 
 
-def synthetic_inputs(prog, graph, zero_rate: float, seed: int = 0) -> dict:
-    """Per conv node, input words whose T-bundles are zero independently with probability
-    ``zero_rate`` (the analog stem's bit-planes all non-zero), as ``accel_latency`` does."""
-    from svf_deploy.hw.accel import isa
-
-    rng = np.random.default_rng(seed)
-    out = {}
-    for nd in sorted({nd for op, _, nd in prog.descriptors if op == isa.OP_CONV}):
-        ty = graph.types[graph.node(nd).inputs[0]]
-        n = int(np.prod(ty.shape)) * (8 if ty.kind == "analog" else 1)
-        p0 = 0.0 if ty.kind == "analog" else zero_rate
-        out[nd] = np.where(rng.random(n) < p0, 0, 0xFF).astype(np.uint32)
-    return out
-
-
 def ddr_bytes(prog) -> int:
-    """Bytes the program's DMA descriptors move (``LOAD``/``STORE``: 4 per word, every
-    run; ``LOADW``: ``P_o`` a weight word), as ``ddr_traffic.py`` counts them."""
-    from svf_deploy.hw.accel import isa
+    """Bytes the program's DMA descriptors move (:func:`ddr_traffic.dma_bytes`)."""
+    from ddr_traffic import dma_bytes
 
-    b = 0
-    for op, f, _ in prog.descriptors:
-        if op == isa.OP_LOADW:
-            b += int(f["count"]) * prog.cfg.p_o
-        elif op in (isa.OP_LOAD, isa.OP_STORE):
-            b += 4 * int(f["count"]) * max(1, int(f.get("rows", 1)))
-    return b
+    return sum(dma_bytes(op, f, prog.cfg) for op, f, _ in prog.descriptors)
 
 
 def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from accel_latency import bundled, zoo_graph
+    from accel_latency import bundled, synthetic_inputs, zoo_graph
     from svf_deploy.compiler import reference
     from svf_deploy.hw.accel import PRODUCTION as cfg, isa
     from svf_deploy.hw.accel.cycles import bundle_sparsity, conv_inputs, program_cycles
@@ -145,7 +116,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     g = zoo_graph(a.model, a.size)
     p = emit(g, cfg)
-    syn = synthetic_inputs(p, g, zero_rate)
+    syn = synthetic_inputs(p, g, zero_rate, np.random.default_rng(0))
     con.print(f"{a.model} {a.size}: compiled and emitted in {time.time() - t0:.0f} s ({len(p.descriptors):,} descriptors)")
     rows.append((f"{a.model}, T=8 {a.size}x{a.size}, synthetic bundles {100 * zero_rate:.0f} % zero",
                  g, p, syn, program_cycles(p, inputs=syn)[0]))

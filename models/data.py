@@ -422,9 +422,7 @@ def make_split_with_sources(
     into ``load_digits()`` as int64 [N]."""
     _check_split(split)
     n = cfg.n_train if split == "train" else cfg.n_val
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1 clip, got {limit}")
-    n_out = n if limit is None else min(n, int(limit))
+    n_out = split_size(cfg, split, limit)
     pools = _partition(cfg)[split]
     rng = np.random.default_rng([cfg.seed, _SPLIT_KEYS[split]])
 
@@ -453,9 +451,9 @@ def make_split_with_sources(
 
     # every clip's draws above are made for the whole split; only the first n_out are
     # rendered, and the noise is drawn in clip order, so they equal the split's first n_out
-    m = n_out
-    labels, sources = labels[:m], sources[:m]
-    clips = _render(cfg, _upsampled(cfg, sources), y0[:m], x0[:m], vec[:m, 0], vec[:m, 1], step[:m])
+    labels, sources = labels[:n_out], sources[:n_out]
+    clips = _render(cfg, _upsampled(cfg, sources), y0[:n_out], x0[:n_out], vec[:n_out, 0], vec[:n_out, 1],
+                    step[:n_out])
     if cfg.noise_std > 0:
         clips += rng.normal(0.0, cfg.noise_std, size=clips.shape).astype(np.float32)
         np.clip(clips, 0.0, 1.0, out=clips)
@@ -466,13 +464,22 @@ def make_split_with_sources(
     )
 
 
+def split_size(cfg: MovingDigitsConfig, split: str, limit: int | None = None) -> int:
+    """Clips :func:`make_split` returns for ``split``: ``N = cfg.n_train`` or ``cfg.n_val``,
+    at most ``limit`` (``>= 1``) when given."""
+    _check_split(split)
+    n = cfg.n_train if split == "train" else cfg.n_val
+    if limit is None:
+        return n
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1 clip, got {limit}")
+    return min(n, int(limit))
+
+
 def split_bytes(cfg: MovingDigitsConfig, split: str, limit: int | None = None) -> int:
     """Bytes of the float32 clips :func:`make_split` returns for ``split`` (``limit``: at
     most that many clips): ``N * T * H * W * 4``."""
-    _check_split(split)
-    n = cfg.n_train if split == "train" else cfg.n_val
-    n = n if limit is None else min(n, int(limit))
-    return n * cfg.T * cfg.frame_size * cfg.frame_size * 4
+    return split_size(cfg, split, limit) * cfg.T * cfg.frame_size * cfg.frame_size * 4
 
 
 def make_split(cfg: MovingDigitsConfig, split: str, limit: int | None = None

@@ -155,7 +155,7 @@ def _validation_clips(job: "CompileJob", ckpt: dict, cfg) -> clipsrc.ClipSet:
         n = job.clips or 1000
         need, avail = mdata.split_bytes(dcfg, "val", n), _available_memory()
         if avail is not None and need > avail // 2:
-            k = min(n, dcfg.n_val)
+            k = mdata.split_size(dcfg, "val", n)
             raise DataError(
                 f"the checkpoint's data recipe would render {k} validation clips of "
                 f"{dcfg.T}x{dcfg.frame_size}x{dcfg.frame_size} ({need / 2**30:.1f} GiB), more than half of "
@@ -163,7 +163,7 @@ def _validation_clips(job: "CompileJob", ckpt: dict, cfg) -> clipsrc.ClipSet:
                 f"{max(1, k * (avail // 2) // need)}) or your own with --data")
         clips, labels = mdata.make_split(dcfg, "val", n)
         note = "".join(f", {k}={v} instead of the recipe's {recipe.get(k)}" for k, v in changed.items())
-        return clipsrc.tensor_clips(clips[:n], labels[:n], "recipe",
+        return clipsrc.tensor_clips(clips, labels, "recipe",
                                     f"{recipe.get('name', 'moving-digits')} validation split "
                                     f"(checkpoint's data recipe{note})")
     return clipsrc.synthetic_clips(job.clips or clipsrc.SYNTHETIC_DEFAULT, cfg.T, shape, job.seed)

@@ -68,7 +68,7 @@ from . import isa
 from .config import WB_LIF_SUBSTAGES, AccelConfig, lif_lanes
 
 __all__ = ["layers_from_graph", "burst_count", "dma_read", "dma_write", "conv_cycles", "conv_busy", "conv_block_cycles",
-           "conv_groups", "conv_inputs",
+           "conv_groups", "conv_inputs", "conv_window",
            "descriptor_cycles", "program_cycles", "lif_cycles", "ew_cycles", "sdha_cycles", "LayerCycles",
            "bundle_sparsity", "predict", "Prediction"]
 
@@ -429,6 +429,20 @@ def beside_store(op: int, f: dict) -> bool:
     return op not in (isa.OP_STORE, isa.OP_END) and not f.get("fence")
 
 
+def conv_window(prog, i: int, words: np.ndarray) -> np.ndarray:
+    """The input T-bundle words CONV descriptor ``i`` of ``prog`` reads, from its node's whole
+    input ``words``: in a DDR-resident program the window ``prog.windows[i] = (first channel,
+    first row, frame height, first column, frame width)`` of ``cin x h x w`` words (a tile's
+    channel group, rows and columns); else all of them."""
+    win = (getattr(prog, "windows", {}) or {}).get(i)
+    if win is None:
+        return words
+    c0, r0, H, x0, W = win
+    f = prog.descriptors[i][1]
+    cin, h, w = int(f["cin"]), int(f["h"]), int(f["w"])
+    return np.asarray(words).reshape(-1, H, W)[c0:c0 + cin, r0:r0 + h, x0:x0 + w]
+
+
 def _costs(prog, ddr_latency: int = 0, inputs: dict | None = None):
     """``(op, node, cycles, fetch)`` of every descriptor of ``prog`` in order (``cycles``
     from its start to the next one's, ``fetch`` of them its fetch and decode), plus
@@ -446,16 +460,9 @@ def _costs(prog, ddr_latency: int = 0, inputs: dict | None = None):
     emitter's proof, :mod:`.overlap`)."""
     cfg = prog.cfg
     fetch = FETCH_OVERHEAD + dma_read(isa.DESC_WORDS, cfg, ddr_latency)
-    windows = getattr(prog, "windows", {}) or {}
     t, idle_at, owner = 0, 0, None
     for i, (op, f, node) in enumerate(prog.descriptors):
-        words = None
-        if inputs is not None and op == isa.OP_CONV:
-            words = inputs[node]
-            if i in windows:  # a tile (channel group, rows, columns) of the node's input
-                c0, r0, H, x0, W = windows[i]
-                cin, h, w = int(f["cin"]), int(f["h"]), int(f["w"])
-                words = np.asarray(words).reshape(-1, H, W)[c0:c0 + cin, r0:r0 + h, x0:x0 + w]
+        words = None if inputs is None or op != isa.OP_CONV else conv_window(prog, i, inputs[node])
         c = descriptor_cycles(op, f, cfg, ddr_latency, words)
         if owner is not None and not beside_store(op, f):
             stall = max(0, idle_at - (t + fetch - 1))

@@ -22,6 +22,7 @@ def bundled_program():
 
 
 def test_bounds_limits_and_order(gb, bundled_program):
+    from accel_latency import synthetic_inputs
     from svf_deploy.hw.accel import isa
     from svf_deploy.hw.accel.cycles import conv_groups
 
@@ -29,7 +30,7 @@ def test_bounds_limits_and_order(gb, bundled_program):
     cfg = prog.cfg
     dense = gb.issue_cycles(prog, None)  # no inputs: every rule issues every term
     assert dense["engine"] == dense["no_blocks"] == dense["dense"] > 0
-    full = gb.synthetic_inputs(prog, graph, 0.0)          # every bundle non-zero
+    full = synthetic_inputs(prog, graph, 0.0, np.random.default_rng(0))  # every bundle non-zero
     r = gb.issue_cycles(prog, full)
     assert dense["dense"] == r["dense"] > r["engine"] > r["no_blocks"]  # only padding taps skipped
     assert not prog.windows
@@ -50,7 +51,7 @@ def test_bounds_limits_and_order(gb, bundled_program):
             blocks += n * -(-int(f["cin"]) * int(f["kk"]) // cfg.scan)
     assert (e["engine"], e["no_blocks"]) == (blocks, groups)
     for rate in (0.5, 0.9):
-        r = gb.issue_cycles(prog, gb.synthetic_inputs(prog, graph, rate, seed=3))
+        r = gb.issue_cycles(prog, synthetic_inputs(prog, graph, rate, np.random.default_rng(3)))
         assert r["dense"] >= r["engine"] >= r["no_blocks"] >= r["per_pixel"] > 0
     assert r["engine"] < r["dense"]
 
